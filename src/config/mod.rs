@@ -1,0 +1,323 @@
+//! `hawkey.yaml`: parsing, validation and the effective configuration.
+//!
+//! The file is read in two layers. [`raw`] mirrors the file exactly
+//! (serde, unknown keys rejected, source locations kept where a later check
+//! needs them); [`Config`] is what the rest of hawkey uses, with every
+//! default filled in and every cross-key rule checked. Nothing is applied
+//! until the whole file has validated.
+//!
+//! Every error is one line: `FILE:LINE:COL: key.path: what is wrong (what is
+//! allowed)`, and maps to exit status 78 (`EX_CONFIG`).
+//!
+//! The YAML crate lives behind this module only (`serde-saphyr`, the
+//! maintained successor of the archived `serde_yaml`): it reports line and
+//! column, rejects duplicate keys and bounds alias expansion and document
+//! size, which is what a config file read by root needs.
+
+mod raw;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use self::units::{Mode, SignalName, Span};
+
+/// The configuration hawkey ships with, also embedded in the binary: used
+/// when the default path does not exist, so `hawkey run` works out of the box.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../hawkey.yaml");
+
+/// Where `hawkey` looks when neither `-c` nor `HAWKEY_CONFIG` names a file.
+pub const DEFAULT_PATH: &str = "/etc/hawkey/hawkey.yaml";
+
+/// The largest config file accepted: far beyond any real config, small
+/// enough that a runaway file cannot exhaust memory.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The most workers `workers.count` accepts.
+pub const MAX_WORKERS: u32 = 1024;
+
+/// A validated, complete configuration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    pub listen: Vec<Listen>,
+    pub workers: Workers,
+    #[serde(skip_serializing_if = "Pidfile::is_default")]
+    pub pidfile: Pidfile,
+    pub log: Log,
+}
+
+/// The `pidfile` key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pidfile {
+    /// Absent: `hawkey.pid` in the runtime directory (see [`crate::pidfile::runtime_dir`]).
+    Default,
+    Path(PathBuf),
+    /// `null`: no pidfile.
+    Disabled,
+}
+
+impl Pidfile {
+    fn is_default(&self) -> bool {
+        *self == Pidfile::Default
+    }
+}
+
+impl Serialize for Pidfile {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Pidfile::Default => serializer.serialize_none(),
+            Pidfile::Path(p) => p.serialize(serializer),
+            Pidfile::Disabled => serializer.serialize_none(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Listen {
+    pub name: String,
+    pub address: Address,
+    pub backlog: u32,
+    /// File mode of a unix socket; `None` for TCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+}
+
+/// Where a self-bound listener listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => write!(f, "{addr}"),
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerCount {
+    /// CPUs this process may use, capped by the cgroup CPU quota.
+    Auto,
+    Fixed(u32),
+}
+
+impl Serialize for WorkerCount {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WorkerCount::Auto => serializer.serialize_str("auto"),
+            WorkerCount::Fixed(n) => serializer.serialize_u32(*n),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppKind {
+    /// The built-in HTTP app (or, for a program that embeds hawkey, its own
+    /// worker function), run in a re-executed copy of this binary.
+    Builtin,
+    /// Any program, started with the `LISTEN_FDS` protocol.
+    Exec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ready {
+    /// Ready as soon as the program has been executed.
+    Started,
+    /// Ready when the worker sends `READY=1` to its `NOTIFY_SOCKET`.
+    Notify,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Workers {
+    pub count: WorkerCount,
+    pub app: AppKind,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub ready: Ready,
+    pub ready_timeout: Span,
+    pub stop_signal: SignalName,
+    pub stop_timeout: Span,
+    pub restart_backoff: Backoff,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Backoff {
+    pub initial: Span,
+    pub max: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// journald when stderr is the journal stream, text otherwise.
+    Auto,
+    Journald,
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Log {
+    pub level: Level,
+    pub format: Format,
+}
+
+/// A config error, already located. `Display` is the one line the
+/// operator sees.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read config '{}': {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: file is larger than {MAX_FILE_BYTES} bytes", path.display())]
+    TooLarge { path: PathBuf },
+    #[error("{}:{line}:{column}: {key}{message}", path.display(), key = key_prefix(key))]
+    Invalid {
+        path: PathBuf,
+        line: u32,
+        column: u32,
+        key: String,
+        message: String,
+    },
+}
+
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() { String::new() } else { format!("{key}: ") }
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        use std::io::Read;
+        let read_err = |source| Error::Read { path: path.to_owned(), source };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let mut text = String::new();
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(read_err)?;
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(Error::TooLarge { path: path.to_owned() });
+        }
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
+        let raw = raw::parse(text).map_err(|e| e.at(path))?;
+        raw.validate().map_err(|e| e.at(path))
+    }
+
+    /// The configuration as `hawkey check` prints it: YAML that parses back
+    /// to the same `Config`.
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self).expect("a validated config always serializes")
+    }
+}
+
+/// An error before the file name is known to it.
+#[derive(Debug)]
+pub(crate) struct Located {
+    pub line: u32,
+    pub column: u32,
+    pub key: String,
+    pub message: String,
+}
+
+impl Located {
+    fn at(self, path: &Path) -> Error {
+        Error::Invalid {
+            path: path.to_owned(),
+            line: self.line,
+            column: self.column,
+            key: self.key,
+            message: self.message,
+        }
+    }
+}
+
+/// Environment names hawkey sets for every worker itself.
+pub const RESERVED_ENV: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "HAWKEY_WORKER",
+    "HAWKEY_GENERATION",
+    "HAWKEY_ROLE",
+];
+
+/// Whether `name` can be an environment variable name in `workers.env`.
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains('=')
+        && !name.contains('\0')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+/// Finds `program` the way `execvp` would, so a typo is a config error at
+/// `hawkey check` rather than a crash loop at run time.
+pub fn resolve_program(program: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return executable(&p).then_some(p);
+    }
+    let search = path_var
+        .map(|p| p.as_bytes().to_vec())
+        .unwrap_or_else(|| b"/usr/local/bin:/usr/bin:/bin".to_vec());
+    search
+        .split(|b| *b == b':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(OsStr::from_bytes(dir)).join(program))
+        .find(|candidate| executable(candidate))
+}
+
+impl Workers {
+    pub fn backoff(&self) -> (Duration, Duration) {
+        (self.restart_backoff.initial.0, self.restart_backoff.max.0)
+    }
+}
+
+#[cfg(test)]
+mod tests;

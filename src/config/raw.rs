@@ -1,0 +1,445 @@
+//! The config file exactly as written, and the checks that turn it into a
+//! [`Config`]. Values that a later, cross-key check may reject are kept
+//! `Spanned`, so that error can point at the offending token too.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{
+    Address, AppKind, Backoff, Config, Format, Level, Listen, Located, Log, MAX_WORKERS, Mode, Pidfile,
+    RESERVED_ENV, Ready, SignalName, Span, WorkerCount, Workers, resolve_program,
+    valid_env_name,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    listen: Option<Spanned<Vec<RawListen>>>,
+    #[serde(default)]
+    workers: RawWorkers,
+    /// Absent: `None`; `null`: `Some(None)`; a path: `Some(Some(path))`.
+    #[serde(default, deserialize_with = "present")]
+    pidfile: Option<Option<Spanned<PathBuf>>>,
+    #[serde(default)]
+    log: RawLog,
+}
+
+/// Tells a key written as `null` apart from an absent one.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    name: Spanned<String>,
+    address: Spanned<String>,
+    backlog: Option<Spanned<u32>>,
+    mode: Option<Spanned<Mode>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkers {
+    count: Option<Spanned<RawCount>>,
+    app: Option<Spanned<AppName>>,
+    command: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    env: BTreeMap<String, Spanned<String>>,
+    cwd: Option<Spanned<PathBuf>>,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    ready: Option<Spanned<ReadyName>>,
+    ready_timeout: Option<Spanned<Span>>,
+    stop_signal: Option<SignalName>,
+    stop_timeout: Option<Span>,
+    restart_backoff: Option<Spanned<RawBackoff>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawCount {
+    Number(i64),
+    Word(String),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum AppName {
+    Builtin,
+    Exec,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ReadyName {
+    Started,
+    Notify,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackoff {
+    initial: Option<Span>,
+    max: Option<Span>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<LevelName>,
+    format: Option<FormatName>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum LevelName {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FormatName {
+    Auto,
+    Journald,
+    Text,
+    Json,
+}
+
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = 200_000;
+    budget.max_aliases = 1_000;
+    budget.max_anchors = 1_000;
+    budget.max_depth = 32;
+    budget.max_documents = 1;
+    budget.max_nodes = 100_000;
+    budget.max_total_scalar_bytes = 1024 * 1024;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.with_snippet = false;
+    options.strict_booleans = true;
+    options
+}
+
+/// Parses the YAML text into the raw layer, with the key path of the first
+/// error recorded beside serde-saphyr's location.
+pub(super) fn parse(text: &str) -> Result<RawConfig, Located> {
+    if text.trim().is_empty() {
+        // An empty file is a valid config with every default.
+        return parse("{}");
+    }
+    let mut path = String::new();
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options(), |de| {
+        serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|error| {
+        let (line, column) = error
+            .location()
+            .map(|l| (l.line() as u32, l.column() as u32))
+            .unwrap_or((1, 1));
+        Located {
+            line,
+            column,
+            key: clean_path(&path),
+            message: clean_message(&error.without_snippet().to_string()),
+        }
+    })
+}
+
+/// serde_path_to_error names positions inside our `Spanned` wrappers
+/// `….value`, and unknown positions `?`; neither helps the reader.
+fn clean_path(path: &str) -> String {
+    let path = path.strip_suffix(".value").unwrap_or(path);
+    let path = path.replace(".value[", "[").replace(".value.", ".");
+    let path = path.trim_end_matches(".?").trim_end_matches('?');
+    if path == "." { String::new() } else { path.to_string() }
+}
+
+/// serde-saphyr appends " at line L, column C" to messages; the location
+/// already leads our line.
+fn clean_message(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    message
+        .replace("set DuplicateKeyPolicy in Options if acceptable", "each key may appear once")
+        .replace('`', "'")
+}
+
+fn located<T>(spanned: &Spanned<T>, key: impl Into<String>, message: impl Into<String>) -> Located {
+    Located {
+        line: spanned.referenced.line() as u32,
+        column: spanned.referenced.column() as u32,
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl RawConfig {
+    /// Checks every rule that spans keys, fills in defaults and returns the
+    /// effective configuration. `path_var` is the `PATH` used to find
+    /// `workers.command[0]`.
+    pub(super) fn validate_with(self, path_var: Option<&OsStr>) -> Result<Config, Located> {
+        let listen = validate_listen(self.listen)?;
+        let workers = self.workers.validate(path_var)?;
+        let pidfile = match self.pidfile {
+            None => Pidfile::Default,
+            Some(None) => Pidfile::Disabled,
+            Some(Some(p)) if p.value.is_absolute() => Pidfile::Path(p.value),
+            Some(Some(p)) => {
+                return Err(located(&p, "pidfile", "must be an absolute path (or null to disable it)"));
+            }
+        };
+        let log = Log {
+            level: match self.log.level.unwrap_or(LevelName::Info) {
+                LevelName::Error => Level::Error,
+                LevelName::Warn => Level::Warn,
+                LevelName::Info => Level::Info,
+                LevelName::Debug => Level::Debug,
+                LevelName::Trace => Level::Trace,
+            },
+            format: match self.log.format.unwrap_or(FormatName::Auto) {
+                FormatName::Auto => Format::Auto,
+                FormatName::Journald => Format::Journald,
+                FormatName::Text => Format::Text,
+                FormatName::Json => Format::Json,
+            },
+        };
+        Ok(Config { listen, workers, pidfile, log })
+    }
+
+    pub(super) fn validate(self) -> Result<Config, Located> {
+        let path_var = std::env::var_os("PATH");
+        self.validate_with(path_var.as_deref())
+    }
+}
+
+fn validate_listen(listen: Option<Spanned<Vec<RawListen>>>) -> Result<Vec<Listen>, Located> {
+    let Some(listen) = listen else {
+        return Ok(vec![Listen {
+            name: "http".into(),
+            address: Address::Tcp("127.0.0.1:8080".parse().expect("valid literal")),
+            backlog: 1024,
+            mode: None,
+        }]);
+    };
+    if listen.value.is_empty() {
+        return Err(located(&listen, "listen", "needs at least one listener"));
+    }
+    let mut out: Vec<Listen> = Vec::new();
+    for (i, entry) in listen.value.into_iter().enumerate() {
+        let key = |k: &str| format!("listen[{i}].{k}");
+        let name = &entry.name.value;
+        if name.is_empty()
+            || name.len() > 255
+            || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        {
+            return Err(located(
+                &entry.name,
+                key("name"),
+                format!("invalid name '{name}' (1 to 255 printable characters, no ':' or spaces)"),
+            ));
+        }
+        if out.iter().any(|l| &l.name == name) {
+            return Err(located(&entry.name, key("name"), format!("duplicate listener name '{name}'")));
+        }
+        let address = parse_address(&entry.address.value)
+            .map_err(|m| located(&entry.address, key("address"), m))?;
+        if let Some(other) = out.iter().find(|l| l.address == address) {
+            return Err(located(
+                &entry.address,
+                key("address"),
+                format!("'{address}' is already used by listener '{}'", other.name),
+            ));
+        }
+        let backlog = match entry.backlog {
+            None => 1024,
+            Some(b) if (1..=65535).contains(&b.value) => b.value,
+            Some(b) => {
+                return Err(located(&b, key("backlog"), format!("{} is out of range (1 to 65535)", b.value)));
+            }
+        };
+        let mode = match (&address, entry.mode) {
+            (Address::Unix(_), mode) => Some(mode.map(|m| m.value).unwrap_or(Mode(0o660))),
+            (Address::Tcp(_), None) => None,
+            (Address::Tcp(_), Some(m)) => {
+                return Err(located(&m, key("mode"), "only unix: addresses have a file mode"));
+            }
+        };
+        out.push(Listen { name: name.clone(), address, backlog, mode });
+    }
+    Ok(out)
+}
+
+/// `host:port`, `[v6]:port` or `unix:/absolute/path`.
+pub(super) fn parse_address(text: &str) -> Result<Address, String> {
+    const ALLOWED: &str = "host:port, [v6]:port or unix:/absolute/path";
+    if let Some(path) = text.strip_prefix("unix:") {
+        let path = PathBuf::from(path);
+        // sun_path holds 108 bytes including the terminating NUL.
+        if !path.is_absolute() {
+            return Err(format!("unix socket path '{}' must be absolute ({ALLOWED})", path.display()));
+        }
+        if path.as_os_str().len() > 107 {
+            return Err(format!("unix socket path is longer than 107 bytes ({ALLOWED})"));
+        }
+        return Ok(Address::Unix(path));
+    }
+    match text.parse::<SocketAddr>() {
+        Ok(addr) => Ok(Address::Tcp(addr)),
+        Err(_) if text.starts_with("localhost:") => Err(format!(
+            "invalid address '{text}': use an IP address such as 127.0.0.1 or [::1], not a host name ({ALLOWED})"
+        )),
+        Err(_) => Err(format!("invalid address '{text}' ({ALLOWED})")),
+    }
+}
+
+impl RawWorkers {
+    fn validate(self, path_var: Option<&OsStr>) -> Result<Workers, Located> {
+        let count = match self.count {
+            None => WorkerCount::Auto,
+            Some(c) => match &c.value {
+                RawCount::Word(w) if w == "auto" => WorkerCount::Auto,
+                RawCount::Number(n) if (1..=i64::from(MAX_WORKERS)).contains(n) => {
+                    WorkerCount::Fixed(*n as u32)
+                }
+                RawCount::Number(n) => {
+                    return Err(located(&c, "workers.count", format!("{n} is out of range (auto, or 1 to {MAX_WORKERS})")));
+                }
+                RawCount::Word(w) => {
+                    return Err(located(&c, "workers.count", format!("invalid count '{w}' (auto, or 1 to {MAX_WORKERS})")));
+                }
+            },
+        };
+        let app = match self.app.as_ref().map(|a| a.value) {
+            None | Some(AppName::Builtin) => AppKind::Builtin,
+            Some(AppName::Exec) => AppKind::Exec,
+        };
+        let command = match (app, self.command) {
+            (AppKind::Exec, None) => {
+                let at = self.app.as_ref().expect("exec is only set explicitly");
+                return Err(located(at, "workers.app", "app: exec needs workers.command (the program and its arguments)"));
+            }
+            (AppKind::Exec, Some(cmd)) => {
+                let Some(program) = cmd.value.first() else {
+                    return Err(located(&cmd, "workers.command", "is empty (the program and its arguments)"));
+                };
+                if cmd.value.iter().any(|a| a.contains('\0')) {
+                    return Err(located(&cmd, "workers.command", "contains a NUL byte"));
+                }
+                if resolve_program(program, path_var).is_none() {
+                    return Err(located(
+                        &cmd,
+                        "workers.command[0]",
+                        format!("'{program}' is not an executable file (give an absolute path, or a name found in PATH)"),
+                    ));
+                }
+                cmd.value
+            }
+            (AppKind::Builtin, Some(cmd)) => {
+                return Err(located(&cmd, "workers.command", "is only used with app: exec"));
+            }
+            (AppKind::Builtin, None) => Vec::new(),
+        };
+        let mut env = BTreeMap::new();
+        for (name, value) in self.env {
+            let key = format!("workers.env.{name}");
+            if !valid_env_name(&name) {
+                return Err(located(&value, key, "invalid variable name (no '=', NUL or leading digit)"));
+            }
+            if RESERVED_ENV.contains(&name.as_str()) {
+                return Err(located(&value, key, "is set by hawkey for each worker and cannot be overridden"));
+            }
+            if value.value.contains('\0') {
+                return Err(located(&value, key, "value contains a NUL byte"));
+            }
+            env.insert(name, value.value);
+        }
+        let cwd = match self.cwd {
+            None => None,
+            Some(c) if !c.value.is_absolute() => {
+                return Err(located(&c, "workers.cwd", "must be an absolute path"));
+            }
+            Some(c) if !c.value.is_dir() => {
+                return Err(located(&c, "workers.cwd", format!("'{}' is not a directory", c.value.display())));
+            }
+            Some(c) => Some(c.value),
+        };
+        let user = match self.user {
+            None => None,
+            Some(u) => match nix::unistd::User::from_name(&u.value) {
+                Ok(Some(_)) => Some(u.value),
+                _ => return Err(located(&u, "workers.user", format!("no such user '{}'", u.value))),
+            },
+        };
+        let group = match self.group {
+            None => None,
+            Some(g) => match nix::unistd::Group::from_name(&g.value) {
+                Ok(Some(_)) => Some(g.value),
+                _ => return Err(located(&g, "workers.group", format!("no such group '{}'", g.value))),
+            },
+        };
+        let ready = match self.ready {
+            None | Some(Spanned { value: ReadyName::Started, .. }) => Ready::Started,
+            Some(Spanned { value: ReadyName::Notify, .. }) if app == AppKind::Exec => Ready::Notify,
+            Some(r) => {
+                return Err(located(&r, "workers.ready", "builtin workers always report readiness themselves; ready: is for app: exec"));
+            }
+        };
+        let ready_timeout = match self.ready_timeout {
+            None => Span(std::time::Duration::from_secs(30)),
+            Some(t) if t.value.0.is_zero() => {
+                return Err(located(&t, "workers.ready_timeout", "must be longer than 0s"));
+            }
+            Some(t) => t.value,
+        };
+        let mut restart_backoff = Backoff {
+            initial: Span(std::time::Duration::from_millis(100)),
+            max: Span(std::time::Duration::from_secs(30)),
+        };
+        if let Some(b) = self.restart_backoff {
+            restart_backoff.initial = b.value.initial.unwrap_or(restart_backoff.initial);
+            restart_backoff.max = b.value.max.unwrap_or(restart_backoff.max);
+            let Backoff { initial, max } = restart_backoff;
+            if initial > max {
+                return Err(located(&b, "workers.restart_backoff", format!("initial ({initial}) is longer than max ({max})")));
+            }
+            if initial.0.is_zero() {
+                return Err(located(&b, "workers.restart_backoff.initial", "must be longer than 0s"));
+            }
+        }
+        Ok(Workers {
+            count,
+            app,
+            command,
+            env,
+            cwd,
+            user,
+            group,
+            ready,
+            ready_timeout,
+            stop_signal: self.stop_signal.unwrap_or(SignalName(nix::sys::signal::Signal::SIGTERM)),
+            stop_timeout: self.stop_timeout.unwrap_or(Span(std::time::Duration::from_secs(25))),
+            restart_backoff,
+        })
+    }
+}

@@ -1,0 +1,176 @@
+//! Exact error text for the config file: one line, located, key named.
+
+use super::*;
+
+fn err(yaml: &str) -> String {
+    Config::parse(yaml, Path::new("/etc/hawkey/hawkey.yaml"))
+        .expect_err("config should be rejected")
+        .to_string()
+}
+
+fn ok(yaml: &str) -> Config {
+    Config::parse(yaml, Path::new("t.yaml")).expect("config should be accepted")
+}
+
+#[test]
+fn the_shipped_default_is_valid_and_runs_the_builtin_app_on_loopback() {
+    let config = ok(EMBEDDED_DEFAULT);
+    assert_eq!(config.listen.len(), 1);
+    assert_eq!(config.listen[0].name, "http");
+    assert_eq!(config.listen[0].address.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.workers.count, WorkerCount::Auto);
+    assert_eq!(config.workers.app, AppKind::Builtin);
+    assert_eq!(config.workers.stop_timeout.0, Duration::from_secs(25));
+    assert_eq!(config.pidfile, Pidfile::Default);
+    assert_eq!(config.log, Log { level: Level::Info, format: Format::Auto });
+}
+
+#[test]
+fn an_empty_file_means_every_default() {
+    assert_eq!(ok(""), ok("{}"));
+    assert_eq!(ok("# only a comment\n").workers.ready_timeout.0, Duration::from_secs(30));
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_location_and_path() {
+    assert_eq!(
+        err("workers:\n  count: 2\n  bogus: 1\n"),
+        "/etc/hawkey/hawkey.yaml:3:3: workers.bogus: unknown field 'bogus', expected one of count, app, command, env, cwd, user, group, ready, ready_timeout, stop_signal, stop_timeout, restart_backoff"
+    );
+    assert!(err("listen:\n  - name: a\n    address: 127.0.0.1:1\n    port: 3\n")
+        .starts_with("/etc/hawkey/hawkey.yaml:4:5: listen[0].port: unknown field 'port'"));
+}
+
+#[test]
+fn out_of_range_counts_point_at_the_value() {
+    assert_eq!(
+        err("workers:\n  count: 2000\n"),
+        "/etc/hawkey/hawkey.yaml:2:10: workers.count: 2000 is out of range (auto, or 1 to 1024)"
+    );
+    assert_eq!(
+        err("workers:\n  count: 0\n"),
+        "/etc/hawkey/hawkey.yaml:2:10: workers.count: 0 is out of range (auto, or 1 to 1024)"
+    );
+    assert_eq!(
+        err("workers:\n  count: many\n"),
+        "/etc/hawkey/hawkey.yaml:2:10: workers.count: invalid count 'many' (auto, or 1 to 1024)"
+    );
+}
+
+#[test]
+fn durations_need_units() {
+    assert_eq!(
+        err("workers:\n  stop_timeout: 30\n"),
+        "/etc/hawkey/hawkey.yaml:2:17: workers.stop_timeout: duration '30' has no unit (a number with a unit: ms, s, m or h, e.g. 500ms, 30s, 1m30s)"
+    );
+}
+
+#[test]
+fn enum_values_list_what_is_allowed() {
+    assert_eq!(
+        err("workers:\n  app: docker\n"),
+        "/etc/hawkey/hawkey.yaml:2:8: workers.app: unknown variant 'docker', expected one of builtin, exec"
+    );
+    assert!(err("log:\n  level: loud\n").starts_with("/etc/hawkey/hawkey.yaml:2:10: log.level: unknown variant 'loud'"));
+}
+
+#[test]
+fn duplicate_keys_are_rejected() {
+    let e = err("workers:\n  count: 1\n  count: 2\n");
+    assert!(e.starts_with("/etc/hawkey/hawkey.yaml:3:3: workers: duplicate mapping key"), "{e}");
+}
+
+#[test]
+fn syntax_errors_are_located() {
+    let e = err("workers:\n  count: [1\n");
+    assert!(e.starts_with("/etc/hawkey/hawkey.yaml:2:"), "{e}");
+    let e = err("listen: {\n");
+    assert!(e.starts_with("/etc/hawkey/hawkey.yaml:"), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+}
+
+#[test]
+fn exec_needs_a_command_that_exists() {
+    assert_eq!(
+        err("workers:\n  app: exec\n"),
+        "/etc/hawkey/hawkey.yaml:2:8: workers.app: app: exec needs workers.command (the program and its arguments)"
+    );
+    assert_eq!(
+        err("workers:\n  app: exec\n  command: [/nonexistent/node, x.js]\n"),
+        "/etc/hawkey/hawkey.yaml:3:12: workers.command[0]: '/nonexistent/node' is not an executable file (give an absolute path, or a name found in PATH)"
+    );
+    assert_eq!(
+        err("workers:\n  command: [/bin/true]\n"),
+        "/etc/hawkey/hawkey.yaml:2:12: workers.command: is only used with app: exec"
+    );
+    let c = ok("workers:\n  app: exec\n  command: [sh, -c, 'exit 0']\n");
+    assert_eq!(c.workers.command, ["sh", "-c", "exit 0"]);
+}
+
+#[test]
+fn listener_addresses_are_checked() {
+    assert_eq!(
+        err("listen:\n  - name: http\n    address: localhost:80\n"),
+        "/etc/hawkey/hawkey.yaml:3:14: listen[0].address: invalid address 'localhost:80': use an IP address such as 127.0.0.1 or [::1], not a host name (host:port, [v6]:port or unix:/absolute/path)"
+    );
+    assert_eq!(
+        err("listen:\n  - {name: a, address: '127.0.0.1:1'}\n  - {name: a, address: '127.0.0.1:2'}\n"),
+        "/etc/hawkey/hawkey.yaml:3:12: listen[1].name: duplicate listener name 'a'"
+    );
+    assert!(err("listen:\n  - {name: a, address: 'unix:rel/sock'}\n").contains("must be absolute"));
+    assert!(err("listen: []\n").contains("listen: needs at least one listener"));
+    let c = ok("listen:\n  - {name: web, address: '[::1]:8080'}\n  - {name: admin, address: 'unix:/run/x.sock', mode: '0600'}\n");
+    assert_eq!(c.listen[0].address, Address::Tcp("[::1]:8080".parse().unwrap()));
+    assert_eq!(c.listen[1].mode, Some(Mode(0o600)));
+}
+
+#[test]
+fn reserved_environment_names_are_refused() {
+    assert_eq!(
+        err("workers:\n  env:\n    LISTEN_FDS: '3'\n"),
+        "/etc/hawkey/hawkey.yaml:3:17: workers.env.LISTEN_FDS: is set by hawkey for each worker and cannot be overridden"
+    );
+}
+
+#[test]
+fn unknown_users_are_refused() {
+    assert_eq!(
+        err("workers:\n  user: no-such-user-hawkey\n"),
+        "/etc/hawkey/hawkey.yaml:2:9: workers.user: no such user 'no-such-user-hawkey'"
+    );
+}
+
+#[test]
+fn pidfile_may_be_disabled_or_must_be_absolute() {
+    assert_eq!(ok("pidfile: null\n").pidfile, Pidfile::Disabled);
+    assert_eq!(ok("pidfile: /tmp/x.pid\n").pidfile, Pidfile::Path("/tmp/x.pid".into()));
+    assert_eq!(
+        err("pidfile: x.pid\n"),
+        "/etc/hawkey/hawkey.yaml:1:10: pidfile: must be an absolute path (or null to disable it)"
+    );
+}
+
+#[test]
+fn backoff_initial_cannot_exceed_max() {
+    assert!(err("workers:\n  restart_backoff: {initial: 1m}\n").contains("initial (1m) is longer than max (30s)"));
+}
+
+#[test]
+fn alias_bombs_are_refused() {
+    let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let p = i - 1;
+        yaml.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    let e = err(&yaml);
+    assert!(e.starts_with("/etc/hawkey/hawkey.yaml:"), "{e}");
+}
+
+#[test]
+fn the_effective_config_prints_as_yaml_that_reads_back_the_same() {
+    let config = ok("workers:\n  count: 3\n  env: {A: b}\n  restart_backoff: {initial: 250ms}\n");
+    let printed = config.to_yaml();
+    assert_eq!(Config::parse(&printed, Path::new("printed")).unwrap(), config, "{printed}");
+}
