@@ -1,1 +1,264 @@
+//! hawkey: a pre-fork service manager for systemd hosts, and a library.
+//!
+//! # Theory of operation
+//!
+//! One master, N workers, shared sockets. The master takes its listening
+//! sockets from systemd socket activation or binds them itself, then starts
+//! one worker per usable CPU. Every worker inherits every listener, so the
+//! kernel spreads connections over the workers and the master never touches
+//! the data path: it only supervises.
+//!
+//! The master is single-threaded for its whole life. Signals are blocked
+//! and read from a signalfd ([`signals`]); worker notifications arrive on a
+//! datagram socket ([`notify`]); children are reaped in a loop ([`reap`]).
+//! All of it becomes events for a pure state machine ([`supervisor`]) whose
+//! actions a thin loop carries out ([`master`]). Workers are started in one
+//! place ([`spawn`], the only `fork`), whose child does only
+//! async-signal-safe steps ([`child`]) before `execve`.
+//!
+//! # As a library
+//!
+//! A Rust program gets the master for free by handing its worker function
+//! to [`main`]: the same binary is then the master (with hawkey's whole
+//! command line: `run`, `check`, …) and, re-executed by the master, each
+//! worker. See `examples/hello.rs`:
+//!
+//! ```no_run
+//! use std::io::Write;
+//! use hawkey::worker::{Socket, Worker};
+//!
+//! fn app(mut worker: Worker) -> Result<(), hawkey::worker::BoxError> {
+//!     let Some(listener) = worker.take_listeners().pop() else { return Ok(()) };
+//!     let Socket::Tcp(listener) = listener.socket else { return Ok(()) };
+//!     worker.ready()?;
+//!     for stream in listener.incoming() {
+//!         let mut stream = stream?;
+//!         write!(stream, "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nhi\n")?;
+//!     }
+//!     Ok(())
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     hawkey::main(app)
+//! }
+//! ```
+
+pub mod builtin;
+mod child;
+pub mod cli;
 pub mod config;
+pub mod cpu;
+pub mod exit;
+pub mod listener;
+pub mod logging;
+pub mod master;
+pub mod notify;
+pub mod pidfile;
+pub mod reap;
+pub mod signals;
+pub mod spawn;
+pub mod supervisor;
+pub mod worker;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use worker::{App, Worker};
+
+/// Everything that can end `hawkey run` or `hawkey check` early, each
+/// mapped to its exit status by [`Error::exit_code`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error(transparent)]
+    Pidfile(pidfile::Error),
+    #[error(transparent)]
+    Listener(listener::Error),
+    #[error("failed to set up signal handling: {0}")]
+    Signals(#[source] nix::Error),
+    #[error("failed to set up the notify socket: {0}")]
+    Notify(#[source] std::io::Error),
+    #[error(transparent)]
+    Spawn(spawn::Error),
+    #[error("event loop failed: {0}")]
+    Poll(#[source] nix::Error),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => exit::CONFIG,
+            Error::Pidfile(e) => e.exit_code(),
+            _ => exit::FAILURE,
+        }
+    }
+}
+
+/// hawkey's entry point, for the `hawkey` binary and for programs that
+/// embed it: a re-executed worker runs `app`; otherwise the command line
+/// is parsed and the master (or `check`) runs.
+///
+/// Call it first thing in `main`, before any thread exists: the worker
+/// path tidies its environment, which is only sound single-threaded.
+pub fn main<A: App>(app: A) -> ExitCode {
+    if std::env::var_os(spawn::ROLE_ENV).is_some_and(|v| v == "worker") {
+        return ExitCode::from(run_worker(app));
+    }
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    let code = match cli.command {
+        cli::Command::Run(args) => run(args.config),
+        cli::Command::Check(args) => check(args.config),
+    };
+    ExitCode::from(code)
+}
+
+/// Which file to read: `-c`/`HAWKEY_CONFIG` must exist; the default path
+/// may be missing, and then the embedded default is used.
+fn load_config(explicit: Option<PathBuf>) -> Result<(config::Config, String), config::Error> {
+    match explicit {
+        Some(path) => Ok((config::Config::load(&path)?, path.display().to_string())),
+        None if Path::new(config::DEFAULT_PATH).exists() => {
+            let path = Path::new(config::DEFAULT_PATH);
+            Ok((config::Config::load(path)?, config::DEFAULT_PATH.to_string()))
+        }
+        None => {
+            let name = "<built-in default>";
+            Ok((config::Config::parse(config::EMBEDDED_DEFAULT, Path::new(name))?, name.to_string()))
+        }
+    }
+}
+
+fn report(error: &Error) {
+    match error {
+        // Located config errors are printed as they are, like a compiler's:
+        // FILE:LINE:COL: key: message.
+        Error::Config(e @ config::Error::Invalid { .. }) => eprintln!("{e}"),
+        other => eprintln!("hawkey: error: {other}"),
+    }
+}
+
+fn run(config_path: Option<PathBuf>) -> u8 {
+    // Block signals before anything else: a SIGTERM during start-up then
+    // waits for the event loop instead of killing a half-started master.
+    let signals = match signals::Signals::block() {
+        Ok(s) => s,
+        Err(e) => {
+            report(&Error::Signals(e));
+            return exit::FAILURE;
+        }
+    };
+    ensure_standard_fds();
+    let env = master::Environment::capture();
+    let (config, source) = match load_config(config_path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let e = Error::Config(e);
+            report(&e);
+            return e.exit_code();
+        }
+    };
+    let sink = logging::resolve(config.log.format, env.get("JOURNAL_STREAM"));
+    let level = logging::level_name(config.log.level);
+    let sink = logging::init(level, sink, "hawkey");
+    tracing::info!("configuration from {source}");
+    let worker_log = format!("{level}/{}", sink.name());
+    match master::run(config, signals, env, worker_log) {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!("{error}");
+            if sink != logging::Sink::Text {
+                report(&error);
+            }
+            error.exit_code()
+        }
+    }
+}
+
+fn check(config_path: Option<PathBuf>) -> u8 {
+    let env = master::Environment::capture();
+    let (mut config, source) = match load_config(config_path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let e = Error::Config(e);
+            report(&e);
+            return e.exit_code();
+        }
+    };
+    println!("# {source}: valid");
+    if config.workers.count == config::WorkerCount::Auto {
+        let cpus = cpu::available();
+        let quota = match cpus.quota {
+            Some(q) => format!("a CPU quota of {q:.2}"),
+            None => "no CPU quota".to_string(),
+        };
+        println!("# workers.count: auto = {} ({} CPUs in the affinity mask, {quota})", cpus.count, cpus.affinity);
+        config.workers.count = config::WorkerCount::Fixed(cpus.count as u32);
+    }
+    config.pidfile = match master::pidfile_path(&config, &env) {
+        Some(path) => config::Pidfile::Path(path),
+        None => config::Pidfile::Disabled,
+    };
+    print!("{}", config.to_yaml());
+    exit::OK
+}
+
+/// A master started with fd 0, 1 or 2 closed would hand that number to a
+/// listener, and workers would take it for stdin or stdout: open
+/// /dev/null on any of them first.
+fn ensure_standard_fds() {
+    for fd in 0..3 {
+        if nix::fcntl::fcntl(
+            // SAFETY: only asks whether `fd` is open; nothing is closed or kept.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+            nix::fcntl::FcntlArg::F_GETFD,
+        )
+        .is_err()
+        {
+            // Opening /dev/null takes the lowest free number: `fd`.
+            let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null");
+            if let Ok(file) = null {
+                std::mem::forget(file);
+            }
+        }
+    }
+}
+
+fn run_worker<A: App>(app: A) -> u8 {
+    let (level, sink) = std::env::var("HAWKEY_LOG")
+        .ok()
+        .and_then(|v| v.split_once('/').map(|(l, s)| (l.to_string(), s.to_string())))
+        .unwrap_or_else(|| ("info".into(), "text".into()));
+    logging::init(&level, logging::Sink::from_name(&sink).unwrap_or(logging::Sink::Text), "hawkey-worker");
+    let worker = match Worker::from_environment() {
+        Ok(w) => w,
+        Err(error) => {
+            tracing::error!("{error}");
+            return exit::FAILURE;
+        }
+    };
+    // The variables were for this process; the app's own children must not
+    // take them as theirs.
+    for name in ["HAWKEY_ROLE", "HAWKEY_LOG", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"] {
+        // SAFETY: a worker runs this before the app starts any thread (the
+        // documented contract of `main`), so no other thread reads the
+        // environment concurrently.
+        unsafe { std::env::remove_var(name) };
+    }
+    let slot = worker.slot();
+    match app.run(worker) {
+        Ok(()) => exit::OK,
+        Err(error) => {
+            tracing::error!(hawkey_worker = slot, "worker {slot} failed: {error}");
+            exit::FAILURE
+        }
+    }
+}

@@ -1,1 +1,5 @@
-fn main(){}
+//! The `hawkey` binary: hawkey's master with the built-in HTTP app.
+
+fn main() -> std::process::ExitCode {
+    hawkey::main(hawkey::builtin::app)
+}

@@ -1,0 +1,248 @@
+//! What a new worker process does between `fork()` and `execve()`.
+//!
+//! After `fork()` the child is a copy of the master, and although the master
+//! is single-threaded, the rule is the one `fork(2)` gives multi-threaded
+//! programs and that Rust's std and systemd's `safe_fork` follow: only
+//! async-signal-safe system calls, over data the parent prepared before the
+//! fork. No allocation, no formatting, no logging, no locks, no `Drop` of
+//! anything the parent owns. Every step is a raw syscall on plain memory;
+//! the process ends in `execve` or `_exit`.
+//!
+//! A failed step writes `[step, errno as 4 bytes]` to the close-on-exec
+//! error pipe and exits 127; the parent reads the pipe: end-of-file means
+//! `execve` succeeded.
+
+use std::ffi::c_char;
+use std::os::fd::RawFd;
+
+/// Everything the child needs, as raw pointers into memory the parent
+/// keeps alive and unchanged until the fork returns.
+pub(crate) struct Steps {
+    pub program: *const c_char,
+    pub argv: *const *const c_char,
+    pub envp: *const *const c_char,
+    /// Where the digits of `LISTEN_PID=` go, and how many bytes fit there
+    /// (the byte after them is already NUL).
+    pub listen_pid_digits: *mut u8,
+    pub listen_pid_room: usize,
+    pub stdin: RawFd,
+    pub listeners: *const RawFd,
+    pub listener_count: usize,
+    /// Scratch space of `listener_count` entries.
+    pub scratch: *mut RawFd,
+    pub cwd: *const c_char,
+    pub creds: Option<Creds>,
+    pub master: libc::pid_t,
+    pub empty_mask: *const libc::sigset_t,
+    pub error_pipe: RawFd,
+    /// Highest fd number to close by hand if `close_range(2)` is missing.
+    pub max_fd: RawFd,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Creds {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: *const libc::gid_t,
+    pub group_count: usize,
+}
+
+/// Step numbers, reported to the parent on failure.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    ProcessGroup = 1,
+    Fds = 2,
+    Chdir = 3,
+    Groups = 4,
+    Gid = 5,
+    Uid = 6,
+    VerifyCreds = 7,
+    ParentDeath = 8,
+    Exec = 9,
+}
+
+impl Step {
+    pub(crate) fn from_u8(n: u8) -> Option<Step> {
+        Some(match n {
+            1 => Step::ProcessGroup,
+            2 => Step::Fds,
+            3 => Step::Chdir,
+            4 => Step::Groups,
+            5 => Step::Gid,
+            6 => Step::Uid,
+            7 => Step::VerifyCreds,
+            8 => Step::ParentDeath,
+            9 => Step::Exec,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Step::ProcessGroup => "set the process group",
+            Step::Fds => "set up the listening sockets",
+            Step::Chdir => "change to workers.cwd",
+            Step::Groups => "set supplementary groups",
+            Step::Gid => "set the group id",
+            Step::Uid => "set the user id",
+            Step::VerifyCreds => "verify the dropped privileges",
+            Step::ParentDeath => "arrange to die with the master",
+            Step::Exec => "execute",
+        }
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Reports the failed step to the parent and exits.
+///
+/// # Safety
+/// Only in the forked child; `pipe` is the write end of the error pipe.
+unsafe fn fail(pipe: RawFd, step: Step, errno: i32) -> ! {
+    let e = errno.to_ne_bytes();
+    let message = [step as u8, e[0], e[1], e[2], e[3]];
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; `message` lives
+    // on this stack frame.
+    unsafe {
+        libc::write(pipe, message.as_ptr().cast(), message.len());
+        libc::_exit(127)
+    }
+}
+
+/// Closes every fd in `first..=last`.
+///
+/// # Safety
+/// Only in the forked child.
+unsafe fn close_from(first: RawFd, last: RawFd, max_fd: RawFd) {
+    if first > last {
+        return;
+    }
+    // SAFETY: close_range(2) is a plain syscall on integers.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) };
+    if r != 0 {
+        // Kernels before 5.9: close one by one, up to the fd limit read
+        // before the fork.
+        for fd in first..=last.min(max_fd) {
+            // SAFETY: close(2) is async-signal-safe; EBADF is harmless.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Runs the steps and executes the worker. Never returns.
+///
+/// # Safety
+/// Call only in the child of `fork()`, with every pointer in `s` valid
+/// (prepared by `spawn` before the fork).
+pub(crate) unsafe fn run(s: &Steps) -> ! {
+    // SAFETY (whole block): each call below is an async-signal-safe syscall
+    // (signal-safety(7)) on memory prepared before the fork; nothing
+    // allocates or takes a lock.
+    unsafe {
+        // Default dispositions for every signal: Rust's runtime ignores
+        // SIGPIPE in the master, and ignored signals survive execve.
+        // Signals stay blocked until just before execve.
+        for signal in 1..libc::SIGRTMAX() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+
+        // Its own process group: a terminal's Ctrl-C reaches only the
+        // master, which stops workers in order; the master signals the
+        // whole group, so a worker's own children are stopped with it.
+        if libc::setpgid(0, 0) != 0 {
+            fail(s.error_pipe, Step::ProcessGroup, errno());
+        }
+
+        // fds: stdin from /dev/null, listeners to 3.., nothing else.
+        let n = s.listener_count as RawFd;
+        if libc::dup2(s.stdin, 0) < 0 {
+            fail(s.error_pipe, Step::Fds, errno());
+        }
+        // First move every listener (and the error pipe) above 3+n so no
+        // dup2 below can overwrite a source it still needs.
+        let pipe = libc::fcntl(s.error_pipe, libc::F_DUPFD_CLOEXEC, 3 + n);
+        if pipe < 0 {
+            fail(s.error_pipe, Step::Fds, errno());
+        }
+        for i in 0..s.listener_count {
+            let fd = libc::fcntl(*s.listeners.add(i), libc::F_DUPFD_CLOEXEC, 3 + n);
+            if fd < 0 {
+                fail(pipe, Step::Fds, errno());
+            }
+            *s.scratch.add(i) = fd;
+        }
+        // dup2 gives the copy at 3+i without close-on-exec: inherited.
+        for i in 0..s.listener_count {
+            if libc::dup2(*s.scratch.add(i), 3 + i as RawFd) < 0 {
+                fail(pipe, Step::Fds, errno());
+            }
+        }
+        close_from(3 + n, pipe - 1, s.max_fd);
+        close_from(pipe + 1, RawFd::MAX, s.max_fd);
+
+        if !s.cwd.is_null() && libc::chdir(s.cwd) != 0 {
+            fail(pipe, Step::Chdir, errno());
+        }
+
+        // Privileges: groups, then gid, then uid (after setuid the others
+        // are no longer allowed), then prove it.
+        if let Some(c) = s.creds {
+            if libc::setgroups(c.group_count, c.groups) != 0 {
+                fail(pipe, Step::Groups, errno());
+            }
+            if libc::setgid(c.gid) != 0 {
+                fail(pipe, Step::Gid, errno());
+            }
+            if libc::setuid(c.uid) != 0 {
+                fail(pipe, Step::Uid, errno());
+            }
+            let dropped = libc::getuid() == c.uid
+                && libc::geteuid() == c.uid
+                && libc::getgid() == c.gid
+                && libc::getegid() == c.gid
+                && libc::getgroups(0, std::ptr::null_mut()) == c.group_count as i32
+                && (c.uid == 0 || libc::setuid(0) != 0);
+            if !dropped {
+                fail(pipe, Step::VerifyCreds, libc::EPERM);
+            }
+        }
+
+        // Die with the master. Set after the privilege drop, which clears
+        // it; then check the master did not die before it took effect.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            fail(pipe, Step::ParentDeath, errno());
+        }
+        if libc::getppid() != s.master {
+            libc::_exit(1);
+        }
+
+        // LISTEN_PID is this process: only known now.
+        let mut pid = libc::getpid() as u64;
+        let mut digits = [0u8; 20];
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (pid % 10) as u8;
+            len += 1;
+            pid /= 10;
+            if pid == 0 {
+                break;
+            }
+        }
+        if len > s.listen_pid_room {
+            fail(pipe, Step::Fds, libc::EOVERFLOW);
+        }
+        for i in 0..len {
+            *s.listen_pid_digits.add(i) = digits[len - 1 - i];
+        }
+        *s.listen_pid_digits.add(len) = 0;
+
+        libc::sigprocmask(libc::SIG_SETMASK, s.empty_mask, std::ptr::null_mut());
+        libc::execve(s.program, s.argv, s.envp);
+        fail(pipe, Step::Exec, errno())
+    }
+}

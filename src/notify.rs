@@ -1,0 +1,227 @@
+//! The `sd_notify(3)` protocol, both ways.
+//!
+//! Upstream, the master tells its own manager (systemd, `NOTIFY_SOCKET`)
+//! `READY=1`, `STATUS=`, `STOPPING=1` and `MAINPID=`. Outside systemd
+//! `NOTIFY_SOCKET` is unset and every send is a no-op. The message words
+//! come from the `sd-notify` crate; the socket is ours, connected once at
+//! start-up from the value read then, so nothing reads the environment
+//! later and tests can point it anywhere.
+//!
+//! Downstream, the master plays systemd's part for its workers: it binds one
+//! datagram socket in the abstract namespace (`@hawkey/<pid>/notify`, no
+//! file to clean up, gone with the master) with `SO_PASSCRED`, so the
+//! kernel stamps each message with the sender's pid and a message is
+//! credited to the worker with that pid only. Builtin workers always get it
+//! as their `NOTIFY_SOCKET`; exec workers with `ready: notify` too. Never
+//! systemd's own socket: the master filters that out of every worker's
+//! environment.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{self, IoSliceMut};
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+use nix::unistd::Pid;
+use sd_notify::NotifyState;
+
+/// A connected notify socket, or nothing when `NOTIFY_SOCKET` is unset.
+#[derive(Debug)]
+pub struct Notifier {
+    socket: Option<UnixDatagram>,
+}
+
+fn address(value: &OsStr) -> io::Result<SocketAddr> {
+    let bytes = value.as_bytes();
+    match bytes.first() {
+        Some(b'@') => SocketAddr::from_abstract_name(&bytes[1..]),
+        Some(b'/') => SocketAddr::from_pathname(value),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("unsupported NOTIFY_SOCKET '{}' (a path or @abstract name)", value.to_string_lossy()),
+        )),
+    }
+}
+
+impl Notifier {
+    /// A notifier that sends nothing.
+    pub fn none() -> Notifier {
+        Notifier { socket: None }
+    }
+
+    /// Connects to the socket named by a `NOTIFY_SOCKET` value.
+    pub fn connect(value: Option<&OsStr>) -> io::Result<Notifier> {
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            return Ok(Notifier::none());
+        };
+        let socket = UnixDatagram::unbound()?;
+        socket.connect_addr(&address(value)?)?;
+        Ok(Notifier { socket: Some(socket) })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    /// Sends the states as one datagram.
+    pub fn send(&self, states: &[NotifyState<'_>]) -> io::Result<()> {
+        let Some(socket) = &self.socket else {
+            return Ok(());
+        };
+        let mut text = String::new();
+        for state in states {
+            text.push_str(&state.to_string());
+            text.push('\n');
+        }
+        socket.send(text.as_bytes()).map(drop)
+    }
+}
+
+/// What a worker said in one datagram.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    pub ready: bool,
+    pub stopping: bool,
+    pub watchdog: bool,
+    pub status: Option<String>,
+}
+
+/// Parses `KEY=VALUE` lines; unknown keys are ignored, as systemd does.
+pub fn parse(datagram: &[u8]) -> Message {
+    let mut message = Message::default();
+    for line in datagram.split(|b| *b == b'\n') {
+        match line {
+            b"READY=1" => message.ready = true,
+            b"STOPPING=1" => message.stopping = true,
+            b"WATCHDOG=1" => message.watchdog = true,
+            _ => {
+                if let Some(status) = line.strip_prefix(b"STATUS=") {
+                    message.status = Some(String::from_utf8_lossy(status).into_owned());
+                }
+            }
+        }
+    }
+    message
+}
+
+/// The master's socket for its workers' notifications.
+pub struct Inbox {
+    socket: UnixDatagram,
+    name: OsString,
+}
+
+impl Inbox {
+    /// Binds `@hawkey/<pid>/notify` (with a suffix if that is taken),
+    /// non-blocking, close-on-exec, with `SO_PASSCRED`.
+    pub fn bind() -> io::Result<Inbox> {
+        let pid = std::process::id();
+        let mut last_error = None;
+        for attempt in 0..16 {
+            let name = if attempt == 0 {
+                format!("hawkey/{pid}/notify")
+            } else {
+                format!("hawkey/{pid}/notify.{attempt}")
+            };
+            let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
+            match UnixDatagram::bind_addr(&addr) {
+                Ok(socket) => {
+                    socket.set_nonblocking(true)?;
+                    setsockopt(&socket, sockopt::PassCred, &true)?;
+                    let mut value = OsString::from("@");
+                    value.push(&name);
+                    return Ok(Inbox { socket, name: value });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_error = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::other("no free notify socket name")))
+    }
+
+    /// The `NOTIFY_SOCKET` value workers get.
+    pub fn name(&self) -> &OsStr {
+        &self.name
+    }
+
+    /// Every waiting message, with the pid the kernel vouches for.
+    pub fn drain(&self) -> Vec<(Pid, Message)> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let mut space = nix::cmsg_space!(libc::ucred, [std::os::fd::RawFd; 8]);
+            let (len, pid) = match recvmsg::<()>(
+                self.socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => {
+                    let mut pid = None;
+                    if let Ok(cmsgs) = msg.cmsgs() {
+                        for cmsg in cmsgs {
+                            match cmsg {
+                                ControlMessageOwned::ScmCredentials(cred) => pid = Some(cred.pid()),
+                                // Descriptors are not part of the worker protocol: close them.
+                                ControlMessageOwned::ScmRights(fds) => {
+                                    for fd in fds {
+                                        let _ = nix::unistd::close(fd);
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    (msg.bytes, pid)
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            };
+            if let Some(pid) = pid {
+                out.push((Pid::from_raw(pid), parse(&buf[..len])));
+            }
+        }
+        out
+    }
+}
+
+impl std::os::fd::AsFd for Inbox {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_parse_like_systemd() {
+        let m = parse(b"READY=1\nSTATUS=serving 3 clients\nX_CUSTOM=1\n");
+        assert!(m.ready);
+        assert_eq!(m.status.as_deref(), Some("serving 3 clients"));
+        assert!(!parse(b"READY=0").ready);
+        assert!(parse(b"WATCHDOG=1").watchdog);
+    }
+
+    #[test]
+    fn inbox_credits_messages_to_the_sending_pid() {
+        let inbox = Inbox::bind().unwrap();
+        let notifier = Notifier::connect(Some(inbox.name())).unwrap();
+        notifier.send(&[NotifyState::Ready, NotifyState::Status("up")]).unwrap();
+        let got = inbox.drain();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0.as_raw() as u32, std::process::id());
+        assert!(got[0].1.ready);
+        assert_eq!(got[0].1.status.as_deref(), Some("up"));
+    }
+
+    #[test]
+    fn no_socket_means_no_op() {
+        assert!(!Notifier::connect(None).unwrap().is_enabled());
+        Notifier::none().send(&[NotifyState::Ready]).unwrap();
+        assert!(Notifier::connect(Some(OsStr::new("vsock:1:2"))).is_err());
+    }
+}

@@ -1,0 +1,906 @@
+//! The pidfile: one running hawkey per path, and where to find its pid.
+//!
+//! # Role
+//!
+//! The master takes the pidfile before it binds anything or forks a worker,
+//! and keeps it until it exits. It does two jobs: it stops a second hawkey
+//! from starting on the same pidfile (the second one exits with
+//! `EX_TEMPFAIL`, 75), and once every worker is ready it tells scripts and
+//! `PIDFile=` which pid the master has. Run by hand it lives in
+//! `$XDG_RUNTIME_DIR/hawkey/`, run as root in `/run/hawkey/`, and under
+//! systemd in the first `$RUNTIME_DIRECTORY` (see [`runtime_dir`]).
+//!
+//! # Locking protocol
+//!
+//! Whether another hawkey is alive is decided by an exclusive `flock(2)` on
+//! the file and by nothing else. A pid written in a file says nothing about
+//! liveness: the process may have died without cleaning up and its pid may
+//! now belong to anything (a `kill(pid, 0)` check would then refuse to start
+//! forever, or signal a stranger). The kernel drops a `flock(2)` lock when
+//! the last descriptor of its open file description is closed, whichever
+//! way the process ends, so a locked file always means a live holder and an
+//! unlocked one is stale whatever it says. (The lock is taken with std's
+//! `File::try_lock`, which is `flock(LOCK_EX|LOCK_NB)` on Linux, so it also
+//! conflicts with `flock(1)` and other tools.)
+//!
+//! [`acquire`]:
+//!
+//! 1. If the directory of the pidfile is missing, its last component is
+//!    created with mode 0755 (subject to the umask). Only that one: a missing
+//!    grandparent is a configuration error, not something to invent.
+//! 2. The path is opened `O_RDWR|O_CREAT|O_NOFOLLOW|O_CLOEXEC`, mode 0644. A
+//!    symlink there is refused (`ELOOP`): its target is never opened,
+//!    created, truncated or written, so an unprivileged user who can write
+//!    the directory cannot make a root hawkey clobber another file. Anything
+//!    else that is not a regular file (a directory, a FIFO, a device) is
+//!    refused too, checked by `lstat(2)` before opening and by `fstat(2)` on
+//!    the descriptor after.
+//! 3. `flock(LOCK_EX|LOCK_NB)`. If another process holds it, acquire fails
+//!    and reports the pid the file holds, if it holds a whole one (it is
+//!    empty while the other hawkey is still starting).
+//! 4. The locked inode must still be the one at the path (same device and
+//!    inode from `fstat(2)` and `lstat(2)`). A holder may have renamed a new
+//!    file over it, or removed it, between our `open` and our `flock`; then
+//!    we hold a lock on a file nobody will look at, so we close it and start
+//!    again from step 2 (a bounded number of times).
+//! 5. Whatever the file held is a stale pid, returned for the caller to log,
+//!    and the file is truncated to empty. It stays empty while hawkey starts:
+//!    an empty file is never mistaken for a pid, a half-written one could be.
+//!
+//! [`Pidfile::publish`] writes `PID\n` to `.<name>.<pid>.tmp` in the same
+//! directory (created `O_CREAT|O_EXCL|O_NOFOLLOW`, so never through a
+//! symlink), locks that new inode, then `rename(2)`s it over the path. A
+//! reader sees the old content or the new one, never a part of one, and the
+//! path never names an unlocked file: the old inode stays locked until after
+//! the rename, the new one was locked before it. It may be called again (on
+//! a reload, say); each call replaces the file whole.
+//!
+//! [`Pidfile::remove`] unlinks the path while still holding the lock, and
+//! only if the inode there is still ours, then closes it. Removing first
+//! means no second hawkey can lock the old file and then see it vanish.
+//!
+//! A `Pidfile` dropped without `remove` leaves the file behind; the next
+//! hawkey finds it unlocked and takes it over. All descriptors are
+//! close-on-exec, so a program a worker `exec`s never holds the lock. Forked
+//! workers do inherit the descriptor (`fork(2)` shares the open file
+//! description), so the lock outlives the master as long as a worker of it
+//! runs: a new hawkey will not start beside workers still serving. Closing
+//! the inherited descriptor in a worker does not release the master's lock;
+//! nothing here ever calls `flock(LOCK_UN)`.
+//!
+//! Only the last component of the path is protected against symlinks;
+//! symlinks in its directories (`/var/run` → `/run`) are followed as usual.
+
+use std::ffi::OsStr;
+use std::fs::{self, DirBuilder, File, Metadata, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// How many times [`acquire`] reopens the path when the inode it locked was
+/// replaced or removed meanwhile.
+const MAX_TRIES: u32 = 10;
+
+/// More than any pidfile we write ("4194304\n" is 8 bytes); a stale file is
+/// never read further than this.
+const MAX_READ: u64 = 64;
+
+/// A held pidfile: the path and the locked open file of the inode at it.
+#[derive(Debug)]
+pub struct Pidfile {
+    path: PathBuf,
+    file: File,
+}
+
+/// Why the pidfile could not be taken, published or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A symlink is at the path; it was not followed.
+    #[error("refusing pidfile '{}': it is a symlink", path.display())]
+    Symlink { path: PathBuf },
+    /// Something other than a regular file (directory, FIFO, device…) is at
+    /// the path.
+    #[error("refusing pidfile '{}': not a regular file", path.display())]
+    NotRegular { path: PathBuf },
+    /// Another live process holds the lock; `pid` is what the file says, if
+    /// it holds a whole pid.
+    #[error("another hawkey{} holds the lock on '{}'", PidPart(*pid), path.display())]
+    Locked { path: PathBuf, pid: Option<u32> },
+    /// A system call failed; `op` names it ("open pidfile", …).
+    #[error("failed to {op} '{}'", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The process exit status for this error, from `sysexits.h`:
+    /// `EX_TEMPFAIL` (75) when another hawkey holds the lock, so trying again
+    /// later may work; `EX_CANTCREAT` (73) for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Locked { .. } => 75,
+            Error::Symlink { .. } | Error::NotRegular { .. } | Error::Io { .. } => 73,
+        }
+    }
+}
+
+/// " (pid N)" when the pid is known, nothing otherwise.
+struct PidPart(Option<u32>);
+
+impl std::fmt::Display for PidPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(pid) => write!(f, " (pid {pid})"),
+            None => Ok(()),
+        }
+    }
+}
+
+fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Takes the lock. Returns the pidfile and, when a stale file (unlocked,
+/// left by a dead process) was found, the pid it held, so the caller can log
+/// it.
+pub fn acquire(path: &Path) -> Result<(Pidfile, Option<u32>), Error> {
+    create_parent(path)?;
+    for _ in 0..MAX_TRIES {
+        let file = open_regular(path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                // Best effort: the holder's pid only decorates the error.
+                let pid = read_pid(&file).ok().flatten();
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                    pid,
+                });
+            }
+            Err(TryLockError::Error(source)) => return Err(io_error("lock pidfile", path)(source)),
+        }
+        let ours = file.metadata().map_err(io_error("stat pidfile", path))?;
+        match fs::symlink_metadata(path) {
+            Ok(there) if same_inode(&ours, &there) => {}
+            // Replaced or removed between our open and our lock: what we
+            // locked is no longer the pidfile. Close it and look again.
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error("stat pidfile", path)(e)),
+        }
+        let stale = read_pid(&file).map_err(io_error("read pidfile", path))?;
+        file.set_len(0)
+            .map_err(io_error("truncate pidfile", path))?;
+        let pidfile = Pidfile {
+            path: path.to_path_buf(),
+            file,
+        };
+        return Ok((pidfile, stale));
+    }
+    Err(Error::Io {
+        op: "lock pidfile",
+        path: path.to_path_buf(),
+        source: io::Error::other(format!(
+            "it was replaced or removed while being locked, {MAX_TRIES} times in a row"
+        )),
+    })
+}
+
+impl Pidfile {
+    /// Atomically makes `path` hold "PID\n": write a temp file in the same
+    /// dir, lock it, rename over `path`.
+    pub fn publish(&mut self, pid: u32) -> Result<(), Error> {
+        let temp = self.temp_path(pid);
+        match fs::remove_file(&temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("remove leftover temporary pidfile", &temp)(e)),
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o644)
+            .open(&temp)
+            .map_err(io_error("create temporary pidfile", &temp))?;
+        let written = Self::fill_and_rename(&mut file, &temp, &self.path, pid);
+        if let Err(e) = written {
+            // Nothing else can be done about a failed cleanup; the original
+            // error is the one worth reporting, and a leftover of this name
+            // is removed by the next publish.
+            let _ = fs::remove_file(&temp);
+            return Err(e);
+        }
+        // The new inode, locked, is at the path now. Closing the old one
+        // releases its lock (in this process; forked workers may keep it).
+        self.file = file;
+        Ok(())
+    }
+
+    fn fill_and_rename(file: &mut File, temp: &Path, path: &Path, pid: u32) -> Result<(), Error> {
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(io_error("lock temporary pidfile", temp)(
+                    io::ErrorKind::WouldBlock.into(),
+                ));
+            }
+            Err(TryLockError::Error(e)) => return Err(io_error("lock temporary pidfile", temp)(e)),
+        }
+        file.write_all(format!("{pid}\n").as_bytes())
+            .map_err(io_error("write pidfile", temp))?;
+        fs::rename(temp, path).map_err(io_error("rename temporary pidfile over", path))
+    }
+
+    fn temp_path(&self, pid: u32) -> PathBuf {
+        let mut name = std::ffi::OsString::from(".");
+        name.push(self.path.file_name().unwrap_or(OsStr::new("pidfile")));
+        name.push(format!(".{pid}.tmp"));
+        self.path.with_file_name(name)
+    }
+
+    /// Removes the file (while still holding the lock), then releases the
+    /// lock.
+    pub fn remove(self) -> Result<(), Error> {
+        let ours = self
+            .file
+            .metadata()
+            .map_err(io_error("stat pidfile", &self.path))?;
+        match fs::symlink_metadata(&self.path) {
+            Ok(there) if same_inode(&ours, &there) => {}
+            // Someone else put another file there, or removed ours: not
+            // ours to delete.
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error("stat pidfile", &self.path)(e)),
+        }
+        match fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("remove pidfile", &self.path)(e)),
+        }
+        // `self.file` is closed here, after the unlink: the lock goes last.
+    }
+
+    /// The pidfile's path, as given to [`acquire`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Creates the pidfile's directory if it is missing: that one component
+/// only, mode 0755.
+fn create_parent(path: &Path) -> Result<(), Error> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    match fs::symlink_metadata(parent) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error("create pidfile directory", parent)(e)),
+    }
+    match DirBuilder::new().mode(0o755).create(parent) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_error("create pidfile directory", parent)(e)),
+    }
+}
+
+/// Opens (creating if needed) the regular file at `path`, never through a
+/// symlink and never opening a FIFO or a device.
+fn open_regular(path: &Path) -> Result<File, Error> {
+    // Looked at first so a FIFO or a device at the path is never opened; the
+    // `fstat` below is the check that counts.
+    refuse_non_regular(path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| {
+            // ELOOP (symlink), EISDIR, ENXIO (socket)…: say what is there.
+            match refuse_non_regular(path) {
+                Err(refused) => refused,
+                Ok(()) => io_error("open pidfile", path)(e),
+            }
+        })?;
+    let meta = file.metadata().map_err(io_error("stat pidfile", path))?;
+    if !meta.file_type().is_file() {
+        return Err(Error::NotRegular {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(file)
+}
+
+/// Errors if something other than a regular file is at `path` (`lstat`).
+fn refuse_non_regular(path: &Path) -> Result<(), Error> {
+    let kind = match fs::symlink_metadata(path) {
+        Ok(meta) => meta.file_type(),
+        Err(_) => return Ok(()),
+    };
+    if kind.is_symlink() {
+        Err(Error::Symlink {
+            path: path.to_path_buf(),
+        })
+    } else if kind.is_file() {
+        Ok(())
+    } else {
+        debug_assert!(
+            kind.is_dir()
+                || kind.is_fifo()
+                || kind.is_socket()
+                || kind.is_block_device()
+                || kind.is_char_device()
+        );
+        Err(Error::NotRegular {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+fn same_inode(a: &Metadata, b: &Metadata) -> bool {
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+/// Reads the start of the file and parses it as a whole pid.
+fn read_pid(mut file: &File) -> io::Result<Option<u32>> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut content = Vec::new();
+    file.take(MAX_READ).read_to_end(&mut content)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(parse_pid(&content))
+}
+
+/// A whole pid as we write it: decimal digits, then one `\n`, nothing else,
+/// greater than 0 and within `pid_t`. Anything else (empty, cut short,
+/// garbage) is no pid.
+fn parse_pid(content: &[u8]) -> Option<u32> {
+    let digits = content.strip_suffix(b"\n")?;
+    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let pid: u32 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    (pid > 0 && pid <= i32::MAX as u32).then_some(pid)
+}
+
+/// Runtime directory: `runtime_directory` (systemd's $RUNTIME_DIRECTORY; if
+/// it holds several colon-separated paths, the first) if Some; else
+/// "/run/hawkey" when `euid_is_root`; else `xdg_runtime_dir`/hawkey if Some;
+/// else None.
+///
+/// An empty or relative value counts as unset: systemd always passes
+/// absolute paths, and the XDG base directory spec says relative ones are
+/// invalid and must be ignored.
+pub fn runtime_dir(
+    runtime_directory: Option<&OsStr>,
+    xdg_runtime_dir: Option<&OsStr>,
+    euid_is_root: bool,
+) -> Option<PathBuf> {
+    let first = runtime_directory
+        .and_then(|value| value.as_bytes().split(|&b| b == b':').next())
+        .map(|first| Path::new(OsStr::from_bytes(first)))
+        .filter(|p| p.is_absolute());
+    if let Some(dir) = first {
+        return Some(dir.to_path_buf());
+    }
+    if euid_is_root {
+        return Some(PathBuf::from("/run/hawkey"));
+    }
+    xdg_runtime_dir
+        .map(Path::new)
+        .filter(|p| p.is_absolute())
+        .map(|dir| dir.join("hawkey"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TestDir(PathBuf);
+
+    impl TestDir {
+        fn new(name: &str) -> TestDir {
+            static COUNTER: AtomicU32 = AtomicU32::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir()
+                .join(format!("hk-pidfile-test-{}-{n}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir(&dir).unwrap();
+            TestDir(dir)
+        }
+
+        fn join(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn content(path: &Path) -> String {
+        fs::read_to_string(path).unwrap()
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn symlink_at_path_is_refused_and_its_target_untouched() {
+        let dir = TestDir::new("symlink");
+        let target = dir.join("precious");
+        fs::write(&target, "do not touch\n").unwrap();
+        let path = dir.join("hawkey.pid");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+
+        let err = acquire(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::Symlink { path: p } if *p == path),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), 73);
+        assert_eq!(
+            err.to_string(),
+            format!("refusing pidfile '{}': it is a symlink", path.display())
+        );
+        assert_eq!(content(&target), "do not touch\n");
+        assert!(fs::symlink_metadata(&path).unwrap().is_symlink());
+    }
+
+    #[test]
+    fn dangling_symlink_at_path_is_refused_and_its_target_not_created() {
+        let dir = TestDir::new("dangling");
+        let target = dir.join("not-there");
+        let path = dir.join("hawkey.pid");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+
+        let err = acquire(&path).unwrap_err();
+        assert!(matches!(err, Error::Symlink { .. }), "{err:?}");
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn directory_at_path_is_refused_as_not_regular() {
+        let dir = TestDir::new("directory");
+        let path = dir.join("hawkey.pid");
+        fs::create_dir(&path).unwrap();
+
+        let err = acquire(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::NotRegular { path: p } if *p == path),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), 73);
+        assert_eq!(
+            err.to_string(),
+            format!("refusing pidfile '{}': not a regular file", path.display())
+        );
+        assert!(path.is_dir());
+    }
+
+    #[test]
+    fn fifo_at_path_is_refused_as_not_regular_without_opening_it() {
+        let dir = TestDir::new("fifo");
+        let path = dir.join("hawkey.pid");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+
+        let err = acquire(&path).unwrap_err();
+        assert!(matches!(err, Error::NotRegular { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn stale_file_with_dead_pid_is_taken_over_and_its_pid_returned() {
+        let dir = TestDir::new("stale");
+        let path = dir.join("hawkey.pid");
+        fs::write(&path, "999999\n").unwrap();
+
+        let (pidfile, stale) = acquire(&path).unwrap();
+        assert_eq!(stale, Some(999999));
+        assert_eq!(pidfile.path(), path);
+        assert_eq!(content(&path), "", "emptied until published");
+    }
+
+    #[test]
+    fn stale_file_with_reused_pid_is_taken_over_because_nothing_holds_the_lock() {
+        let dir = TestDir::new("reused");
+        let path = dir.join("hawkey.pid");
+        for pid in [std::process::id(), 1] {
+            fs::write(&path, format!("{pid}\n")).unwrap();
+            let (pidfile, stale) = acquire(&path).unwrap();
+            assert_eq!(stale, Some(pid));
+            pidfile.remove().unwrap();
+        }
+    }
+
+    #[test]
+    fn stale_file_with_garbage_is_taken_over_without_a_pid() {
+        let dir = TestDir::new("garbage");
+        let path = dir.join("hawkey.pid");
+        for garbage in ["", "12", "0\n", "abc\n", "12 \n", "1\n2\n"] {
+            fs::write(&path, garbage).unwrap();
+            let (pidfile, stale) = acquire(&path).unwrap();
+            assert_eq!(stale, None, "{garbage:?}");
+            assert_eq!(content(&path), "");
+            drop(pidfile);
+        }
+    }
+
+    #[test]
+    fn second_acquire_while_held_fails_locked_with_published_pid_and_first_stays_valid() {
+        let dir = TestDir::new("second");
+        let path = dir.join("hawkey.pid");
+        let (mut first, _) = acquire(&path).unwrap();
+        first.publish(1234).unwrap();
+
+        let err = acquire(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::Locked { path: p, pid: Some(1234) } if *p == path),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), 75);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "another hawkey (pid 1234) holds the lock on '{}'",
+                path.display()
+            )
+        );
+        assert_eq!(content(&path), "1234\n", "the loser changes nothing");
+
+        first.publish(1235).unwrap();
+        assert_eq!(content(&path), "1235\n");
+        let err = acquire(&path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Locked {
+                    pid: Some(1235),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        first.remove().unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn second_acquire_before_publish_fails_locked_without_a_pid() {
+        let dir = TestDir::new("unpublished");
+        let path = dir.join("hawkey.pid");
+        fs::write(&path, "4242\n").unwrap();
+        let (_first, stale) = acquire(&path).unwrap();
+        assert_eq!(stale, Some(4242));
+
+        let err = acquire(&path).unwrap_err();
+        assert!(matches!(err, Error::Locked { pid: None, .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("another hawkey holds the lock on '{}'", path.display())
+        );
+    }
+
+    #[test]
+    fn lock_is_a_flock_that_other_tools_see() {
+        use nix::errno::Errno;
+        use nix::fcntl::{Flock, FlockArg};
+
+        let dir = TestDir::new("flock");
+        let path = dir.join("hawkey.pid");
+        let (mut pidfile, _) = acquire(&path).unwrap();
+        for round in 0..2 {
+            let other = File::open(&path).unwrap();
+            match Flock::lock(other, FlockArg::LockExclusiveNonblock) {
+                Err((_, errno)) => assert_eq!(errno, Errno::EWOULDBLOCK),
+                Ok(_) => panic!("round {round}: flock(2) on the pidfile succeeded"),
+            }
+            pidfile.publish(7).unwrap();
+        }
+    }
+
+    #[test]
+    fn acquire_in_missing_directory_creates_it_with_mode_0755() {
+        let dir = TestDir::new("mkdir");
+        let sub = dir.join("hawkey");
+        let path = sub.join("hawkey.pid");
+
+        let (pidfile, stale) = acquire(&path).unwrap();
+        assert_eq!(stale, None);
+        let meta = fs::metadata(&sub).unwrap();
+        assert!(meta.is_dir());
+        // The umask may only take bits away.
+        assert_eq!(meta.permissions().mode() & 0o7777 & !0o755, 0);
+        assert!(path.is_file());
+        pidfile.remove().unwrap();
+    }
+
+    #[test]
+    fn acquire_with_missing_grandparent_fails_with_exit_code_73_and_creates_nothing() {
+        let dir = TestDir::new("grandparent");
+        let path = dir.join("a").join("b").join("hawkey.pid");
+
+        let err = acquire(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { op: "create pidfile directory", path: p, .. } if *p == dir.join("a").join("b")),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), 73);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "failed to create pidfile directory '{}'",
+                dir.join("a").join("b").display()
+            )
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        assert!(entries(&dir.0).is_empty());
+    }
+
+    #[test]
+    fn publish_writes_exactly_pid_newline_and_leaves_no_temp_file() {
+        let dir = TestDir::new("publish");
+        let path = dir.join("hawkey.pid");
+        let (mut pidfile, _) = acquire(&path).unwrap();
+        pidfile.publish(31337).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"31337\n");
+        assert_eq!(entries(&dir.0), ["hawkey.pid"]);
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777 & !0o644, 0);
+    }
+
+    #[test]
+    fn publish_replaces_a_leftover_temp_file() {
+        let dir = TestDir::new("leftover");
+        let path = dir.join("hawkey.pid");
+        fs::write(dir.join(".hawkey.pid.77.tmp"), "half").unwrap();
+        let (mut pidfile, _) = acquire(&path).unwrap();
+        pidfile.publish(77).unwrap();
+        assert_eq!(content(&path), "77\n");
+        assert_eq!(entries(&dir.0), ["hawkey.pid"]);
+    }
+
+    #[test]
+    fn publish_failure_removes_the_temp_file_and_keeps_the_lock() {
+        let dir = TestDir::new("publish-fails");
+        let path = dir.join("hawkey.pid");
+        let (mut pidfile, _) = acquire(&path).unwrap();
+        pidfile.publish(5).unwrap();
+        // A directory at the path makes the rename fail (EISDIR); the
+        // pidfile's own inode is gone from the path but still locked by us.
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("keep"), "").unwrap();
+
+        let err = pidfile.publish(6).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Io {
+                    op: "rename temporary pidfile over",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), 73);
+        assert_eq!(entries(&dir.0), ["hawkey.pid"]);
+        // Not ours any more: remove leaves the directory alone.
+        pidfile.remove().unwrap();
+        assert!(path.join("keep").exists());
+    }
+
+    #[test]
+    fn published_content_always_parses_as_a_whole_pid() {
+        let dir = TestDir::new("never-partial");
+        let path = dir.join("hawkey.pid");
+        let (mut pidfile, _) = acquire(&path).unwrap();
+        pidfile.publish(1).unwrap();
+
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let mut reads = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let bytes = fs::read(&path).expect("the path never goes missing");
+                    let pid = parse_pid(&bytes);
+                    assert!(pid.is_some(), "partial content {bytes:?}");
+                    reads += 1;
+                }
+                reads
+            });
+            for i in 0..2000u32 {
+                let pid = 1 + i % 2 * 1_000_000 + i;
+                pidfile.publish(pid).unwrap();
+                assert_eq!(parse_pid(&fs::read(&path).unwrap()), Some(pid));
+            }
+            stop.store(true, Ordering::Relaxed);
+            assert!(reader.join().unwrap() > 0);
+        });
+        let err = acquire(&path).unwrap_err();
+        assert!(matches!(err, Error::Locked { pid: Some(_), .. }), "{err:?}");
+        assert_eq!(entries(&dir.0), ["hawkey.pid"]);
+    }
+
+    #[test]
+    fn acquire_never_succeeds_while_the_holder_republishes() {
+        let dir = TestDir::new("race");
+        let path = dir.join("hawkey.pid");
+        let (mut pidfile, _) = acquire(&path).unwrap();
+        pidfile.publish(1).unwrap();
+
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let contender = scope.spawn(|| {
+                let mut tries = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    match acquire(&path) {
+                        Err(Error::Locked { .. }) => tries += 1,
+                        // Locking an inode that was just renamed away (and so
+                        // unlocked) must not count as holding the pidfile.
+                        other => panic!("second acquire got {other:?}"),
+                    }
+                }
+                tries
+            });
+            for pid in 1..=2000 {
+                pidfile.publish(pid).unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+            assert!(contender.join().unwrap() > 0);
+        });
+        pidfile.remove().unwrap();
+        assert!(entries(&dir.0).is_empty());
+    }
+
+    #[test]
+    fn remove_deletes_the_file_and_a_new_acquire_finds_no_stale_pid() {
+        let dir = TestDir::new("remove");
+        let path = dir.join("hawkey.pid");
+        let (mut pidfile, _) = acquire(&path).unwrap();
+        pidfile.publish(4321).unwrap();
+        pidfile.remove().unwrap();
+        assert!(!path.exists());
+
+        let (again, stale) = acquire(&path).unwrap();
+        assert_eq!(stale, None);
+        again.remove().unwrap();
+        assert!(entries(&dir.0).is_empty());
+    }
+
+    #[test]
+    fn remove_leaves_a_file_that_is_not_ours() {
+        let dir = TestDir::new("not-ours");
+        let path = dir.join("hawkey.pid");
+        let (pidfile, _) = acquire(&path).unwrap();
+        let other = dir.join("other");
+        fs::write(&other, "99\n").unwrap();
+        fs::rename(&other, &path).unwrap();
+
+        pidfile.remove().unwrap();
+        assert_eq!(content(&path), "99\n");
+    }
+
+    #[test]
+    fn dropping_without_remove_leaves_a_stale_file_the_next_acquire_takes_over() {
+        let dir = TestDir::new("drop");
+        let path = dir.join("hawkey.pid");
+        let (mut pidfile, _) = acquire(&path).unwrap();
+        pidfile.publish(2468).unwrap();
+        drop(pidfile);
+        assert_eq!(content(&path), "2468\n");
+
+        let (_again, stale) = acquire(&path).unwrap();
+        assert_eq!(stale, Some(2468));
+    }
+
+    #[test]
+    fn parse_pid_accepts_only_a_whole_positive_pid() {
+        assert_eq!(parse_pid(b"1234\n"), Some(1234));
+        assert_eq!(parse_pid(b"1\n"), Some(1));
+        assert_eq!(parse_pid(b"2147483647\n"), Some(2147483647));
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"1234",
+            b"0\n",
+            b"00\n",
+            b"-1\n",
+            b"+1\n",
+            b" 1\n",
+            b"1 \n",
+            b"12\n\n",
+            b"1\r\n",
+            b"2147483648\n",
+            b"99999999999\n",
+            b"\xff\n",
+        ] {
+            assert_eq!(parse_pid(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn io_error_names_the_operation_and_quotes_the_path() {
+        let err = Error::Io {
+            op: "open pidfile",
+            path: PathBuf::from("/run/hawkey/hawkey.pid"),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert_eq!(
+            err.to_string(),
+            "failed to open pidfile '/run/hawkey/hawkey.pid'"
+        );
+        assert_eq!(err.exit_code(), 73);
+        let locked = Error::Locked {
+            path: PathBuf::from("/run/hawkey/hawkey.pid"),
+            pid: Some(1234),
+        };
+        assert_eq!(
+            locked.to_string(),
+            "another hawkey (pid 1234) holds the lock on '/run/hawkey/hawkey.pid'"
+        );
+    }
+
+    #[test]
+    fn runtime_dir_prefers_systemd_then_root_then_xdg() {
+        let os = |s: &'static str| Some(OsStr::new(s));
+        let p = |s: &str| Some(PathBuf::from(s));
+
+        assert_eq!(
+            runtime_dir(os("/run/hawkey"), os("/run/user/1000"), false),
+            p("/run/hawkey")
+        );
+        assert_eq!(
+            runtime_dir(os("/run/a:/run/b"), None, true),
+            p("/run/a"),
+            "first of several"
+        );
+        assert_eq!(runtime_dir(None, os("/run/user/0"), true), p("/run/hawkey"));
+        assert_eq!(
+            runtime_dir(None, os("/run/user/1000"), false),
+            p("/run/user/1000/hawkey")
+        );
+        assert_eq!(runtime_dir(None, None, false), None);
+        assert_eq!(runtime_dir(None, None, true), p("/run/hawkey"));
+    }
+
+    #[test]
+    fn runtime_dir_ignores_empty_and_relative_values() {
+        let os = |s: &'static str| Some(OsStr::new(s));
+        assert_eq!(runtime_dir(os(""), None, false), None);
+        assert_eq!(runtime_dir(os(":/run/b"), None, false), None);
+        assert_eq!(
+            runtime_dir(os(""), None, true),
+            Some(PathBuf::from("/run/hawkey"))
+        );
+        assert_eq!(runtime_dir(None, os(""), false), None);
+        assert_eq!(runtime_dir(None, os("run/user"), false), None);
+        assert_eq!(
+            runtime_dir(os("relative"), os("/run/user/1000"), false),
+            Some(PathBuf::from("/run/user/1000/hawkey"))
+        );
+    }
+}

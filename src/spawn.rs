@@ -1,0 +1,330 @@
+//! The one place that forks.
+//!
+//! A [`Plan`] is made once per configuration generation, in the master,
+//! where allocation and errors are fine: the program, argv and environment
+//! as C strings, the credentials to drop to, the listener fds. Spawning a
+//! worker then only fills in the slot number, forks, and lets the child run
+//! [`crate::child`]'s async-signal-safe steps to `execve`.
+//!
+//! Every worker is exec'd, builtin ones included: a builtin worker runs
+//! `/proc/self/exe` (the very binary the master runs, even if the package
+//! was upgraded since) with `HAWKEY_ROLE=worker`, and the library's entry
+//! point sends it to the app instead of the CLI. We chose re-exec over
+//! running the app in the forked copy because the copy would inherit the
+//! master's whole state — its logger and journal socket, signalfd, pidfile
+//! lock, allocator state and heap — and the app would run in a process that
+//! must never allocate until it has cleaned all that up. After exec the
+//! worker is a fresh process that got exactly the listeners and environment
+//! it should, by the same path as any exec'd program; the cost is one
+//! `execve` per spawn (about a millisecond).
+//!
+//! The parent learns whether `execve` succeeded through a close-on-exec
+//! pipe: end-of-file means it did; otherwise the child wrote which step
+//! failed and its errno, and the spawn fails with that.
+
+use std::ffi::{CString, OsStr, OsString, c_char};
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::unistd::{ForkResult, Gid, Pid, Uid, fork};
+
+use crate::child::{self, Creds, Step};
+use crate::config::{self, AppKind, Ready};
+use crate::listener::Listener;
+
+/// Environment names the master never passes on from its own environment:
+/// they describe the master's relation to systemd, not the worker's.
+const FILTERED_ENV: &[&str] = &[
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "HAWKEY_WORKER",
+    "HAWKEY_GENERATION",
+    "HAWKEY_ROLE",
+    "HAWKEY_LOG",
+];
+
+/// Marks a re-exec'd builtin worker; read by [`crate::worker`].
+pub const ROLE_ENV: &str = "HAWKEY_ROLE";
+
+/// How one generation of workers is started.
+pub struct Plan {
+    program: CString,
+    /// argv without the per-slot name of builtin workers.
+    argv: Vec<CString>,
+    /// `Some(prefix)`: argv[0] is `"{prefix}: worker {slot}"`.
+    builtin_name: Option<String>,
+    env: Vec<CString>,
+    cwd: Option<CString>,
+    creds: Option<Credentials>,
+    listeners: Vec<RawFd>,
+    stdin: OwnedFd,
+    master: Pid,
+    max_fd: RawFd,
+    pub generation: u64,
+}
+
+struct Credentials {
+    uid: Uid,
+    gid: Gid,
+    groups: Vec<libc::gid_t>,
+}
+
+/// What a plan needs to know about the world, read once by the caller.
+pub struct Inputs<'a> {
+    pub config: &'a config::Config,
+    pub listeners: &'a [Listener],
+    /// The master's environment at start-up.
+    pub environment: &'a [(OsString, OsString)],
+    /// `NOTIFY_SOCKET` for workers that report readiness.
+    pub inbox: &'a OsStr,
+    /// `HAWKEY_LOG` for builtin workers: `level/format`.
+    pub worker_log: &'a str,
+    /// argv[0] of the master, to name builtin workers after it.
+    pub argv0: &'a OsStr,
+    pub generation: u64,
+    pub running_as_root: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to prepare workers: {what} contains a NUL byte")]
+    Nul { what: String },
+    #[error("failed to look up {what}: {source}")]
+    Lookup { what: String, source: Errno },
+    #[error("failed to open /dev/null: {0}")]
+    DevNull(#[source] std::io::Error),
+    #[error("failed to fork: {0}")]
+    Fork(#[source] Errno),
+    #[error("worker failed to {}: {}", step.describe(), crate::listener::describe(*errno))]
+    Child { step: Step, errno: Errno },
+}
+
+impl Error {
+    /// A failure of the worker's own making (a bad program, a bad cwd) as
+    /// opposed to one of the master's (cannot fork at all).
+    pub fn is_worker_fault(&self) -> bool {
+        matches!(self, Error::Child { .. })
+    }
+}
+
+fn cstring(bytes: impl Into<Vec<u8>>, what: &str) -> Result<CString, Error> {
+    CString::new(bytes).map_err(|_| Error::Nul { what: what.to_string() })
+}
+
+fn env_entry(name: &[u8], value: &[u8]) -> Result<CString, Error> {
+    let mut entry = name.to_vec();
+    entry.push(b'=');
+    entry.extend_from_slice(value);
+    cstring(entry, &format!("environment variable {}", String::from_utf8_lossy(name)))
+}
+
+impl Plan {
+    pub fn new(inputs: Inputs<'_>) -> Result<Plan, Error> {
+        let workers = &inputs.config.workers;
+        let builtin = workers.app == AppKind::Builtin;
+        let (program, argv, builtin_name) = if builtin {
+            let prefix = std::path::Path::new(inputs.argv0)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "hawkey".into());
+            (cstring("/proc/self/exe", "program")?, Vec::new(), Some(prefix))
+        } else {
+            let path_var = inputs.environment.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
+            let resolved: PathBuf = config::resolve_program(&workers.command[0], path_var)
+                .unwrap_or_else(|| PathBuf::from(&workers.command[0]));
+            let argv = workers
+                .command
+                .iter()
+                .map(|a| cstring(a.as_bytes(), "workers.command"))
+                .collect::<Result<Vec<_>, _>>()?;
+            (cstring(resolved.into_os_string().into_vec(), "workers.command[0]")?, argv, None)
+        };
+
+        let mut env = Vec::new();
+        for (name, value) in inputs.environment {
+            let name_str = name.to_string_lossy();
+            if FILTERED_ENV.contains(&name_str.as_ref()) || workers.env.contains_key(name_str.as_ref()) {
+                continue;
+            }
+            env.push(env_entry(name.as_bytes(), value.as_bytes())?);
+        }
+        for (name, value) in &workers.env {
+            env.push(env_entry(name.as_bytes(), value.as_bytes())?);
+        }
+        let names: Vec<&str> = inputs.listeners.iter().map(|l| l.name.as_str()).collect();
+        env.push(env_entry(b"LISTEN_FDS", inputs.listeners.len().to_string().as_bytes())?);
+        env.push(env_entry(b"LISTEN_FDNAMES", names.join(":").as_bytes())?);
+        env.push(env_entry(b"HAWKEY_GENERATION", inputs.generation.to_string().as_bytes())?);
+        if builtin || workers.ready == Ready::Notify {
+            env.push(env_entry(b"NOTIFY_SOCKET", inputs.inbox.as_bytes())?);
+        }
+        if builtin {
+            env.push(env_entry(ROLE_ENV.as_bytes(), b"worker")?);
+            env.push(env_entry(b"HAWKEY_LOG", inputs.worker_log.as_bytes())?);
+        }
+
+        let cwd = workers
+            .cwd
+            .as_ref()
+            .map(|c| cstring(c.as_os_str().as_bytes(), "workers.cwd"))
+            .transpose()?;
+        let creds = if inputs.running_as_root && (workers.user.is_some() || workers.group.is_some()) {
+            Some(credentials(workers.user.as_deref(), workers.group.as_deref())?)
+        } else {
+            None
+        };
+        let stdin = std::fs::OpenOptions::new()
+            .read(true)
+            .open("/dev/null")
+            .map_err(Error::DevNull)?
+            .into();
+        let max_fd = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| soft.min(1 << 20) as RawFd)
+            .unwrap_or(1 << 16);
+        Ok(Plan {
+            program,
+            argv,
+            builtin_name,
+            env,
+            cwd,
+            creds,
+            listeners: inputs.listeners.iter().map(|l| l.fd.as_raw_fd()).collect(),
+            stdin,
+            master: nix::unistd::getpid(),
+            max_fd,
+            generation: inputs.generation,
+        })
+    }
+
+    /// Forks and executes the worker for `slot`. Returns once `execve`
+    /// succeeded in the child, or with the step that failed.
+    pub fn spawn(&self, slot: usize) -> Result<Pid, Error> {
+        // Everything the child touches is built here, before the fork.
+        let name = match &self.builtin_name {
+            Some(prefix) => Some(cstring(format!("{prefix}: worker {slot}"), "argv")?),
+            None => None,
+        };
+        let mut argv: Vec<*const c_char> = name.iter().chain(&self.argv).map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let slot_entry = env_entry(b"HAWKEY_WORKER", slot.to_string().as_bytes())?;
+        // "LISTEN_PID=" then room for the digits and the NUL.
+        let mut listen_pid = b"LISTEN_PID=".to_vec();
+        let digits_at = listen_pid.len();
+        listen_pid.resize(digits_at + 21, 0);
+        let mut envp: Vec<*const c_char> = self.env.iter().map(|e| e.as_ptr()).collect();
+        envp.push(slot_entry.as_ptr());
+        envp.push(listen_pid.as_ptr().cast());
+        envp.push(std::ptr::null());
+        let mut scratch: Vec<RawFd> = vec![-1; self.listeners.len()];
+        let groups = self.creds.as_ref().map(|c| Creds {
+            uid: c.uid.as_raw(),
+            gid: c.gid.as_raw(),
+            groups: c.groups.as_ptr(),
+            group_count: c.groups.len(),
+        });
+        let mut empty_mask = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set it is given.
+        unsafe { libc::sigemptyset(empty_mask.as_mut_ptr()) };
+        let (read_end, write_end) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Error::Fork)?;
+        let steps = child::Steps {
+            program: self.program.as_ptr(),
+            argv: argv.as_ptr(),
+            envp: envp.as_ptr(),
+            // SAFETY: `digits_at` is within `listen_pid`, which lives until
+            // this function returns; the child writes at most 20 digits and
+            // a NUL into the 21 bytes after it.
+            listen_pid_digits: unsafe { listen_pid.as_mut_ptr().add(digits_at) },
+            listen_pid_room: 20,
+            stdin: self.stdin.as_raw_fd(),
+            listeners: self.listeners.as_ptr(),
+            listener_count: self.listeners.len(),
+            scratch: scratch.as_mut_ptr(),
+            cwd: self.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            creds: groups,
+            master: self.master.as_raw(),
+            empty_mask: empty_mask.as_ptr(),
+            error_pipe: write_end.as_raw_fd(),
+            max_fd: self.max_fd,
+        };
+
+        // SAFETY: the master is single-threaded (no other thread can hold a
+        // lock the child would need), and the child only runs
+        // `child::run`, which makes async-signal-safe calls over `steps`.
+        match unsafe { fork() }.map_err(Error::Fork)? {
+            ForkResult::Child => {
+                // SAFETY: we are the forked child; every pointer in `steps`
+                // points into this function's locals or `self`, copied
+                // into the child's address space by fork.
+                unsafe { child::run(&steps) }
+            }
+            ForkResult::Parent { child } => {
+                drop(write_end);
+                let mut report = [0u8; 5];
+                let mut file = std::fs::File::from(read_end);
+                let mut got = 0;
+                while got < report.len() {
+                    match file.read(&mut report[got..]) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    }
+                }
+                // Keep the buffers alive until the child is past execve.
+                drop((argv, envp, listen_pid, scratch, name, slot_entry));
+                if got == 0 {
+                    return Ok(child);
+                }
+                // The child exits right after reporting: reap it here so
+                // the supervisor never sees a pid it was not told about.
+                let _ = nix::sys::wait::waitpid(child, None);
+                let step = Step::from_u8(report[0]).unwrap_or(Step::Exec);
+                let errno = Errno::from_raw(i32::from_ne_bytes([report[1], report[2], report[3], report[4]]));
+                Err(Error::Child { step, errno })
+            }
+        }
+    }
+}
+
+fn credentials(user: Option<&str>, group: Option<&str>) -> Result<Credentials, Error> {
+    let lookup = |what: String| move |source| Error::Lookup { what, source };
+    let user_entry = match user {
+        Some(name) => Some(
+            nix::unistd::User::from_name(name)
+                .map_err(lookup(format!("user '{name}'")))?
+                .ok_or(Error::Lookup { what: format!("user '{name}'"), source: Errno::ENOENT })?,
+        ),
+        None => None,
+    };
+    let gid = match group {
+        Some(name) => {
+            nix::unistd::Group::from_name(name)
+                .map_err(lookup(format!("group '{name}'")))?
+                .ok_or(Error::Lookup { what: format!("group '{name}'"), source: Errno::ENOENT })?
+                .gid
+        }
+        None => user_entry.as_ref().map(|u| u.gid).unwrap_or_else(nix::unistd::getgid),
+    };
+    let uid = user_entry.as_ref().map(|u| u.uid).unwrap_or_else(nix::unistd::getuid);
+    let groups = match &user_entry {
+        // The user's supplementary groups, as login(1) would set them.
+        Some(u) => {
+            let name = cstring(u.name.as_bytes(), "user name")?;
+            nix::unistd::getgrouplist(&name, gid)
+                .map_err(lookup(format!("groups of user '{}'", u.name)))?
+                .into_iter()
+                .map(|g| g.as_raw())
+                .collect()
+        }
+        None => vec![gid.as_raw()],
+    };
+    Ok(Credentials { uid, gid, groups })
+}

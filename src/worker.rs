@@ -1,0 +1,133 @@
+//! The worker side of hawkey's library API.
+//!
+//! A program that links hawkey and calls [`crate::main`] with its app is
+//! both master and worker (the seed pattern of Node's `cluster`: "if
+//! master, fork; else run the worker"). The master re-executes the same
+//! binary for each worker with `HAWKEY_ROLE=worker`; [`crate::main`] sees
+//! that and calls the app with a [`Worker`]: its slot, its generation, and
+//! the listening sockets it inherited by the `sd_listen_fds(3)` protocol.
+//!
+//! The app must accept on those sockets, call [`Worker::ready`] once it
+//! does (the master counts the worker as started only then), and on
+//! `SIGTERM` stop accepting, finish what it is doing and return.
+
+use std::ffi::OsString;
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+
+use nix::sys::socket::AddressFamily;
+use sd_notify::NotifyState;
+
+use crate::notify::Notifier;
+
+/// A boxed error an app may return; it is logged and the worker exits 1.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a worker runs. Implemented for every `FnOnce(Worker) -> Result<(), BoxError>`.
+pub trait App {
+    fn run(self, worker: Worker) -> Result<(), BoxError>;
+}
+
+impl<F> App for F
+where
+    F: FnOnce(Worker) -> Result<(), BoxError>,
+{
+    fn run(self, worker: Worker) -> Result<(), BoxError> {
+        self(worker)
+    }
+}
+
+/// One inherited listening socket.
+#[derive(Debug)]
+pub enum Socket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// A listening socket and its name (`listen[].name`, or systemd's
+/// `FileDescriptorName=`).
+#[derive(Debug)]
+pub struct Listener {
+    pub name: String,
+    pub socket: Socket,
+}
+
+/// The worker's view of itself.
+#[derive(Debug)]
+pub struct Worker {
+    slot: usize,
+    generation: u64,
+    listeners: Vec<Listener>,
+    notifier: Notifier,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not started by a hawkey master: {0} is missing or invalid")]
+    Environment(&'static str),
+    #[error("failed to take the inherited sockets: {0}")]
+    Sockets(#[source] io::Error),
+    #[error("inherited fd {0} is not a TCP or unix stream socket")]
+    SocketKind(i32),
+    #[error("failed to connect to the master's notify socket: {0}")]
+    Notify(#[source] io::Error),
+}
+
+impl Worker {
+    /// The worker's slot, `0..N-1`, stable across restarts (`HAWKEY_WORKER`).
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// The configuration generation that started this worker.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// Takes the sockets out, to move them into a server.
+    pub fn take_listeners(&mut self) -> Vec<Listener> {
+        std::mem::take(&mut self.listeners)
+    }
+
+    /// Tells the master this worker accepts connections (`READY=1`).
+    pub fn ready(&self) -> io::Result<()> {
+        self.notifier.send(&[NotifyState::Ready])
+    }
+
+    /// A free-form status line for the master (`STATUS=`).
+    pub fn status(&self, text: &str) -> io::Result<()> {
+        self.notifier.send(&[NotifyState::Status(text)])
+    }
+
+    /// Reads what the master passed, once, at worker start-up: the
+    /// listeners (only if `LISTEN_PID` is this process), the slot, the
+    /// generation and the notify socket.
+    pub(crate) fn from_environment() -> Result<Worker, Error> {
+        let var = |name: &'static str| std::env::var(name).map_err(|_| Error::Environment(name));
+        let slot = var("HAWKEY_WORKER")?.parse().map_err(|_| Error::Environment("HAWKEY_WORKER"))?;
+        let generation = var("HAWKEY_GENERATION")?
+            .parse()
+            .map_err(|_| Error::Environment("HAWKEY_GENERATION"))?;
+        let notify: Option<OsString> = std::env::var_os("NOTIFY_SOCKET");
+        let notifier = Notifier::connect(notify.as_deref()).map_err(Error::Notify)?;
+        let mut listeners = Vec::new();
+        for (fd, name) in sd_notify::listen_fds_with_names().map_err(Error::Sockets)? {
+            // SAFETY: listen_fds_with_names checked LISTEN_PID is this
+            // process: these fds were passed to us and nothing owns them.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            let socket = match crate::listener::family(&owned) {
+                Some(AddressFamily::Inet | AddressFamily::Inet6) => Socket::Tcp(TcpListener::from(owned)),
+                Some(AddressFamily::Unix) => Socket::Unix(UnixListener::from(owned)),
+                _ => return Err(Error::SocketKind(fd)),
+            };
+            listeners.push(Listener { name, socket });
+        }
+        Ok(Worker { slot, generation, listeners, notifier })
+    }
+}
