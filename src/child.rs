@@ -138,16 +138,27 @@ unsafe fn close_from(first: RawFd, last: RawFd, max_fd: RawFd) {
 /// Call only in the child of `fork()`, with every pointer in `s` valid
 /// (prepared by `spawn` before the fork).
 pub(crate) unsafe fn run(s: &Steps) -> ! {
-    // SAFETY (whole block): each call below is an async-signal-safe syscall
+    // SAFETY: for the whole block, each call below is an async-signal-safe syscall
     // (signal-safety(7)) on memory prepared before the fork; nothing
     // allocates or takes a lock.
     unsafe {
         // Default dispositions for every signal: Rust's runtime ignores
-        // SIGPIPE in the master, and ignored signals survive execve.
+        // SIGPIPE in the master, and ignored signals survive execve. The
+        // raw syscall also resets 32 and 33, which glibc's wrappers refuse
+        // to touch but which an ignoring ancestor may have passed down.
+        // The kernel's struct sigaction is {handler, flags, restorer,
+        // mask}; all zero is SIG_DFL with no flags.
         // Signals stay blocked until just before execve.
-        for signal in 1..libc::SIGRTMAX() {
+        let default_action = [0u64; 4];
+        for signal in 1..=64 {
             if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::signal(signal, libc::SIG_DFL);
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    default_action.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
             }
         }
 
@@ -214,7 +225,14 @@ pub(crate) unsafe fn run(s: &Steps) -> ! {
 
         // Die with the master. Set after the privilege drop, which clears
         // it; then check the master did not die before it took effect.
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             fail(pipe, Step::ParentDeath, errno());
         }
         if libc::getppid() != s.master {

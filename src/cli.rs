@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "hawkey", version, about = "A pre-fork service manager for systemd hosts")]
+#[command(
+    name = "hawkey",
+    version,
+    about = "A pre-fork service manager for systemd hosts"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -21,21 +21,31 @@ pub struct Available {
 /// Reads the affinity mask and the cgroup quota of this process.
 pub fn available() -> Available {
     let affinity = affinity_cpus().unwrap_or_else(|| {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     });
     let quota = cgroup_quota(Path::new("/proc/self/cgroup"), Path::new("/sys/fs/cgroup"));
-    Available { affinity, quota, count: auto_count(affinity, quota) }
+    Available {
+        affinity,
+        quota,
+        count: auto_count(affinity, quota),
+    }
 }
 
 /// `min(affinity, ceil(quota))`, at least 1.
 pub fn auto_count(affinity: usize, quota: Option<f64>) -> usize {
-    let by_quota = quota.map(|q| q.ceil().max(1.0) as usize).unwrap_or(usize::MAX);
+    let by_quota = quota
+        .map(|q| q.ceil().max(1.0) as usize)
+        .unwrap_or(usize::MAX);
     affinity.min(by_quota).max(1)
 }
 
 fn affinity_cpus() -> Option<usize> {
     let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
-    let n = (0..nix::sched::CpuSet::count()).filter(|&cpu| set.is_set(cpu).unwrap_or(false)).count();
+    let n = (0..nix::sched::CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .count();
     (n > 0).then_some(n)
 }
 
@@ -69,7 +79,8 @@ fn cgroup_quota(proc_cgroup: &Path, root: &Path) -> Option<f64> {
     };
     for line in membership.lines() {
         let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next())
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };

@@ -111,7 +111,11 @@ pub fn main<A: App>(app: A) -> ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { exit::USAGE } else { exit::OK });
+            return ExitCode::from(if error.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
         }
     };
     let code = match cli.command {
@@ -128,11 +132,17 @@ fn load_config(explicit: Option<PathBuf>) -> Result<(config::Config, String), co
         Some(path) => Ok((config::Config::load(&path)?, path.display().to_string())),
         None if Path::new(config::DEFAULT_PATH).exists() => {
             let path = Path::new(config::DEFAULT_PATH);
-            Ok((config::Config::load(path)?, config::DEFAULT_PATH.to_string()))
+            Ok((
+                config::Config::load(path)?,
+                config::DEFAULT_PATH.to_string(),
+            ))
         }
         None => {
             let name = "<built-in default>";
-            Ok((config::Config::parse(config::EMBEDDED_DEFAULT, Path::new(name))?, name.to_string()))
+            Ok((
+                config::Config::parse(config::EMBEDDED_DEFAULT, Path::new(name))?,
+                name.to_string(),
+            ))
         }
     }
 }
@@ -200,7 +210,10 @@ fn check(config_path: Option<PathBuf>) -> u8 {
             Some(q) => format!("a CPU quota of {q:.2}"),
             None => "no CPU quota".to_string(),
         };
-        println!("# workers.count: auto = {} ({} CPUs in the affinity mask, {quota})", cpus.count, cpus.affinity);
+        println!(
+            "# workers.count: auto = {} ({} CPUs in the affinity mask, {quota})",
+            cpus.count, cpus.affinity
+        );
         config.workers.count = config::WorkerCount::Fixed(cpus.count as u32);
     }
     config.pidfile = match master::pidfile_path(&config, &env) {
@@ -224,7 +237,10 @@ fn ensure_standard_fds() {
         .is_err()
         {
             // Opening /dev/null takes the lowest free number: `fd`.
-            let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null");
+            let null = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null");
             if let Ok(file) = null {
                 std::mem::forget(file);
             }
@@ -235,9 +251,16 @@ fn ensure_standard_fds() {
 fn run_worker<A: App>(app: A) -> u8 {
     let (level, sink) = std::env::var("HAWKEY_LOG")
         .ok()
-        .and_then(|v| v.split_once('/').map(|(l, s)| (l.to_string(), s.to_string())))
+        .and_then(|v| {
+            v.split_once('/')
+                .map(|(l, s)| (l.to_string(), s.to_string()))
+        })
         .unwrap_or_else(|| ("info".into(), "text".into()));
-    logging::init(&level, logging::Sink::from_name(&sink).unwrap_or(logging::Sink::Text), "hawkey-worker");
+    logging::init(
+        &level,
+        logging::Sink::from_name(&sink).unwrap_or(logging::Sink::Text),
+        "hawkey-worker",
+    );
     let worker = match Worker::from_environment() {
         Ok(w) => w,
         Err(error) => {
@@ -247,7 +270,14 @@ fn run_worker<A: App>(app: A) -> u8 {
     };
     // The variables were for this process; the app's own children must not
     // take them as theirs.
-    for name in ["HAWKEY_ROLE", "HAWKEY_LOG", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"] {
+    for name in [
+        "HAWKEY_ROLE",
+        "HAWKEY_LOG",
+        "LISTEN_PID",
+        "LISTEN_FDS",
+        "LISTEN_FDNAMES",
+        "NOTIFY_SOCKET",
+    ] {
         // SAFETY: a worker runs this before the app starts any thread (the
         // documented contract of `main`), so no other thread reads the
         // environment concurrently.

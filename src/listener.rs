@@ -20,8 +20,8 @@ use std::path::Path;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, UnixAddr, bind, getsockopt,
-    listen, setsockopt, socket, sockopt,
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, UnixAddr, bind,
+    getsockopt, listen, setsockopt, socket, sockopt,
 };
 use nix::sys::stat::{Mode, umask};
 
@@ -46,7 +46,12 @@ pub enum Origin {
 impl fmt::Display for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.origin {
-            Origin::Systemd => write!(f, "'{}' (fd {} from systemd)", self.name, self.fd.as_raw_fd()),
+            Origin::Systemd => write!(
+                f,
+                "'{}' (fd {} from systemd)",
+                self.name,
+                self.fd.as_raw_fd()
+            ),
             Origin::Bound(address) => write!(f, "'{}' on {address}", self.name),
         }
     }
@@ -90,9 +95,16 @@ pub fn from_systemd() -> Result<Option<Vec<Listener>>, Error> {
         // so systemd passed these fds to us; nothing else owns them.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         if !getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false) {
-            return Err(Error::NotListening { fd: fd.as_raw_fd(), name });
+            return Err(Error::NotListening {
+                fd: fd.as_raw_fd(),
+                name,
+            });
         }
-        listeners.push(Listener { name, fd, origin: Origin::Systemd });
+        listeners.push(Listener {
+            name,
+            fd,
+            origin: Origin::Systemd,
+        });
     }
     Ok(Some(listeners))
 }
@@ -129,17 +141,27 @@ pub fn release(listeners: Vec<Listener>) {
 }
 
 fn is_socket(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).map(|m| m.file_type().is_socket()).unwrap_or(false)
+    std::fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_socket())
+        .unwrap_or(false)
 }
 
 fn bind_one(spec: &config::Listen) -> Result<OwnedFd, Error> {
     let address = &spec.address;
-    let fail = |source| Error::Bind { address: address.clone(), source };
+    let fail = |source| Error::Bind {
+        address: address.clone(),
+        source,
+    };
     let backlog = Backlog::new(spec.backlog as i32).unwrap_or(Backlog::MAXCONN);
     match address {
         Address::Tcp(addr) => {
-            let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
-            let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(fail)?;
+            let family = if addr.is_ipv4() {
+                AddressFamily::Inet
+            } else {
+                AddressFamily::Inet6
+            };
+            let fd =
+                socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(fail)?;
             // Rebinding right after a restart must not fail on TIME_WAIT.
             setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(fail)?;
             match addr {
@@ -155,9 +177,17 @@ fn bind_one(spec: &config::Listen) -> Result<OwnedFd, Error> {
             Ok(fd)
         }
         Address::Unix(path) => {
-            clear_stale_socket(path).map_err(|reason| Error::UnixPath { address: address.clone(), reason })?;
-            let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-                .map_err(fail)?;
+            clear_stale_socket(path).map_err(|reason| Error::UnixPath {
+                address: address.clone(),
+                reason,
+            })?;
+            let fd = socket(
+                AddressFamily::Unix,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .map_err(fail)?;
             let unix_addr = UnixAddr::new(path.as_path()).map_err(fail)?;
             let mode = spec.mode.map(|m| m.0).unwrap_or(0o660);
             // The socket file is created by bind(2) with the umask applied:
@@ -231,7 +261,10 @@ mod tests {
         let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = first.local_addr().unwrap().port();
         let err = bind_all(&[tcp(&format!("127.0.0.1:{port}"))]).unwrap_err();
-        assert_eq!(err.to_string(), format!("failed to bind '127.0.0.1:{port}': address already in use"));
+        assert_eq!(
+            err.to_string(),
+            format!("failed to bind '127.0.0.1:{port}': address already in use")
+        );
     }
 
     #[test]
@@ -257,7 +290,12 @@ mod tests {
         assert!(!path.exists());
         // A regular file is never removed.
         std::fs::write(&path, "data").unwrap();
-        assert!(bind_all(std::slice::from_ref(&spec)).unwrap_err().to_string().contains("not a socket"));
+        assert!(
+            bind_all(std::slice::from_ref(&spec))
+                .unwrap_err()
+                .to_string()
+                .contains("not a socket")
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "data");
         std::fs::remove_dir_all(&dir).unwrap();
     }

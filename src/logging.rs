@@ -64,7 +64,10 @@ fn filter(level: &str) -> LevelFilter {
 
 /// Whether `journal_stream` (`JOURNAL_STREAM`, "DEV:INO") is our stderr.
 pub fn stderr_is_journal(journal_stream: Option<&OsStr>) -> bool {
-    let Some((dev, ino)) = journal_stream.and_then(|v| v.to_str()).and_then(|v| v.split_once(':')) else {
+    let Some((dev, ino)) = journal_stream
+        .and_then(|v| v.to_str())
+        .and_then(|v| v.split_once(':'))
+    else {
         return false;
     };
     let Ok(stat) = nix::sys::stat::fstat(std::io::stderr().as_fd()) else {
@@ -95,7 +98,9 @@ pub fn init(level: &str, sink: Sink, identifier: &str) -> Sink {
                 let layer = layer
                     .with_field_prefix(None)
                     .with_syslog_identifier(identifier.to_string());
-                let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
+                let _ = tracing_subscriber::registry()
+                    .with(layer.with_filter(filter))
+                    .try_init();
                 return Sink::Journald;
             }
             Err(error) => {

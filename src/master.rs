@@ -45,12 +45,17 @@ impl Environment {
     pub fn capture() -> Environment {
         Environment {
             vars: std::env::vars_os().collect(),
-            argv0: std::env::args_os().next().unwrap_or_else(|| "hawkey".into()),
+            argv0: std::env::args_os()
+                .next()
+                .unwrap_or_else(|| "hawkey".into()),
         }
     }
 
     pub fn get(&self, name: &str) -> Option<&OsStr> {
-        self.vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_os_str())
+        self.vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_os_str())
     }
 
     /// Whether a service manager runs us (systemd sets `INVOCATION_ID`).
@@ -74,7 +79,12 @@ pub fn pidfile_path(config: &Config, env: &Environment) -> Option<PathBuf> {
 }
 
 /// Runs the master until it stops; returns the process exit code.
-pub fn run(config: Config, signals: Signals, env: Environment, worker_log: String) -> Result<u8, Error> {
+pub fn run(
+    config: Config,
+    signals: Signals,
+    env: Environment,
+    worker_log: String,
+) -> Result<u8, Error> {
     let pid = std::process::id();
     let mut pidfile = match pidfile_path(&config, &env) {
         Some(path) => {
@@ -116,7 +126,15 @@ fn serve(
             Origin::Bound(_) => tracing::info!("listening on {l}"),
         }
     }
-    let result = supervise(config, &mut signals, env, worker_log, pidfile, pid, &listeners);
+    let result = supervise(
+        config,
+        &mut signals,
+        env,
+        worker_log,
+        pidfile,
+        pid,
+        &listeners,
+    );
     listener::release(listeners);
     result
 }
@@ -136,7 +154,10 @@ fn supervise(
     if pid == 1 || !env.under_systemd() {
         // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-            tracing::warn!("failed to become a child subreaper: {}", std::io::Error::last_os_error());
+            tracing::warn!(
+                "failed to become a child subreaper: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
     let upstream = Notifier::connect(env.get("NOTIFY_SOCKET")).map_err(Error::Notify)?;
@@ -189,7 +210,10 @@ fn supervise(
                 match action {
                     Action::Spawn { slot } => queue.push_back(match plan.spawn(slot) {
                         Ok(pid) => Event::Spawned { slot, pid },
-                        Err(error) => Event::SpawnFailed { slot, error: error.to_string() },
+                        Err(error) => Event::SpawnFailed {
+                            slot,
+                            error: error.to_string(),
+                        },
                     }),
                     Action::Signal { pid, signal } => send(pid, signal),
                     Action::AnnounceReady => {
@@ -204,7 +228,14 @@ fn supervise(
                             started.elapsed().as_millis()
                         );
                         let line = pool.status_line();
-                        notify(&upstream, &[NotifyState::Ready, NotifyState::MainPid(pid), NotifyState::Status(&line)]);
+                        notify(
+                            &upstream,
+                            &[
+                                NotifyState::Ready,
+                                NotifyState::MainPid(pid),
+                                NotifyState::Status(&line),
+                            ],
+                        );
                         status = line;
                     }
                     Action::AnnounceStopping => notify(&upstream, &[NotifyState::Stopping]),
@@ -235,7 +266,10 @@ fn supervise(
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN), PollFd::new(inbox.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(inbox.as_fd(), PollFlags::POLLIN),
+        ];
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(error) => return Err(Error::Poll(error)),

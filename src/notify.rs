@@ -40,7 +40,10 @@ fn address(value: &OsStr) -> io::Result<SocketAddr> {
         Some(b'/') => SocketAddr::from_pathname(value),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("unsupported NOTIFY_SOCKET '{}' (a path or @abstract name)", value.to_string_lossy()),
+            format!(
+                "unsupported NOTIFY_SOCKET '{}' (a path or @abstract name)",
+                value.to_string_lossy()
+            ),
         )),
     }
 }
@@ -58,14 +61,20 @@ impl Notifier {
         };
         let socket = UnixDatagram::unbound()?;
         socket.connect_addr(&address(value)?)?;
-        Ok(Notifier { socket: Some(socket) })
+        // Never block the supervision loop on a slow reader: a full queue
+        // drops the message (send reports WouldBlock) instead.
+        socket.set_nonblocking(true)?;
+        Ok(Notifier {
+            socket: Some(socket),
+        })
     }
 
     pub fn is_enabled(&self) -> bool {
         self.socket.is_some()
     }
 
-    /// Sends the states as one datagram.
+    /// Sends the states as one datagram, without waiting: if the reader's
+    /// queue is full the error is `WouldBlock` and the message is dropped.
     pub fn send(&self, states: &[NotifyState<'_>]) -> io::Result<()> {
         let Some(socket) = &self.socket else {
             return Ok(());
@@ -131,7 +140,10 @@ impl Inbox {
                     setsockopt(&socket, sockopt::PassCred, &true)?;
                     let mut value = OsString::from("@");
                     value.push(&name);
-                    return Ok(Inbox { socket, name: value });
+                    return Ok(Inbox {
+                        socket,
+                        name: value,
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_error = Some(e),
                 Err(e) => return Err(e),
@@ -210,12 +222,29 @@ mod tests {
     fn inbox_credits_messages_to_the_sending_pid() {
         let inbox = Inbox::bind().unwrap();
         let notifier = Notifier::connect(Some(inbox.name())).unwrap();
-        notifier.send(&[NotifyState::Ready, NotifyState::Status("up")]).unwrap();
+        notifier
+            .send(&[NotifyState::Ready, NotifyState::Status("up")])
+            .unwrap();
         let got = inbox.drain();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0.as_raw() as u32, std::process::id());
         assert!(got[0].1.ready);
         assert_eq!(got[0].1.status.as_deref(), Some("up"));
+    }
+
+    #[test]
+    fn a_reader_that_never_reads_cannot_block_the_sender() {
+        let inbox = Inbox::bind().unwrap();
+        let notifier = Notifier::connect(Some(inbox.name())).unwrap();
+        let mut dropped = false;
+        for _ in 0..10_000 {
+            if let Err(e) = notifier.send(&[NotifyState::Status("x")]) {
+                assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+                dropped = true;
+                break;
+            }
+        }
+        assert!(dropped, "the queue never filled");
     }
 
     #[test]

@@ -47,7 +47,10 @@ impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Exit::Code(code) => write!(f, "exited with status {code}"),
-            Exit::Signal { signal, core_dumped: true } => {
+            Exit::Signal {
+                signal,
+                core_dumped: true,
+            } => {
                 write!(f, "was killed by {} (core dumped)", signal.as_str())
             }
             Exit::Signal { signal, .. } => write!(f, "was killed by {}", signal.as_str()),
@@ -62,7 +65,13 @@ pub fn reap_all() -> Vec<(Pid, Exit)> {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => reaped.push((pid, Exit::Code(code))),
             Ok(WaitStatus::Signaled(pid, signal, core_dumped)) => {
-                reaped.push((pid, Exit::Signal { signal, core_dumped }));
+                reaped.push((
+                    pid,
+                    Exit::Signal {
+                        signal,
+                        core_dumped,
+                    },
+                ));
             }
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
             Ok(_) => continue,
@@ -84,11 +93,19 @@ mod tests {
     fn exits_read_in_operator_terms() {
         assert_eq!(Exit::Code(1).to_string(), "exited with status 1");
         assert_eq!(
-            Exit::Signal { signal: Signal::SIGKILL, core_dumped: false }.to_string(),
+            Exit::Signal {
+                signal: Signal::SIGKILL,
+                core_dumped: false
+            }
+            .to_string(),
             "was killed by SIGKILL"
         );
         assert_eq!(
-            Exit::Signal { signal: Signal::SIGSEGV, core_dumped: true }.to_string(),
+            Exit::Signal {
+                signal: Signal::SIGSEGV,
+                core_dumped: true
+            }
+            .to_string(),
             "was killed by SIGSEGV (core dumped)"
         );
         assert!(Exit::Code(0).is_clean());

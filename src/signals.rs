@@ -114,7 +114,10 @@ mod tests {
 
     #[test]
     fn every_handled_signal_has_one_meaning_or_is_deliberately_inert() {
-        assert_eq!(meaning(Signal::SIGTERM), Some(Request::Stop(Signal::SIGTERM)));
+        assert_eq!(
+            meaning(Signal::SIGTERM),
+            Some(Request::Stop(Signal::SIGTERM))
+        );
         assert_eq!(meaning(Signal::SIGINT), Some(Request::Stop(Signal::SIGINT)));
         assert_eq!(meaning(Signal::SIGQUIT), Some(Request::FastStop));
         assert_eq!(meaning(Signal::SIGHUP), Some(Request::Reload));

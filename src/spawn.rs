@@ -115,14 +115,19 @@ impl Error {
 }
 
 fn cstring(bytes: impl Into<Vec<u8>>, what: &str) -> Result<CString, Error> {
-    CString::new(bytes).map_err(|_| Error::Nul { what: what.to_string() })
+    CString::new(bytes).map_err(|_| Error::Nul {
+        what: what.to_string(),
+    })
 }
 
 fn env_entry(name: &[u8], value: &[u8]) -> Result<CString, Error> {
     let mut entry = name.to_vec();
     entry.push(b'=');
     entry.extend_from_slice(value);
-    cstring(entry, &format!("environment variable {}", String::from_utf8_lossy(name)))
+    cstring(
+        entry,
+        &format!("environment variable {}", String::from_utf8_lossy(name)),
+    )
 }
 
 impl Plan {
@@ -134,9 +139,17 @@ impl Plan {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "hawkey".into());
-            (cstring("/proc/self/exe", "program")?, Vec::new(), Some(prefix))
+            (
+                cstring("/proc/self/exe", "program")?,
+                Vec::new(),
+                Some(prefix),
+            )
         } else {
-            let path_var = inputs.environment.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
+            let path_var = inputs
+                .environment
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.as_os_str());
             let resolved: PathBuf = config::resolve_program(&workers.command[0], path_var)
                 .unwrap_or_else(|| PathBuf::from(&workers.command[0]));
             let argv = workers
@@ -144,13 +157,19 @@ impl Plan {
                 .iter()
                 .map(|a| cstring(a.as_bytes(), "workers.command"))
                 .collect::<Result<Vec<_>, _>>()?;
-            (cstring(resolved.into_os_string().into_vec(), "workers.command[0]")?, argv, None)
+            (
+                cstring(resolved.into_os_string().into_vec(), "workers.command[0]")?,
+                argv,
+                None,
+            )
         };
 
         let mut env = Vec::new();
         for (name, value) in inputs.environment {
             let name_str = name.to_string_lossy();
-            if FILTERED_ENV.contains(&name_str.as_ref()) || workers.env.contains_key(name_str.as_ref()) {
+            if FILTERED_ENV.contains(&name_str.as_ref())
+                || workers.env.contains_key(name_str.as_ref())
+            {
                 continue;
             }
             env.push(env_entry(name.as_bytes(), value.as_bytes())?);
@@ -159,9 +178,15 @@ impl Plan {
             env.push(env_entry(name.as_bytes(), value.as_bytes())?);
         }
         let names: Vec<&str> = inputs.listeners.iter().map(|l| l.name.as_str()).collect();
-        env.push(env_entry(b"LISTEN_FDS", inputs.listeners.len().to_string().as_bytes())?);
+        env.push(env_entry(
+            b"LISTEN_FDS",
+            inputs.listeners.len().to_string().as_bytes(),
+        )?);
         env.push(env_entry(b"LISTEN_FDNAMES", names.join(":").as_bytes())?);
-        env.push(env_entry(b"HAWKEY_GENERATION", inputs.generation.to_string().as_bytes())?);
+        env.push(env_entry(
+            b"HAWKEY_GENERATION",
+            inputs.generation.to_string().as_bytes(),
+        )?);
         if builtin || workers.ready == Ready::Notify {
             env.push(env_entry(b"NOTIFY_SOCKET", inputs.inbox.as_bytes())?);
         }
@@ -175,8 +200,12 @@ impl Plan {
             .as_ref()
             .map(|c| cstring(c.as_os_str().as_bytes(), "workers.cwd"))
             .transpose()?;
-        let creds = if inputs.running_as_root && (workers.user.is_some() || workers.group.is_some()) {
-            Some(credentials(workers.user.as_deref(), workers.group.as_deref())?)
+        let creds = if inputs.running_as_root && (workers.user.is_some() || workers.group.is_some())
+        {
+            Some(credentials(
+                workers.user.as_deref(),
+                workers.group.as_deref(),
+            )?)
         } else {
             None
         };
@@ -211,7 +240,8 @@ impl Plan {
             Some(prefix) => Some(cstring(format!("{prefix}: worker {slot}"), "argv")?),
             None => None,
         };
-        let mut argv: Vec<*const c_char> = name.iter().chain(&self.argv).map(|a| a.as_ptr()).collect();
+        let mut argv: Vec<*const c_char> =
+            name.iter().chain(&self.argv).map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let slot_entry = env_entry(b"HAWKEY_WORKER", slot.to_string().as_bytes())?;
         // "LISTEN_PID=" then room for the digits and the NUL.
@@ -287,7 +317,9 @@ impl Plan {
                 // the supervisor never sees a pid it was not told about.
                 let _ = nix::sys::wait::waitpid(child, None);
                 let step = Step::from_u8(report[0]).unwrap_or(Step::Exec);
-                let errno = Errno::from_raw(i32::from_ne_bytes([report[1], report[2], report[3], report[4]]));
+                let errno = Errno::from_raw(i32::from_ne_bytes([
+                    report[1], report[2], report[3], report[4],
+                ]));
                 Err(Error::Child { step, errno })
             }
         }
@@ -300,7 +332,10 @@ fn credentials(user: Option<&str>, group: Option<&str>) -> Result<Credentials, E
         Some(name) => Some(
             nix::unistd::User::from_name(name)
                 .map_err(lookup(format!("user '{name}'")))?
-                .ok_or(Error::Lookup { what: format!("user '{name}'"), source: Errno::ENOENT })?,
+                .ok_or(Error::Lookup {
+                    what: format!("user '{name}'"),
+                    source: Errno::ENOENT,
+                })?,
         ),
         None => None,
     };
@@ -308,12 +343,21 @@ fn credentials(user: Option<&str>, group: Option<&str>) -> Result<Credentials, E
         Some(name) => {
             nix::unistd::Group::from_name(name)
                 .map_err(lookup(format!("group '{name}'")))?
-                .ok_or(Error::Lookup { what: format!("group '{name}'"), source: Errno::ENOENT })?
+                .ok_or(Error::Lookup {
+                    what: format!("group '{name}'"),
+                    source: Errno::ENOENT,
+                })?
                 .gid
         }
-        None => user_entry.as_ref().map(|u| u.gid).unwrap_or_else(nix::unistd::getgid),
+        None => user_entry
+            .as_ref()
+            .map(|u| u.gid)
+            .unwrap_or_else(nix::unistd::getgid),
     };
-    let uid = user_entry.as_ref().map(|u| u.uid).unwrap_or_else(nix::unistd::getuid);
+    let uid = user_entry
+        .as_ref()
+        .map(|u| u.uid)
+        .unwrap_or_else(nix::unistd::getuid);
     let groups = match &user_entry {
         // The user's supplementary groups, as login(1) would set them.
         Some(u) => {

@@ -51,8 +51,16 @@ pub enum State {
     Pending { at: Instant },
     /// Being forked right now (between the `Spawn` action and its result).
     Spawning,
-    Starting { pid: Pid, since: Instant, deadline: Instant },
-    Ready { pid: Pid, since: Instant, ready_at: Instant },
+    Starting {
+        pid: Pid,
+        since: Instant,
+        deadline: Instant,
+    },
+    Ready {
+        pid: Pid,
+        since: Instant,
+        ready_at: Instant,
+    },
     /// Asked to stop with the stop signal; SIGKILL at `kill_at`.
     Stopping { pid: Pid, kill_at: Instant },
     /// SIGKILL sent; waiting to reap.
@@ -115,7 +123,9 @@ impl Slot {
 pub enum Phase {
     Running,
     /// Stopping every worker; exit with `code` once all are reaped.
-    Stopping { code: ExitCode },
+    Stopping {
+        code: ExitCode,
+    },
 }
 
 /// How the master ends.
@@ -130,11 +140,24 @@ pub enum ExitCode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Start,
-    Spawned { slot: usize, pid: Pid },
-    SpawnFailed { slot: usize, error: String },
-    Ready { pid: Pid },
-    Exited { pid: Pid, exit: Exit },
-    Stop { fast: bool },
+    Spawned {
+        slot: usize,
+        pid: Pid,
+    },
+    SpawnFailed {
+        slot: usize,
+        error: String,
+    },
+    Ready {
+        pid: Pid,
+    },
+    Exited {
+        pid: Pid,
+        exit: Exit,
+    },
+    Stop {
+        fast: bool,
+    },
     Grow,
     Shrink,
     /// Time passed; deadlines may be due.
@@ -143,9 +166,14 @@ pub enum Event {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Spawn { slot: usize },
+    Spawn {
+        slot: usize,
+    },
     /// Send `signal` to the worker's process group.
-    Signal { pid: Pid, signal: Signal },
+    Signal {
+        pid: Pid,
+        signal: Signal,
+    },
     /// Every slot is ready for the first time: `READY=1`, pidfile.
     AnnounceReady,
     /// `STOPPING=1`.
@@ -189,14 +217,22 @@ impl Pool {
 
     /// The `STATUS=` line: "2/2 workers ready, generation 1, 0 restarts".
     pub fn status_line(&self) -> String {
-        let ready = self.slots.iter().filter(|s| matches!(s.state, State::Ready { .. })).count();
+        let ready = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s.state, State::Ready { .. }))
+            .count();
         match self.phase {
             Phase::Running => format!(
                 "{ready}/{} workers ready, generation {}, {} restarts",
                 self.target, self.generation, self.restarts
             ),
             Phase::Stopping { .. } => {
-                let left = self.slots.iter().filter(|s| s.state.pid().is_some()).count();
+                let left = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.state.pid().is_some())
+                    .count();
                 format!("stopping, {left} workers left")
             }
         }
@@ -226,7 +262,11 @@ impl Pool {
                 if let Some(s) = self.slots.get_mut(slot) {
                     s.state = State::Stopped;
                 }
-                tracing::error!(hawkey_worker = slot, generation = self.generation, "{error}");
+                tracing::error!(
+                    hawkey_worker = slot,
+                    generation = self.generation,
+                    "{error}"
+                );
                 self.after_death(slot, true, now, &mut actions);
             }
             Event::Ready { pid } => self.on_ready(pid, now, &mut actions),
@@ -249,13 +289,30 @@ impl Pool {
         let ready_on_start = self.settings.ready_on_start;
         let deadline = now + self.settings.ready_timeout;
         let generation = self.generation;
-        let Some(s) = self.slots.get_mut(slot) else { return };
-        s.state = State::Starting { pid, since: now, deadline };
-        tracing::debug!(hawkey_worker = slot, worker_pid = pid.as_raw(), generation, "worker started");
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        s.state = State::Starting {
+            pid,
+            since: now,
+            deadline,
+        };
+        tracing::debug!(
+            hawkey_worker = slot,
+            worker_pid = pid.as_raw(),
+            generation,
+            "worker started"
+        );
         if self.phase != Phase::Running {
             // A stop arrived while this worker was being forked.
-            s.state = State::Stopping { pid, kill_at: now + self.settings.stop_timeout };
-            actions.push(Action::Signal { pid, signal: self.settings.stop_signal });
+            s.state = State::Stopping {
+                pid,
+                kill_at: now + self.settings.stop_timeout,
+            };
+            actions.push(Action::Signal {
+                pid,
+                signal: self.settings.stop_signal,
+            });
         } else if ready_on_start {
             self.on_ready(pid, now, actions);
         }
@@ -264,8 +321,14 @@ impl Pool {
     fn on_ready(&mut self, pid: Pid, now: Instant, actions: &mut Vec<Action>) {
         let generation = self.generation;
         let Some(s) = self.slot_of(pid) else { return };
-        let State::Starting { since, .. } = s.state else { return };
-        s.state = State::Ready { pid, since, ready_at: now };
+        let State::Starting { since, .. } = s.state else {
+            return;
+        };
+        s.state = State::Ready {
+            pid,
+            since,
+            ready_at: now,
+        };
         tracing::info!(
             hawkey_worker = s.id,
             worker_pid = pid.as_raw(),
@@ -282,7 +345,10 @@ impl Pool {
 
     fn all_ready(&self) -> bool {
         self.slots.len() == self.target
-            && self.slots.iter().all(|s| matches!(s.state, State::Ready { .. }))
+            && self
+                .slots
+                .iter()
+                .all(|s| matches!(s.state, State::Ready { .. }))
     }
 
     /// A worker exited: log it in operator terms, then decide its slot's
@@ -322,8 +388,6 @@ impl Pool {
             State::Ready { ready_at, .. } => now.saturating_duration_since(ready_at) < STABLE_AFTER,
             _ => true,
         };
-        let (level_warn, detail) = (true, exit);
-        let _ = level_warn;
         self.after_death(id, quick, now, actions);
         let s = &self.slots[id];
         let delay = match s.state {
@@ -339,9 +403,9 @@ impl Pool {
             hawkey_worker = id,
             worker_pid = pid.as_raw(),
             generation,
-            exit_status = detail.code(),
-            signal = detail.signal(),
-            "worker {id} (pid {pid}) {detail}, {next}"
+            exit_status = exit.code(),
+            signal = exit.signal(),
+            "worker {id} (pid {pid}) {exit}, {next}"
         );
     }
 
@@ -350,7 +414,9 @@ impl Pool {
     fn after_death(&mut self, slot: usize, quick: bool, now: Instant, actions: &mut Vec<Action>) {
         let (initial, max) = (self.settings.backoff_initial, self.settings.backoff_max);
         let any_ready_ever = self.any_ready_ever;
-        let Some(s) = self.slots.get_mut(slot) else { return };
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
         s.restarts += 1;
         self.restarts += 1;
         let delay = if quick {
@@ -364,7 +430,11 @@ impl Pool {
         s.state = State::Pending { at: now + delay };
         if !any_ready_ever {
             s.startup_failures += 1;
-            if self.slots.iter().all(|s| s.startup_failures >= STARTUP_ATTEMPTS) {
+            if self
+                .slots
+                .iter()
+                .all(|s| s.startup_failures >= STARTUP_ATTEMPTS)
+            {
                 tracing::error!(
                     "no worker became ready after {STARTUP_ATTEMPTS} attempts per slot; giving up"
                 );
@@ -400,14 +470,22 @@ impl Pool {
                 State::Pending { .. } | State::Stopped => State::Stopped,
                 // Its Spawned event will see the phase and stop it.
                 State::Spawning => State::Spawning,
-                State::Starting { pid, .. } | State::Ready { pid, .. } | State::Stopping { pid, .. }
+                State::Starting { pid, .. }
+                | State::Ready { pid, .. }
+                | State::Stopping { pid, .. }
                     if fast =>
                 {
-                    actions.push(Action::Signal { pid, signal: Signal::SIGKILL });
+                    actions.push(Action::Signal {
+                        pid,
+                        signal: Signal::SIGKILL,
+                    });
                     State::Killing { pid }
                 }
                 State::Starting { pid, .. } | State::Ready { pid, .. } => {
-                    actions.push(Action::Signal { pid, signal: self.settings.stop_signal });
+                    actions.push(Action::Signal {
+                        pid,
+                        signal: self.settings.stop_signal,
+                    });
                     State::Stopping { pid, kill_at }
                 }
                 other @ (State::Stopping { .. } | State::Killing { .. }) => other,
@@ -465,7 +543,10 @@ impl Pool {
                         s.id,
                         crate::config::Span(ready_timeout)
                     );
-                    actions.push(Action::Signal { pid, signal: Signal::SIGKILL });
+                    actions.push(Action::Signal {
+                        pid,
+                        signal: Signal::SIGKILL,
+                    });
                     s.state = State::Killing { pid };
                 }
                 State::Stopping { pid, kill_at } if kill_at <= now => {
@@ -476,7 +557,10 @@ impl Pool {
                         "worker {} (pid {pid}) still running at the stop timeout, killing it",
                         s.id
                     );
-                    actions.push(Action::Signal { pid, signal: Signal::SIGKILL });
+                    actions.push(Action::Signal {
+                        pid,
+                        signal: Signal::SIGKILL,
+                    });
                     s.state = State::Killing { pid };
                 }
                 _ => {}
@@ -508,7 +592,10 @@ impl Pool {
 
     fn check_done(&mut self, actions: &mut Vec<Action>) {
         if let Phase::Stopping { code } = self.phase
-            && self.slots.iter().all(|s| s.state.pid().is_none() && s.state != State::Spawning)
+            && self
+                .slots
+                .iter()
+                .all(|s| s.state.pid().is_none() && s.state != State::Spawning)
             && !actions.iter().any(|a| matches!(a, Action::Exit(_)))
         {
             actions.push(Action::Exit(code));

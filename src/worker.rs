@@ -110,7 +110,9 @@ impl Worker {
     /// generation and the notify socket.
     pub(crate) fn from_environment() -> Result<Worker, Error> {
         let var = |name: &'static str| std::env::var(name).map_err(|_| Error::Environment(name));
-        let slot = var("HAWKEY_WORKER")?.parse().map_err(|_| Error::Environment("HAWKEY_WORKER"))?;
+        let slot = var("HAWKEY_WORKER")?
+            .parse()
+            .map_err(|_| Error::Environment("HAWKEY_WORKER"))?;
         let generation = var("HAWKEY_GENERATION")?
             .parse()
             .map_err(|_| Error::Environment("HAWKEY_GENERATION"))?;
@@ -122,12 +124,19 @@ impl Worker {
             // process: these fds were passed to us and nothing owns them.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
             let socket = match crate::listener::family(&owned) {
-                Some(AddressFamily::Inet | AddressFamily::Inet6) => Socket::Tcp(TcpListener::from(owned)),
+                Some(AddressFamily::Inet | AddressFamily::Inet6) => {
+                    Socket::Tcp(TcpListener::from(owned))
+                }
                 Some(AddressFamily::Unix) => Socket::Unix(UnixListener::from(owned)),
                 _ => return Err(Error::SocketKind(fd)),
             };
             listeners.push(Listener { name, socket });
         }
-        Ok(Worker { slot, generation, listeners, notifier })
+        Ok(Worker {
+            slot,
+            generation,
+            listeners,
+            notifier,
+        })
     }
 }

@@ -218,21 +218,30 @@ pub enum Error {
 }
 
 fn key_prefix(key: &str) -> String {
-    if key.is_empty() { String::new() } else { format!("{key}: ") }
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
 }
 
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, Error> {
         use std::io::Read;
-        let read_err = |source| Error::Read { path: path.to_owned(), source };
+        let read_err = |source| Error::Read {
+            path: path.to_owned(),
+            source,
+        };
         let file = std::fs::File::open(path).map_err(read_err)?;
         let mut text = String::new();
         file.take(MAX_FILE_BYTES + 1)
             .read_to_string(&mut text)
             .map_err(read_err)?;
         if text.len() as u64 > MAX_FILE_BYTES {
-            return Err(Error::TooLarge { path: path.to_owned() });
+            return Err(Error::TooLarge {
+                path: path.to_owned(),
+            });
         }
         Config::parse(&text, path)
     }

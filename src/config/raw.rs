@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::{
-    Address, AppKind, Backoff, Config, Format, Level, Listen, Located, Log, MAX_WORKERS, Mode, Pidfile,
-    RESERVED_ENV, Ready, SignalName, Span, WorkerCount, Workers, resolve_program,
+    Address, AppKind, Backoff, Config, Format, Level, Listen, Located, Log, MAX_WORKERS, Mode,
+    Pidfile, RESERVED_ENV, Ready, SignalName, Span, WorkerCount, Workers, resolve_program,
     valid_env_name,
 };
 
@@ -170,7 +170,11 @@ fn clean_path(path: &str) -> String {
     let path = path.strip_suffix(".value").unwrap_or(path);
     let path = path.replace(".value[", "[").replace(".value.", ".");
     let path = path.trim_end_matches(".?").trim_end_matches('?');
-    if path == "." { String::new() } else { path.to_string() }
+    if path == "." {
+        String::new()
+    } else {
+        path.to_string()
+    }
 }
 
 /// serde-saphyr appends " at line L, column C" to messages; the location
@@ -181,7 +185,10 @@ fn clean_message(message: &str) -> String {
         None => message,
     };
     message
-        .replace("set DuplicateKeyPolicy in Options if acceptable", "each key may appear once")
+        .replace(
+            "set DuplicateKeyPolicy in Options if acceptable",
+            "each key may appear once",
+        )
         .replace('`', "'")
 }
 
@@ -206,7 +213,11 @@ impl RawConfig {
             Some(None) => Pidfile::Disabled,
             Some(Some(p)) if p.value.is_absolute() => Pidfile::Path(p.value),
             Some(Some(p)) => {
-                return Err(located(&p, "pidfile", "must be an absolute path (or null to disable it)"));
+                return Err(located(
+                    &p,
+                    "pidfile",
+                    "must be an absolute path (or null to disable it)",
+                ));
             }
         };
         let log = Log {
@@ -224,7 +235,12 @@ impl RawConfig {
                 FormatName::Json => Format::Json,
             },
         };
-        Ok(Config { listen, workers, pidfile, log })
+        Ok(Config {
+            listen,
+            workers,
+            pidfile,
+            log,
+        })
     }
 
     pub(super) fn validate(self) -> Result<Config, Located> {
@@ -260,7 +276,11 @@ fn validate_listen(listen: Option<Spanned<Vec<RawListen>>>) -> Result<Vec<Listen
             ));
         }
         if out.iter().any(|l| &l.name == name) {
-            return Err(located(&entry.name, key("name"), format!("duplicate listener name '{name}'")));
+            return Err(located(
+                &entry.name,
+                key("name"),
+                format!("duplicate listener name '{name}'"),
+            ));
         }
         let address = parse_address(&entry.address.value)
             .map_err(|m| located(&entry.address, key("address"), m))?;
@@ -275,17 +295,30 @@ fn validate_listen(listen: Option<Spanned<Vec<RawListen>>>) -> Result<Vec<Listen
             None => 1024,
             Some(b) if (1..=65535).contains(&b.value) => b.value,
             Some(b) => {
-                return Err(located(&b, key("backlog"), format!("{} is out of range (1 to 65535)", b.value)));
+                return Err(located(
+                    &b,
+                    key("backlog"),
+                    format!("{} is out of range (1 to 65535)", b.value),
+                ));
             }
         };
         let mode = match (&address, entry.mode) {
             (Address::Unix(_), mode) => Some(mode.map(|m| m.value).unwrap_or(Mode(0o660))),
             (Address::Tcp(_), None) => None,
             (Address::Tcp(_), Some(m)) => {
-                return Err(located(&m, key("mode"), "only unix: addresses have a file mode"));
+                return Err(located(
+                    &m,
+                    key("mode"),
+                    "only unix: addresses have a file mode",
+                ));
             }
         };
-        out.push(Listen { name: name.clone(), address, backlog, mode });
+        out.push(Listen {
+            name: name.clone(),
+            address,
+            backlog,
+            mode,
+        });
     }
     Ok(out)
 }
@@ -297,10 +330,15 @@ pub(super) fn parse_address(text: &str) -> Result<Address, String> {
         let path = PathBuf::from(path);
         // sun_path holds 108 bytes including the terminating NUL.
         if !path.is_absolute() {
-            return Err(format!("unix socket path '{}' must be absolute ({ALLOWED})", path.display()));
+            return Err(format!(
+                "unix socket path '{}' must be absolute ({ALLOWED})",
+                path.display()
+            ));
         }
         if path.as_os_str().len() > 107 {
-            return Err(format!("unix socket path is longer than 107 bytes ({ALLOWED})"));
+            return Err(format!(
+                "unix socket path is longer than 107 bytes ({ALLOWED})"
+            ));
         }
         return Ok(Address::Unix(path));
     }
@@ -323,10 +361,18 @@ impl RawWorkers {
                     WorkerCount::Fixed(*n as u32)
                 }
                 RawCount::Number(n) => {
-                    return Err(located(&c, "workers.count", format!("{n} is out of range (auto, or 1 to {MAX_WORKERS})")));
+                    return Err(located(
+                        &c,
+                        "workers.count",
+                        format!("{n} is out of range (auto, or 1 to {MAX_WORKERS})"),
+                    ));
                 }
                 RawCount::Word(w) => {
-                    return Err(located(&c, "workers.count", format!("invalid count '{w}' (auto, or 1 to {MAX_WORKERS})")));
+                    return Err(located(
+                        &c,
+                        "workers.count",
+                        format!("invalid count '{w}' (auto, or 1 to {MAX_WORKERS})"),
+                    ));
                 }
             },
         };
@@ -337,11 +383,19 @@ impl RawWorkers {
         let command = match (app, self.command) {
             (AppKind::Exec, None) => {
                 let at = self.app.as_ref().expect("exec is only set explicitly");
-                return Err(located(at, "workers.app", "app: exec needs workers.command (the program and its arguments)"));
+                return Err(located(
+                    at,
+                    "workers.app",
+                    "app: exec needs workers.command (the program and its arguments)",
+                ));
             }
             (AppKind::Exec, Some(cmd)) => {
                 let Some(program) = cmd.value.first() else {
-                    return Err(located(&cmd, "workers.command", "is empty (the program and its arguments)"));
+                    return Err(located(
+                        &cmd,
+                        "workers.command",
+                        "is empty (the program and its arguments)",
+                    ));
                 };
                 if cmd.value.iter().any(|a| a.contains('\0')) {
                     return Err(located(&cmd, "workers.command", "contains a NUL byte"));
@@ -350,13 +404,19 @@ impl RawWorkers {
                     return Err(located(
                         &cmd,
                         "workers.command[0]",
-                        format!("'{program}' is not an executable file (give an absolute path, or a name found in PATH)"),
+                        format!(
+                            "'{program}' is not an executable file (give an absolute path, or a name found in PATH)"
+                        ),
                     ));
                 }
                 cmd.value
             }
             (AppKind::Builtin, Some(cmd)) => {
-                return Err(located(&cmd, "workers.command", "is only used with app: exec"));
+                return Err(located(
+                    &cmd,
+                    "workers.command",
+                    "is only used with app: exec",
+                ));
             }
             (AppKind::Builtin, None) => Vec::new(),
         };
@@ -364,10 +424,18 @@ impl RawWorkers {
         for (name, value) in self.env {
             let key = format!("workers.env.{name}");
             if !valid_env_name(&name) {
-                return Err(located(&value, key, "invalid variable name (no '=', NUL or leading digit)"));
+                return Err(located(
+                    &value,
+                    key,
+                    "invalid variable name (no '=', NUL or leading digit)",
+                ));
             }
             if RESERVED_ENV.contains(&name.as_str()) {
-                return Err(located(&value, key, "is set by hawkey for each worker and cannot be overridden"));
+                return Err(located(
+                    &value,
+                    key,
+                    "is set by hawkey for each worker and cannot be overridden",
+                ));
             }
             if value.value.contains('\0') {
                 return Err(located(&value, key, "value contains a NUL byte"));
@@ -380,7 +448,11 @@ impl RawWorkers {
                 return Err(located(&c, "workers.cwd", "must be an absolute path"));
             }
             Some(c) if !c.value.is_dir() => {
-                return Err(located(&c, "workers.cwd", format!("'{}' is not a directory", c.value.display())));
+                return Err(located(
+                    &c,
+                    "workers.cwd",
+                    format!("'{}' is not a directory", c.value.display()),
+                ));
             }
             Some(c) => Some(c.value),
         };
@@ -388,27 +460,54 @@ impl RawWorkers {
             None => None,
             Some(u) => match nix::unistd::User::from_name(&u.value) {
                 Ok(Some(_)) => Some(u.value),
-                _ => return Err(located(&u, "workers.user", format!("no such user '{}'", u.value))),
+                _ => {
+                    return Err(located(
+                        &u,
+                        "workers.user",
+                        format!("no such user '{}'", u.value),
+                    ));
+                }
             },
         };
         let group = match self.group {
             None => None,
             Some(g) => match nix::unistd::Group::from_name(&g.value) {
                 Ok(Some(_)) => Some(g.value),
-                _ => return Err(located(&g, "workers.group", format!("no such group '{}'", g.value))),
+                _ => {
+                    return Err(located(
+                        &g,
+                        "workers.group",
+                        format!("no such group '{}'", g.value),
+                    ));
+                }
             },
         };
         let ready = match self.ready {
-            None | Some(Spanned { value: ReadyName::Started, .. }) => Ready::Started,
-            Some(Spanned { value: ReadyName::Notify, .. }) if app == AppKind::Exec => Ready::Notify,
+            None
+            | Some(Spanned {
+                value: ReadyName::Started,
+                ..
+            }) => Ready::Started,
+            Some(Spanned {
+                value: ReadyName::Notify,
+                ..
+            }) if app == AppKind::Exec => Ready::Notify,
             Some(r) => {
-                return Err(located(&r, "workers.ready", "builtin workers always report readiness themselves; ready: is for app: exec"));
+                return Err(located(
+                    &r,
+                    "workers.ready",
+                    "builtin workers always report readiness themselves; ready: is for app: exec",
+                ));
             }
         };
         let ready_timeout = match self.ready_timeout {
             None => Span(std::time::Duration::from_secs(30)),
             Some(t) if t.value.0.is_zero() => {
-                return Err(located(&t, "workers.ready_timeout", "must be longer than 0s"));
+                return Err(located(
+                    &t,
+                    "workers.ready_timeout",
+                    "must be longer than 0s",
+                ));
             }
             Some(t) => t.value,
         };
@@ -421,10 +520,18 @@ impl RawWorkers {
             restart_backoff.max = b.value.max.unwrap_or(restart_backoff.max);
             let Backoff { initial, max } = restart_backoff;
             if initial > max {
-                return Err(located(&b, "workers.restart_backoff", format!("initial ({initial}) is longer than max ({max})")));
+                return Err(located(
+                    &b,
+                    "workers.restart_backoff",
+                    format!("initial ({initial}) is longer than max ({max})"),
+                ));
             }
             if initial.0.is_zero() {
-                return Err(located(&b, "workers.restart_backoff.initial", "must be longer than 0s"));
+                return Err(located(
+                    &b,
+                    "workers.restart_backoff.initial",
+                    "must be longer than 0s",
+                ));
             }
         }
         Ok(Workers {
@@ -437,8 +544,12 @@ impl RawWorkers {
             group,
             ready,
             ready_timeout,
-            stop_signal: self.stop_signal.unwrap_or(SignalName(nix::sys::signal::Signal::SIGTERM)),
-            stop_timeout: self.stop_timeout.unwrap_or(Span(std::time::Duration::from_secs(25))),
+            stop_signal: self
+                .stop_signal
+                .unwrap_or(SignalName(nix::sys::signal::Signal::SIGTERM)),
+            stop_timeout: self
+                .stop_timeout
+                .unwrap_or(Span(std::time::Duration::from_secs(25))),
             restart_backoff,
         })
     }

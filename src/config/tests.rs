@@ -22,13 +22,22 @@ fn the_shipped_default_is_valid_and_runs_the_builtin_app_on_loopback() {
     assert_eq!(config.workers.app, AppKind::Builtin);
     assert_eq!(config.workers.stop_timeout.0, Duration::from_secs(25));
     assert_eq!(config.pidfile, Pidfile::Default);
-    assert_eq!(config.log, Log { level: Level::Info, format: Format::Auto });
+    assert_eq!(
+        config.log,
+        Log {
+            level: Level::Info,
+            format: Format::Auto
+        }
+    );
 }
 
 #[test]
 fn an_empty_file_means_every_default() {
     assert_eq!(ok(""), ok("{}"));
-    assert_eq!(ok("# only a comment\n").workers.ready_timeout.0, Duration::from_secs(30));
+    assert_eq!(
+        ok("# only a comment\n").workers.ready_timeout.0,
+        Duration::from_secs(30)
+    );
 }
 
 #[test]
@@ -37,8 +46,10 @@ fn unknown_keys_are_rejected_with_location_and_path() {
         err("workers:\n  count: 2\n  bogus: 1\n"),
         "/etc/hawkey/hawkey.yaml:3:3: workers.bogus: unknown field 'bogus', expected one of count, app, command, env, cwd, user, group, ready, ready_timeout, stop_signal, stop_timeout, restart_backoff"
     );
-    assert!(err("listen:\n  - name: a\n    address: 127.0.0.1:1\n    port: 3\n")
-        .starts_with("/etc/hawkey/hawkey.yaml:4:5: listen[0].port: unknown field 'port'"));
+    assert!(
+        err("listen:\n  - name: a\n    address: 127.0.0.1:1\n    port: 3\n")
+            .starts_with("/etc/hawkey/hawkey.yaml:4:5: listen[0].port: unknown field 'port'")
+    );
 }
 
 #[test]
@@ -71,13 +82,19 @@ fn enum_values_list_what_is_allowed() {
         err("workers:\n  app: docker\n"),
         "/etc/hawkey/hawkey.yaml:2:8: workers.app: unknown variant 'docker', expected one of builtin, exec"
     );
-    assert!(err("log:\n  level: loud\n").starts_with("/etc/hawkey/hawkey.yaml:2:10: log.level: unknown variant 'loud'"));
+    assert!(
+        err("log:\n  level: loud\n")
+            .starts_with("/etc/hawkey/hawkey.yaml:2:10: log.level: unknown variant 'loud'")
+    );
 }
 
 #[test]
 fn duplicate_keys_are_rejected() {
     let e = err("workers:\n  count: 1\n  count: 2\n");
-    assert!(e.starts_with("/etc/hawkey/hawkey.yaml:3:3: workers: duplicate mapping key"), "{e}");
+    assert!(
+        e.starts_with("/etc/hawkey/hawkey.yaml:3:3: workers: duplicate mapping key"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -114,13 +131,20 @@ fn listener_addresses_are_checked() {
         "/etc/hawkey/hawkey.yaml:3:14: listen[0].address: invalid address 'localhost:80': use an IP address such as 127.0.0.1 or [::1], not a host name (host:port, [v6]:port or unix:/absolute/path)"
     );
     assert_eq!(
-        err("listen:\n  - {name: a, address: '127.0.0.1:1'}\n  - {name: a, address: '127.0.0.1:2'}\n"),
+        err(
+            "listen:\n  - {name: a, address: '127.0.0.1:1'}\n  - {name: a, address: '127.0.0.1:2'}\n"
+        ),
         "/etc/hawkey/hawkey.yaml:3:12: listen[1].name: duplicate listener name 'a'"
     );
     assert!(err("listen:\n  - {name: a, address: 'unix:rel/sock'}\n").contains("must be absolute"));
     assert!(err("listen: []\n").contains("listen: needs at least one listener"));
-    let c = ok("listen:\n  - {name: web, address: '[::1]:8080'}\n  - {name: admin, address: 'unix:/run/x.sock', mode: '0600'}\n");
-    assert_eq!(c.listen[0].address, Address::Tcp("[::1]:8080".parse().unwrap()));
+    let c = ok(
+        "listen:\n  - {name: web, address: '[::1]:8080'}\n  - {name: admin, address: 'unix:/run/x.sock', mode: '0600'}\n",
+    );
+    assert_eq!(
+        c.listen[0].address,
+        Address::Tcp("[::1]:8080".parse().unwrap())
+    );
     assert_eq!(c.listen[1].mode, Some(Mode(0o600)));
 }
 
@@ -143,7 +167,10 @@ fn unknown_users_are_refused() {
 #[test]
 fn pidfile_may_be_disabled_or_must_be_absolute() {
     assert_eq!(ok("pidfile: null\n").pidfile, Pidfile::Disabled);
-    assert_eq!(ok("pidfile: /tmp/x.pid\n").pidfile, Pidfile::Path("/tmp/x.pid".into()));
+    assert_eq!(
+        ok("pidfile: /tmp/x.pid\n").pidfile,
+        Pidfile::Path("/tmp/x.pid".into())
+    );
     assert_eq!(
         err("pidfile: x.pid\n"),
         "/etc/hawkey/hawkey.yaml:1:10: pidfile: must be an absolute path (or null to disable it)"
@@ -152,7 +179,10 @@ fn pidfile_may_be_disabled_or_must_be_absolute() {
 
 #[test]
 fn backoff_initial_cannot_exceed_max() {
-    assert!(err("workers:\n  restart_backoff: {initial: 1m}\n").contains("initial (1m) is longer than max (30s)"));
+    assert!(
+        err("workers:\n  restart_backoff: {initial: 1m}\n")
+            .contains("initial (1m) is longer than max (30s)")
+    );
 }
 
 #[test]
@@ -172,5 +202,9 @@ fn alias_bombs_are_refused() {
 fn the_effective_config_prints_as_yaml_that_reads_back_the_same() {
     let config = ok("workers:\n  count: 3\n  env: {A: b}\n  restart_backoff: {initial: 250ms}\n");
     let printed = config.to_yaml();
-    assert_eq!(Config::parse(&printed, Path::new("printed")).unwrap(), config, "{printed}");
+    assert_eq!(
+        Config::parse(&printed, Path::new("printed")).unwrap(),
+        config,
+        "{printed}"
+    );
 }

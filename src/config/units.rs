@@ -44,7 +44,11 @@ impl FromStr for Span {
                 "m" => 60_000,
                 "h" => 3_600_000,
                 "" => return Err(format!("duration '{text}' has no unit ({ALLOWED})")),
-                _ => return Err(format!("unknown unit '{unit}' in duration '{text}' ({ALLOWED})")),
+                _ => {
+                    return Err(format!(
+                        "unknown unit '{unit}' in duration '{text}' ({ALLOWED})"
+                    ));
+                }
             };
             let number: u128 = number
                 .parse()
@@ -85,13 +89,18 @@ impl FromStr for SignalName {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        const ALLOWED: &str = "a signal name such as SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH";
+        const ALLOWED: &str =
+            "a signal name such as SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH";
         let upper = text.trim().to_ascii_uppercase();
-        let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+        let full = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
         match Signal::from_str(&full) {
-            Ok(Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGCHLD | Signal::SIGCONT) => Err(
-                format!("'{text}' cannot stop a worker ({ALLOWED})"),
-            ),
+            Ok(Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGCHLD | Signal::SIGCONT) => {
+                Err(format!("'{text}' cannot stop a worker ({ALLOWED})"))
+            }
             Ok(signal) => Ok(SignalName(signal)),
             Err(_) => Err(format!("unknown signal '{text}' ({ALLOWED})")),
         }
@@ -176,7 +185,11 @@ mod tests {
             err,
             "duration '30' has no unit (a number with a unit: ms, s, m or h, e.g. 500ms, 30s, 1m30s)"
         );
-        assert!("5x".parse::<Span>().unwrap_err().starts_with("unknown unit 'x'"));
+        assert!(
+            "5x".parse::<Span>()
+                .unwrap_err()
+                .starts_with("unknown unit 'x'")
+        );
         assert!("-1s".parse::<Span>().is_err());
         assert!("".parse::<Span>().is_err());
         assert!("25h".parse::<Span>().unwrap_err().contains("too large"));
@@ -188,7 +201,12 @@ mod tests {
         assert_eq!("SIGTERM".parse::<SignalName>().unwrap().0, Signal::SIGTERM);
         assert_eq!("int".parse::<SignalName>().unwrap().0, Signal::SIGINT);
         assert!("SIGSTOP".parse::<SignalName>().is_err());
-        assert!("SIGNOPE".parse::<SignalName>().unwrap_err().starts_with("unknown signal"));
+        assert!(
+            "SIGNOPE"
+                .parse::<SignalName>()
+                .unwrap_err()
+                .starts_with("unknown signal")
+        );
     }
 
     #[test]

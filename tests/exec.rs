@@ -1,0 +1,477 @@
+//! `app: exec` workers: the socket-passing protocol, spawn hygiene,
+//! supervision and stopping, observed from outside through /proc on the
+//! real binary.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn exec_config(dir: &TempDir, port: u16, workers: &str) -> std::path::PathBuf {
+    let sock = dir.join("admin.sock");
+    write_config(
+        dir,
+        &format!(
+            "listen:\n  - {{name: web, address: '127.0.0.1:{port}'}}\n  - {{name: admin, address: 'unix:{}'}}\nworkers:\n{workers}\npidfile: {}\nlog: {{level: debug}}\n",
+            sock.display(),
+            dir.join("hawkey.pid").display()
+        ),
+    )
+}
+
+/// G9: over hundreds of spawns every worker holds exactly stdin (/dev/null),
+/// stdout, stderr and the listeners at 3 and 4; LISTEN_PID is its own pid;
+/// nothing of the master leaks (fds, systemd's NOTIFY_SOCKET, signal mask,
+/// ignored signals).
+#[test]
+fn every_spawned_worker_gets_exactly_the_listeners_and_a_clean_signal_state() {
+    let dir = TempDir::new("hygiene");
+    let port = free_port();
+    let config = exec_config(
+        &dir,
+        port,
+        "  count: 2\n  app: exec\n  command: [sleep, '1000']\n  restart_backoff: {initial: 1ms, max: 1ms}\n  env: {HYGIENE: 'yes'}",
+    );
+    let notify = NotifySocket::new(&dir);
+    let mut cmd = command(&config);
+    cmd.env("NOTIFY_SOCKET", &notify.path)
+        .env("WATCHDOG_USEC", "1000000");
+    let hawkey = Hawkey::spawn(cmd);
+    let master = hawkey.pid();
+    let mut seen = BTreeSet::new();
+    let mut checked = 0;
+    let started = Instant::now();
+    while checked < 300 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "only {checked} spawns checked in 120s"
+        );
+        let pids = hawkey.wait_workers(2, "sleep", Duration::from_secs(10));
+        for pid in pids {
+            if !seen.insert(pid) {
+                continue;
+            }
+            let fds = proc_fds(pid);
+            let numbers: Vec<i32> = fds.iter().map(|(n, _)| *n).collect();
+            assert_eq!(numbers, [0, 1, 2, 3, 4], "worker {pid} fds: {fds:?}");
+            assert_eq!(fds[0].1, "/dev/null");
+            assert!(
+                fds[3].1.starts_with("socket:") && fds[4].1.starts_with("socket:"),
+                "{fds:?}"
+            );
+            assert_eq!(env_of(pid, "LISTEN_PID"), Some(pid.to_string()));
+            assert_eq!(env_of(pid, "LISTEN_FDS").as_deref(), Some("2"));
+            assert_eq!(env_of(pid, "LISTEN_FDNAMES").as_deref(), Some("web:admin"));
+            assert!(matches!(
+                env_of(pid, "HAWKEY_WORKER").as_deref(),
+                Some("0" | "1")
+            ));
+            assert_eq!(env_of(pid, "HYGIENE").as_deref(), Some("yes"));
+            for leaked in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "HAWKEY_ROLE"] {
+                assert_eq!(env_of(pid, leaked), None, "{leaked} leaked to worker {pid}");
+            }
+            assert_eq!(
+                proc_status(pid, "SigBlk").as_deref(),
+                Some("0000000000000000"),
+                "mask of {pid}"
+            );
+            assert_eq!(
+                proc_status(pid, "SigIgn").as_deref(),
+                Some("0000000000000000"),
+                "ignored by {pid}"
+            );
+            // Its own process group.
+            let pgid = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let pgid: i32 = pgid[pgid.rfind(')').unwrap() + 2..]
+                .split(' ')
+                .nth(2)
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(pgid, pid);
+            checked += 1;
+            // SAFETY: kill(2) on a worker pid we just inspected.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    // The listener fds in the master are the same sockets the workers got.
+    let master_fds = proc_fds(master);
+    assert!(
+        master_fds.iter().all(|(_, t)| !t.contains("hawkey.yaml")),
+        "{master_fds:?}"
+    );
+    // No zombie is left behind.
+    let zombies: Vec<i32> = children_of(master)
+        .into_iter()
+        .filter(|p| proc_stat(*p).unwrap().1 == 'Z')
+        .collect();
+    assert!(zombies.len() <= 2, "zombies: {zombies:?}");
+}
+
+#[test]
+fn an_exec_failure_is_reported_with_the_step_and_retried_with_backoff() {
+    let dir = TempDir::new("execfail");
+    let program = dir.join("app.sh");
+    std::fs::write(&program, "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = exec_config(
+        &dir,
+        free_port(),
+        &format!(
+            "  count: 1\n  app: exec\n  command: ['{}']",
+            program.display()
+        ),
+    );
+    let mut hawkey = Hawkey::start(&config);
+    hawkey.wait_workers(1, "sleep", Duration::from_secs(5));
+    // The program disappears; the next spawn fails at execve.
+    std::fs::remove_file(&program).unwrap();
+    let worker = hawkey.workers()[0];
+    // SAFETY: kill(2) on our worker.
+    unsafe { libc::kill(worker, libc::SIGKILL) };
+    hawkey.wait_log(
+        "worker failed to execute: no such file or directory",
+        Duration::from_secs(5),
+    );
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn a_killed_worker_is_logged_in_operator_terms_and_replaced_in_its_slot() {
+    let dir = TempDir::new("replace");
+    let config = exec_config(
+        &dir,
+        free_port(),
+        "  count: 2\n  app: exec\n  command: [sleep, '1000']",
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let before = hawkey.wait_workers(2, "sleep", Duration::from_secs(5));
+    let victim = before[0];
+    let slot = env_of(victim, "HAWKEY_WORKER").unwrap();
+    // SAFETY: kill(2) on our worker.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let after = wait_until(Duration::from_secs(2), "a replacement", || {
+        let now: Vec<i32> = hawkey
+            .workers()
+            .into_iter()
+            .filter(|p| proc_comm(*p).as_deref() == Some("sleep"))
+            .collect();
+        (now.len() == 2 && !now.contains(&victim)).then_some(now)
+    });
+    let replacement = *after.iter().find(|p| !before.contains(p)).unwrap();
+    assert_eq!(env_of(replacement, "HAWKEY_WORKER"), Some(slot.clone()));
+    hawkey.wait_log(
+        &format!("worker {slot} (pid {victim}) was killed by SIGKILL, restarting"),
+        Duration::from_secs(2),
+    );
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn a_crash_looping_worker_backs_off_exponentially() {
+    let dir = TempDir::new("backoff");
+    let starts = dir.join("starts");
+    let config = exec_config(
+        &dir,
+        free_port(),
+        &format!(
+            "  count: 1\n  app: exec\n  command: [sh, -c, 'echo x >> {}; exit 3']",
+            starts.display()
+        ),
+    );
+    let mut hawkey = Hawkey::start(&config);
+    // Starts at 0, +100ms, +200ms, +400ms, +800ms: 5 by 1.5s, then 1.6s of quiet.
+    let count = || {
+        std::fs::read_to_string(&starts)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    wait_until(Duration::from_secs(5), "5 starts", || {
+        (count() >= 5).then_some(())
+    });
+    let at_five = count();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(count() <= at_five + 1, "no backoff: {} starts", count());
+    hawkey.wait_log(
+        "exited with status 3, restarting in 800ms",
+        Duration::from_secs(3),
+    );
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn a_pool_that_never_becomes_ready_exits_69() {
+    let dir = TempDir::new("never");
+    let config = exec_config(
+        &dir,
+        free_port(),
+        "  count: 2\n  app: exec\n  ready: notify\n  command: [sh, -c, 'exit 1']",
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let status = hawkey.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(69), "{}", hawkey.log_text());
+    assert!(
+        hawkey
+            .log_text()
+            .contains("no worker became ready after 3 attempts per slot")
+    );
+    assert!(!dir.join("hawkey.pid").exists());
+}
+
+#[test]
+fn ready_notify_workers_count_only_after_ready_1() {
+    let dir = TempDir::new("notify");
+    // A worker that reports READY=1 through its NOTIFY_SOCKET after 300ms,
+    // with systemd-notify (which sends from its own pid): the master must
+    // only credit messages from the worker's pid, so use a tiny python
+    // sender that is the worker itself.
+    let config = exec_config(
+        &dir,
+        free_port(),
+        "  count: 1\n  app: exec\n  ready: notify\n  command: [python3, -c, \"import os,socket,time; time.sleep(0.3); a=os.environ['NOTIFY_SOCKET']; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.connect('\\\\0'+a[1:] if a[0]=='@' else a); s.send(b'READY=1'); time.sleep(1000)\"]",
+    );
+    let notify = NotifySocket::new(&dir);
+    let mut cmd = command(&config);
+    cmd.env("NOTIFY_SOCKET", &notify.path);
+    let started = Instant::now();
+    let mut hawkey = Hawkey::spawn(cmd);
+    let messages = notify.until("READY=1", Duration::from_secs(10));
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "ready before the worker said so"
+    );
+    assert!(
+        messages
+            .last()
+            .unwrap()
+            .contains("STATUS=1/1 workers ready"),
+        "{messages:?}"
+    );
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn a_worker_ignoring_the_stop_signal_is_killed_at_stop_timeout() {
+    let dir = TempDir::new("stoptimeout");
+    let config = exec_config(
+        &dir,
+        free_port(),
+        "  count: 2\n  app: exec\n  command: [sh, -c, 'trap \"\" TERM; sleep 1000']\n  stop_timeout: 700ms",
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let workers = wait_until(Duration::from_secs(5), "workers with their sleep", || {
+        let w = hawkey.workers();
+        (w.len() == 2 && w.iter().all(|p| !children_of(*p).is_empty())).then_some(w)
+    });
+    let grandchildren: Vec<i32> = workers.iter().flat_map(|p| children_of(*p)).collect();
+    let t0 = Instant::now();
+    hawkey.signal(libc::SIGTERM);
+    let status = hawkey.wait_exit(Duration::from_secs(10));
+    let took = t0.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        took >= Duration::from_millis(700),
+        "stopped before stop_timeout: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+    assert!(
+        hawkey
+            .log_text()
+            .contains("still running at the stop timeout, killing it")
+    );
+    // The whole process group went: the worker's own children too.
+    wait_until(Duration::from_secs(2), "grandchildren gone", || {
+        grandchildren.iter().all(|p| !alive(*p)).then_some(())
+    });
+}
+
+#[test]
+fn workers_die_with_the_master() {
+    let dir = TempDir::new("pdeathsig");
+    let config = exec_config(
+        &dir,
+        free_port(),
+        "  count: 3\n  app: exec\n  command: [sleep, '1000']",
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let workers = hawkey.wait_workers(3, "sleep", Duration::from_secs(5));
+    hawkey.signal(libc::SIGKILL);
+    hawkey.wait_exit(Duration::from_secs(5));
+    let t0 = Instant::now();
+    wait_until(
+        Duration::from_secs(1),
+        "every worker gone within 1s of the master",
+        || workers.iter().all(|p| !alive(*p)).then_some(()),
+    );
+    assert!(t0.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn orphans_of_workers_are_reaped_by_the_master() {
+    let dir = TempDir::new("subreaper");
+    // The subshell forks a short sleep and exits: the sleep is orphaned and
+    // adopted by hawkey, a child subreaper outside systemd.
+    let config = exec_config(
+        &dir,
+        free_port(),
+        "  count: 1\n  app: exec\n  command: [sh, -c, '(sleep 0.2 &); exec sleep 1000']",
+    );
+    let mut hawkey = Hawkey::start(&config);
+    hawkey.wait_workers(1, "sleep", Duration::from_secs(5));
+    hawkey.wait_log("not a worker: exited with status 0", Duration::from_secs(5));
+    let zombies: Vec<i32> = children_of(hawkey.pid())
+        .into_iter()
+        .filter(|p| proc_stat(*p).unwrap().1 == 'Z')
+        .collect();
+    assert!(zombies.is_empty(), "zombies: {zombies:?}");
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn sigttin_and_sigttou_grow_and_shrink_the_pool_but_not_below_one() {
+    let dir = TempDir::new("ttin");
+    let config = exec_config(
+        &dir,
+        free_port(),
+        "  count: 1\n  app: exec\n  command: [sleep, '1000']",
+    );
+    let mut hawkey = Hawkey::start(&config);
+    hawkey.wait_workers(1, "sleep", Duration::from_secs(5));
+    // Signals of one kind merge while pending: send each after the last took effect.
+    hawkey.signal(libc::SIGTTIN);
+    hawkey.wait_workers(2, "sleep", Duration::from_secs(5));
+    hawkey.signal(libc::SIGTTIN);
+    let three = hawkey.wait_workers(3, "sleep", Duration::from_secs(5));
+    let slots: BTreeSet<String> = three
+        .iter()
+        .map(|p| env_of(*p, "HAWKEY_WORKER").unwrap())
+        .collect();
+    assert_eq!(
+        slots,
+        ["0", "1", "2"].map(String::from).into_iter().collect()
+    );
+    for n in [2, 1] {
+        hawkey.signal(libc::SIGTTOU);
+        hawkey.wait_workers(n, "sleep", Duration::from_secs(5));
+    }
+    hawkey.signal(libc::SIGTTOU);
+    hawkey.wait_log(
+        "the pool is at its minimum of 1 worker",
+        Duration::from_secs(5),
+    );
+    let one = hawkey.wait_workers(1, "sleep", Duration::from_secs(5));
+    assert_eq!(env_of(one[0], "HAWKEY_WORKER").as_deref(), Some("0"));
+    assert!(
+        hawkey
+            .log_text()
+            .contains("the pool is at its minimum of 1 worker")
+    );
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn sigterm_at_any_moment_of_start_up_ends_cleanly_with_no_orphan() {
+    let dir = TempDir::new("earlyterm");
+    let marker = format!("hawkey-early-{}", std::process::id());
+    let config = exec_config(
+        &dir,
+        free_port(),
+        &format!(
+            "  count: 4\n  app: exec\n  command: [sleep, '1000']\n  env: {{MARKER: {marker}}}"
+        ),
+    );
+    for delay_ms in [0u64, 1, 2, 3, 5, 8, 13, 21, 34] {
+        let mut hawkey = Hawkey::start(&config);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        hawkey.signal(libc::SIGTERM);
+        let status = hawkey.wait_exit(Duration::from_secs(10));
+        // A SIGTERM that lands before main() has blocked signals (during
+        // exec and runtime start-up) ends the process by default action,
+        // before anything was started; from then on it is a clean stop.
+        let clean = status.code() == Some(0)
+            || (std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGTERM)
+                && !hawkey.log_text().contains("starting"));
+        assert!(
+            clean,
+            "SIGTERM after {delay_ms}ms: {status:?}: {}",
+            hawkey.log_text()
+        );
+        // No process with our marker survives.
+        let survivors: Vec<i32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+            .filter(|p| alive(*p) && env_of(*p, "MARKER").as_deref() == Some(marker.as_str()))
+            .collect();
+        assert!(
+            survivors.is_empty(),
+            "orphans after SIGTERM at {delay_ms}ms: {survivors:?}"
+        );
+        assert!(!dir.join("hawkey.pid").exists());
+    }
+}
+
+#[test]
+fn privileges_are_dropped_to_the_configured_user_and_group() {
+    require_root("privileges_are_dropped_to_the_configured_user_and_group");
+    let dir = TempDir::new("privdrop");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = exec_config(
+        &dir,
+        free_port(),
+        "  count: 1\n  app: exec\n  command: [sleep, '1000']\n  user: nobody\n  group: nogroup",
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let worker = hawkey.wait_workers(1, "sleep", Duration::from_secs(5))[0];
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap();
+    let uid = nobody.uid.as_raw().to_string();
+    let gid = nogroup.gid.as_raw().to_string();
+    let uids: Vec<String> = proc_status(worker, "Uid")
+        .unwrap()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let gids: Vec<String> = proc_status(worker, "Gid")
+        .unwrap()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        uids,
+        [uid.clone(), uid.clone(), uid.clone(), uid],
+        "real, effective, saved, fs uid"
+    );
+    assert_eq!(gids, [gid.clone(), gid.clone(), gid.clone(), gid.clone()]);
+    let groups = proc_status(worker, "Groups").unwrap();
+    assert!(
+        !groups.split_whitespace().any(|g| g == "0"),
+        "root group kept: {groups}"
+    );
+    // The master itself stays root (it must be able to bind and spawn).
+    assert_eq!(
+        proc_status(hawkey.pid(), "Uid")
+            .unwrap()
+            .split_whitespace()
+            .next(),
+        Some("0")
+    );
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}

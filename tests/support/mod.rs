@@ -1,0 +1,375 @@
+//! Shared helpers for the integration tests: run the real `hawkey` binary in
+//! a temp dir with real signals, wait on deadlines (never fixed sleeps),
+//! inspect processes through /proc, read a real datagram `NOTIFY_SOCKET`.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hawkey");
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A unique temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("hawkey-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A datagram socket standing in for systemd's notify socket.
+pub struct NotifySocket {
+    pub path: PathBuf,
+    socket: UnixDatagram,
+}
+
+impl NotifySocket {
+    pub fn new(dir: &TempDir) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        NotifySocket { path, socket }
+    }
+
+    /// The next datagram, if one arrives within `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        None
+    }
+
+    /// Datagrams until one contains `needle` (which is included).
+    pub fn until(&self, needle: &str, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while Instant::now() < deadline {
+            if let Some(m) = self.recv(Duration::from_millis(100)) {
+                let done = m.contains(needle);
+                got.push(m);
+                if done {
+                    return got;
+                }
+            }
+        }
+        panic!("no notify message with {needle:?} within {timeout:?}; got {got:?}");
+    }
+}
+
+/// A running `hawkey` with its stderr captured line by line.
+pub struct Hawkey {
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn command(config: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run").arg("-c").arg(config);
+    cmd.env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("HAWKEY_CONFIG")
+        .env_remove("INVOCATION_ID")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+impl Hawkey {
+    pub fn start(config: &Path) -> Hawkey {
+        Hawkey::spawn(command(config))
+    }
+
+    pub fn spawn(mut cmd: Command) -> Hawkey {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start hawkey");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Hawkey {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        wait_until(timeout, &format!("log line {needle:?}"), || {
+            self.log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+                .then_some(())
+        });
+        let _ = self;
+    }
+
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// Waits for the process to exit and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let status = wait_until(timeout, "hawkey to exit", || self.child.try_wait().unwrap());
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        status
+    }
+
+    /// Live worker pids (children of the master), sorted.
+    pub fn workers(&self) -> Vec<i32> {
+        children_of(self.pid())
+    }
+
+    /// Waits until `n` workers have exec'd `comm` (not still a fork of the master).
+    pub fn wait_workers(&self, n: usize, comm: &str, timeout: Duration) -> Vec<i32> {
+        let what = format!("{n} workers running {comm} (log so far below)");
+        let log = self.log.clone();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_until(timeout, &what, || {
+                let pids: Vec<i32> = self
+                    .workers()
+                    .into_iter()
+                    .filter(|p| proc_comm(*p).as_deref() == Some(comm))
+                    .collect();
+                (pids.len() == n).then_some(pids)
+            })
+        }));
+        match result {
+            Ok(pids) => pids,
+            Err(_) => {
+                let log = log.lock().unwrap();
+                let tail = &log[log.len().saturating_sub(30)..];
+                panic!(
+                    "timed out waiting for {n} workers running {comm}; children {:?}; log tail:\n{}",
+                    self.workers(),
+                    tail.join("\n")
+                )
+            }
+        }
+    }
+}
+
+impl Drop for Hawkey {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Pids whose parent is `parent`, from /proc, sorted; zombies included.
+pub fn children_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if proc_stat(pid).is_some_and(|(ppid, _)| ppid == parent) {
+            out.push(pid);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// (ppid, state) from /proc/PID/stat.
+pub fn proc_stat(pid: i32) -> Option<(i32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let mut fields = after.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+pub fn proc_comm(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+pub fn alive(pid: i32) -> bool {
+    proc_stat(pid).is_some_and(|(_, state)| state != 'Z')
+}
+
+/// A `Field:` line of /proc/PID/status.
+pub fn proc_status(pid: i32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        l.strip_prefix(&format!("{field}:"))
+            .map(|v| v.trim().to_string())
+    })
+}
+
+pub fn proc_environ(pid: i32) -> Vec<(String, String)> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    raw.split(|b| *b == 0)
+        .filter(|e| !e.is_empty())
+        .filter_map(|e| {
+            let e = String::from_utf8_lossy(e);
+            e.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+pub fn env_of(pid: i32, name: &str) -> Option<String> {
+    proc_environ(pid)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// fd number -> link target of /proc/PID/fd.
+pub fn proc_fds(pid: i32) -> Vec<(i32, String)> {
+    let mut fds: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().parse().ok()?;
+                    let target = std::fs::read_link(e.path()).ok()?;
+                    Some((n, target.to_string_lossy().into_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    fds
+}
+
+pub fn fd_numbers(pid: i32) -> BTreeSet<i32> {
+    proc_fds(pid).into_iter().map(|(n, _)| n).collect()
+}
+
+/// One HTTP/1.1 GET over a new connection: (status, body).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(35)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    parse_response(&response)
+}
+
+pub fn parse_response(response: &str) -> std::io::Result<(u16, String)> {
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response {response:?}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Writes a config file and returns its path.
+pub fn write_config(dir: &TempDir, yaml: &str) -> PathBuf {
+    let path = dir.join("hawkey.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Tests that need root fail, loudly, without it: a test that cannot run
+/// is never counted as passed. The suite's command runs as root.
+pub fn require_root(test: &str) {
+    assert!(
+        is_root(),
+        "{test} needs root: run the test suite as root (see README)"
+    );
+}
