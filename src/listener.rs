@@ -85,10 +85,14 @@ pub fn describe(errno: Errno) -> String {
 
 /// The sockets systemd passed, if it passed any to this process.
 pub fn from_systemd() -> Result<Option<Vec<Listener>>, Error> {
-    let fds = sd_notify::listen_fds_with_names().map_err(Error::Activation)?;
-    if fds.len() == 0 {
+    // Ask the pid-checked count first: sd-notify 0.5's
+    // `listen_fds_with_names` compares LISTEN_FDNAMES with the (zero) fds
+    // even when LISTEN_PID names another process, and fails on variables
+    // that were never meant for us.
+    if sd_notify::listen_fds().map_err(Error::Activation)?.len() == 0 {
         return Ok(None);
     }
+    let fds = sd_notify::listen_fds_with_names().map_err(Error::Activation)?;
     let mut listeners = Vec::new();
     for (fd, name) in fds {
         // SAFETY: `listen_fds_with_names` checked LISTEN_PID is this process,

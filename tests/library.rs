@@ -1,0 +1,69 @@
+//! hawkey as a library: `examples/hello.rs` links it, and the same binary
+//! runs as master and as each worker.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::*;
+
+fn example(name: &str) -> PathBuf {
+    // target/debug/deps/library-HASH -> target/debug/examples/NAME
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} not built (cargo test builds examples)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn an_embedding_program_is_master_and_workers_with_hawkeys_cli() {
+    let dir = TempDir::new("library");
+    let port = free_port();
+    let config = write_config(
+        &dir,
+        &format!(
+            "listen:\n  - {{name: http, address: '127.0.0.1:{port}'}}\nworkers:\n  count: 2\npidfile: null\n"
+        ),
+    );
+    let mut cmd = std::process::Command::new(example("hello"));
+    cmd.arg("run")
+        .arg("-c")
+        .arg(&config)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID");
+    let notify = NotifySocket::new(&dir);
+    cmd.env("NOTIFY_SOCKET", &notify.path);
+    let mut hawkey = Hawkey::spawn(cmd);
+    notify.until("READY=1", Duration::from_secs(10));
+    let (status, body) = http_get(port, "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.starts_with("hello from worker "), "{body}");
+    for pid in hawkey.workers() {
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(cmdline.starts_with("hello: worker "), "{cmdline:?}");
+    }
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn an_embedding_program_checks_configs_like_hawkey() {
+    let out = std::process::Command::new(example("hello"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("hawkey "));
+}
