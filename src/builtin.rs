@@ -190,9 +190,9 @@ where
     let connections = Connections::new();
 
     tracing::info!(
-        slot = identity.slot,
+        hawkey_worker = identity.slot,
         generation = identity.generation,
-        pid = identity.pid,
+        worker_pid = identity.pid,
         sockets = listeners.len(),
         "builtin app accepting"
     );

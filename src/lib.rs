@@ -14,7 +14,7 @@
 //! All of it becomes events for a pure state machine ([`supervisor`]) whose
 //! actions a thin loop carries out ([`master`]). Workers are started in one
 //! place ([`spawn`], the only `fork`), whose child does only
-//! async-signal-safe steps ([`child`]) before `execve`.
+//! async-signal-safe steps (`child`) before `execve`.
 //!
 //! # As a library
 //!
@@ -203,24 +203,35 @@ fn check(config_path: Option<PathBuf>) -> u8 {
             return e.exit_code();
         }
     };
-    println!("# {source}: valid");
+    let mut out = format!("# {source}: valid\n");
     if config.workers.count == config::WorkerCount::Auto {
         let cpus = cpu::available();
         let quota = match cpus.quota {
             Some(q) => format!("a CPU quota of {q:.2}"),
             None => "no CPU quota".to_string(),
         };
-        println!(
-            "# workers.count: auto = {} ({} CPUs in the affinity mask, {quota})",
+        out.push_str(&format!(
+            "# workers.count: auto = {} ({} CPUs in the affinity mask, {quota})\n",
             cpus.count, cpus.affinity
-        );
+        ));
         config.workers.count = config::WorkerCount::Fixed(cpus.count as u32);
     }
     config.pidfile = match master::pidfile_path(&config, &env) {
         Some(path) => config::Pidfile::Path(path),
         None => config::Pidfile::Disabled,
     };
-    print!("{}", config.to_yaml());
+    out.push_str(&config.to_yaml());
+    // A reader that went away (`hawkey check | head -1`) is not an error
+    // of ours: stop writing, as cat(1) does.
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            eprintln!("hawkey: error: failed to write to stdout: {e}");
+            return exit::FAILURE;
+        }
+    }
     exit::OK
 }
 

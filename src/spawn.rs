@@ -4,7 +4,7 @@
 //! where allocation and errors are fine: the program, argv and environment
 //! as C strings, the credentials to drop to, the listener fds. Spawning a
 //! worker then only fills in the slot number, forks, and lets the child run
-//! [`crate::child`]'s async-signal-safe steps to `execve`.
+//! `child`'s async-signal-safe steps to `execve`.
 //!
 //! Every worker is exec'd, builtin ones included: a builtin worker runs
 //! `/proc/self/exe` (the very binary the master runs, even if the package
@@ -58,7 +58,7 @@ pub struct Plan {
     program: CString,
     /// argv without the per-slot name of builtin workers.
     argv: Vec<CString>,
-    /// `Some(prefix)`: argv[0] is `"{prefix}: worker {slot}"`.
+    /// `Some(prefix)`: `argv[0]` is `"{prefix}: worker {slot}"`.
     builtin_name: Option<String>,
     env: Vec<CString>,
     cwd: Option<CString>,
@@ -86,7 +86,7 @@ pub struct Inputs<'a> {
     pub inbox: &'a OsStr,
     /// `HAWKEY_LOG` for builtin workers: `level/format`.
     pub worker_log: &'a str,
-    /// argv[0] of the master, to name builtin workers after it.
+    /// `argv[0]` of the master, to name builtin workers after it.
     pub argv0: &'a OsStr,
     pub generation: u64,
     pub running_as_root: bool,

@@ -5,7 +5,7 @@
 //! [`crate::master`] turns signals, exits and notifications into events and
 //! actions into syscalls. Unit tests drive the machine with invented pids
 //! and instants, no process involved. "What happens when a worker dies" is
-//! [`Pool::on_exit`].
+//! `Pool::on_exit`.
 //!
 //! Each slot `0..N-1` holds at most one worker. A slot's [`State`] carries
 //! exactly what exists in that state: a pid only where there is a process,

@@ -1,6 +1,6 @@
 //! `hawkey.yaml`: parsing, validation and the effective configuration.
 //!
-//! The file is read in two layers. [`raw`] mirrors the file exactly
+//! The file is read in two layers. `raw` mirrors the file exactly
 //! (serde, unknown keys rejected, source locations kept where a later check
 //! needs them); [`Config`] is what the rest of hawkey uses, with every
 //! default filled in and every cross-key rule checked. Nothing is applied

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# hawkey's whole test suite, in one command: installs what it needs (Debian
+# packages, rustfmt, clippy), then format check, lints, docs, every test.
+# Needs root: some tests drop privileges to 'nobody' and must be able to.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then
+        echo "tests/run.sh: the suite needs root; re-running under sudo" >&2
+        exec sudo --preserve-env=PATH,CARGO_HOME,RUSTUP_HOME,CI "$0" "$@"
+    fi
+    echo "tests/run.sh: the suite needs root (privilege-drop tests); run it as root" >&2
+    exit 1
+fi
+
+# Debian packages the tests use: systemd-socket-activate (systemd),
+# python3 (a notify-speaking test worker), procps and curl.
+packages=(systemd python3 procps curl)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "tests/run.sh: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if command -v rustup >/dev/null; then
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+step() { printf '\n=== %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
+step "cargo test"
+# --all-targets builds the examples the library tests run; doc tests after.
+cargo test --locked --all-targets
+cargo test --locked --doc
