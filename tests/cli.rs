@@ -1,0 +1,662 @@
+//! The command line of the real binary: usage errors, `check` output and
+//! its one-line located errors, where the config comes from, and `run`
+//! failing before anything was started.
+
+mod support;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+/// `hawkey ARGS` with the environment of a plain shell: nothing from
+/// systemd, no `HAWKEY_CONFIG`.
+fn hawkey(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("HAWKEY_CONFIG")
+        .env_remove("INVOCATION_ID")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// What a finished command left: exit code, stdout, stderr.
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr.lines().collect()
+    }
+}
+
+/// Runs `cmd` to completion within a deadline, capturing both streams.
+fn output(cmd: Command) -> Output {
+    output_to(cmd, None)
+}
+
+/// Like [`output`], with stdout going to `stdout` instead when given (then
+/// `Output::stdout` is empty).
+fn output_to(mut cmd: Command, stdout: Option<Stdio>) -> Output {
+    let captured = stdout.is_none();
+    cmd.stdin(Stdio::null())
+        .stdout(stdout.unwrap_or_else(Stdio::piped))
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start hawkey");
+    let stdout = child.stdout.take();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut stdout) = stdout {
+            let _ = stdout.read_to_string(&mut s);
+        }
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(Duration::from_secs(10), "hawkey to exit", || {
+            child.try_wait().unwrap()
+        })
+    }));
+    let status = match waited {
+        Ok(status) => status,
+        Err(panic) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::panic::resume_unwind(panic);
+        }
+    };
+    let stdout = out.join().unwrap();
+    assert!(captured || stdout.is_empty());
+    Output {
+        code: status.code(),
+        stdout,
+        stderr: err.join().unwrap(),
+    }
+}
+
+fn check_file(path: &Path) -> Output {
+    output(hawkey(&["check", "-c", path.to_str().unwrap()]))
+}
+
+/// An exec pool of sleeps on a loopback port, pidfile in the temp dir.
+fn pool_yaml(dir: &TempDir, port: u16, count: &str) -> String {
+    format!(
+        "listen:\n  - {{name: web, address: '127.0.0.1:{port}'}}\nworkers:\n  count: {count}\n  app: exec\n  command: [sleep, '1000']\npidfile: {}\n",
+        dir.join("hawkey.pid").display()
+    )
+}
+
+fn write_file(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn entries(dir: &TempDir) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// CPUs in this process's affinity mask (children inherit it).
+fn affinity_cpus() -> Vec<usize> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+    (0..nix::sched::CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect()
+}
+
+/// Parses `# workers.count: auto = N (M CPUs in the affinity mask, QUOTA)`
+/// into (N, M, QUOTA).
+fn parse_auto_comment(line: &str) -> (usize, usize, String) {
+    let rest = line
+        .strip_prefix("# workers.count: auto = ")
+        .unwrap_or_else(|| panic!("not the auto comment: {line:?}"));
+    let (n, rest) = rest.split_once(" (").unwrap();
+    let (m, rest) = rest
+        .split_once(" CPUs in the affinity mask, ")
+        .unwrap_or_else(|| panic!("no affinity part: {line:?}"));
+    let quota = rest
+        .strip_suffix(')')
+        .unwrap_or_else(|| panic!("unterminated: {line:?}"));
+    (n.parse().unwrap(), m.parse().unwrap(), quota.to_string())
+}
+
+/// What `auto` must resolve to for `affinity` CPUs and the quota text.
+fn expected_auto(affinity: usize, quota: &str) -> usize {
+    if quota == "no CPU quota" {
+        return affinity;
+    }
+    let q: f64 = quota
+        .strip_prefix("a CPU quota of ")
+        .unwrap_or_else(|| panic!("unexpected quota text {quota:?}"))
+        .parse()
+        .unwrap();
+    affinity.min(q.ceil().max(1.0) as usize).max(1)
+}
+
+// ---------------------------------------------------------------------------
+// Usage
+
+#[test]
+fn version_prints_the_name_and_version_and_exits_0() {
+    for flag in ["--version", "-V"] {
+        let out = output(hawkey(&[flag]));
+        assert_eq!(out.code, Some(0), "{flag}: {}", out.stderr);
+        assert_eq!(out.stdout, "hawkey 0.1.0\n", "{flag}");
+        assert_eq!(out.stderr, "", "{flag}");
+    }
+}
+
+#[test]
+fn help_goes_to_stdout_and_exits_0() {
+    let out = output(hawkey(&["--help"]));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("A pre-fork service manager for systemd hosts\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Usage: hawkey <COMMAND>"),
+        "{}",
+        out.stdout
+    );
+    for command in ["run", "check"] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            "{command} not listed: {}",
+            out.stdout
+        );
+    }
+    assert_eq!(out.stderr, "");
+
+    for command in ["run", "check"] {
+        let out = output(hawkey(&[command, "--help"]));
+        assert_eq!(out.code, Some(0), "{command}: {}", out.stderr);
+        assert!(
+            out.stdout
+                .contains(&format!("Usage: hawkey {command} [OPTIONS]")),
+            "{}",
+            out.stdout
+        );
+        assert!(out.stdout.contains("-c, --config <FILE>"), "{}", out.stdout);
+        assert!(out.stdout.contains("HAWKEY_CONFIG"), "{}", out.stdout);
+        assert_eq!(out.stderr, "");
+    }
+}
+
+#[test]
+fn an_unknown_subcommand_exits_64_with_usage_on_stderr() {
+    let out = output(hawkey(&["frobnicate"]));
+    assert_eq!(out.code, Some(64), "{}", out.stderr);
+    assert_eq!(
+        out.stderr_lines().first().copied(),
+        Some("error: unrecognized subcommand 'frobnicate'"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("Usage: hawkey <COMMAND>"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn an_unknown_flag_exits_64_with_usage_on_stderr() {
+    for (args, usage) in [
+        (&["--bogus"][..], "Usage: hawkey <COMMAND>"),
+        (&["check", "--bogus"][..], "Usage: hawkey check [OPTIONS]"),
+        (&["run", "--bogus"][..], "Usage: hawkey run [OPTIONS]"),
+    ] {
+        let out = output(hawkey(args));
+        assert_eq!(out.code, Some(64), "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr_lines().first().copied(),
+            Some("error: unexpected argument '--bogus' found"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(usage), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stdout, "", "{args:?}");
+    }
+}
+
+#[test]
+fn config_flag_without_a_value_exits_64() {
+    let out = output(hawkey(&["check", "-c"]));
+    assert_eq!(out.code, Some(64), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("error: a value is required for '--config <FILE>' but none was supplied"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn no_subcommand_exits_64_with_usage_on_stderr() {
+    let out = output(hawkey(&[]));
+    assert_eq!(out.code, Some(64), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Usage: hawkey <COMMAND>"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout, "");
+}
+
+// ---------------------------------------------------------------------------
+// check: valid files
+
+#[test]
+fn check_on_a_valid_file_exits_0_and_prints_the_effective_config_as_yaml() {
+    let dir = TempDir::new("cli-check-valid");
+    let port = free_port();
+    let config = write_config(&dir, &pool_yaml(&dir, port, "2"));
+    let out = check_file(&config);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stderr, "");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], format!("# {}: valid", config.display()));
+    // A fixed count needs no explanation: the YAML follows at once.
+    assert_eq!(lines[1], "listen:", "{}", out.stdout);
+    for expected in [
+        "- name: web".to_string(),
+        format!("  address: 127.0.0.1:{port}"),
+        "  backlog: 1024".to_string(),
+        "workers:".to_string(),
+        "  count: 2".to_string(),
+        "  app: exec".to_string(),
+        "  ready: started".to_string(),
+        "  ready_timeout: 30s".to_string(),
+        "  stop_signal: SIGTERM".to_string(),
+        "  stop_timeout: 25s".to_string(),
+        "    initial: 100ms".to_string(),
+        "    max: 30s".to_string(),
+        format!("pidfile: {}", dir.join("hawkey.pid").display()),
+        "  level: info".to_string(),
+        "  format: auto".to_string(),
+    ] {
+        assert!(
+            lines.contains(&expected.as_str()),
+            "missing {expected:?} in:\n{}",
+            out.stdout
+        );
+    }
+    // check never starts anything.
+    assert!(!dir.join("hawkey.pid").exists());
+    TcpListener::bind(("127.0.0.1", port)).expect("check bound the port");
+}
+
+#[test]
+fn check_explains_count_auto_and_prints_the_resolved_number() {
+    let dir = TempDir::new("cli-check-auto");
+    let config = write_config(&dir, &pool_yaml(&dir, free_port(), "auto"));
+    let cpus = affinity_cpus();
+
+    let out = check_file(&config);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], format!("# {}: valid", config.display()));
+    let (n, affinity, quota) = parse_auto_comment(lines[1]);
+    assert_eq!(affinity, cpus.len(), "{}", lines[1]);
+    assert_eq!(n, expected_auto(affinity, &quota), "{}", lines[1]);
+    assert!(n >= 1);
+    assert!(
+        lines.contains(&format!("  count: {n}").as_str()),
+        "printed count is not the number {n}:\n{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout
+            .lines()
+            .any(|l| !l.starts_with('#') && l.contains("count: auto")),
+        "{}",
+        out.stdout
+    );
+
+    // Pinned to one CPU, auto is 1 and says so.
+    let one = cpus[0];
+    let mut cmd = hawkey(&["check", "-c", config.to_str().unwrap()]);
+    // SAFETY: the closure only calls sched_setaffinity(2), a system call,
+    // between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            let mut set = nix::sched::CpuSet::new();
+            set.set(one).map_err(std::io::Error::from)?;
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let out = output(cmd);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let (n, affinity, _) = parse_auto_comment(lines[1]);
+    assert_eq!((n, affinity), (1, 1), "{}", lines[1]);
+    assert!(lines.contains(&"  count: 1"), "{}", out.stdout);
+}
+
+#[test]
+fn the_printed_config_passes_check_again_unchanged() {
+    let dir = TempDir::new("cli-roundtrip");
+    let sock = dir.join("admin.sock");
+    let first = write_config(
+        &dir,
+        &format!(
+            "listen:\n  - {{name: web, address: '127.0.0.1:{}'}}\n  - {{name: admin, address: 'unix:{}', mode: '0600', backlog: 16}}\nworkers:\n  count: auto\n  app: exec\n  command: [sleep, '1000', 'null', 'true', '~', '', '#x', '- y']\n  env: {{A: 'null', B: '0755', C: 'yes', D: 'a: b', E: \"two\\nlines\"}}\n  stop_signal: INT\n  stop_timeout: 1500ms\n  restart_backoff: {{initial: 1m30s, max: 1h}}\npidfile: {}\nlog: {{level: debug, format: json}}\n",
+            free_port(),
+            sock.display(),
+            dir.join("hawkey.pid").display()
+        ),
+    );
+    let out = check_file(&first);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let printed = write_file(&dir, "printed.yaml", &out.stdout);
+
+    let again = check_file(&printed);
+    assert_eq!(again.code, Some(0), "{}\n{}", again.stderr, out.stdout);
+    assert_eq!(again.stderr, "");
+    let mut lines = again.stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("# {}: valid", printed.display()).as_str())
+    );
+    // The printed count is a number now, so no auto comment; the rest is
+    // the same YAML: printing is a fixed point.
+    let yaml = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(yaml(&again.stdout), yaml(&out.stdout));
+
+    // The default config round-trips too.
+    let empty = write_file(&dir, "empty.yaml", "");
+    let out = check_file(&empty);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let printed = write_file(&dir, "printed-default.yaml", &out.stdout);
+    let again = check_file(&printed);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert_eq!(yaml(&again.stdout), yaml(&out.stdout));
+}
+
+// ---------------------------------------------------------------------------
+// check: invalid files
+
+#[test]
+fn check_reports_an_invalid_config_as_one_located_line_and_exits_78() {
+    let dir = TempDir::new("cli-invalid");
+    let cases: [(&str, &str); 7] = [
+        (
+            "workers:\n  count: 2\n  bogus: 1\n",
+            "3:3: workers.bogus: unknown field 'bogus', expected one of count, app, command, env, cwd, user, group, ready, ready_timeout, stop_signal, stop_timeout, restart_backoff",
+        ),
+        (
+            "colour: red\n",
+            "1:1: colour: unknown field 'colour', expected one of listen, workers, pidfile, log",
+        ),
+        (
+            "workers:\n  count: 2000\n",
+            "2:10: workers.count: 2000 is out of range (auto, or 1 to 1024)",
+        ),
+        (
+            "workers:\n  count: 0\n",
+            "2:10: workers.count: 0 is out of range (auto, or 1 to 1024)",
+        ),
+        (
+            "workers:\n  stop_timeout: 30\n",
+            "2:17: workers.stop_timeout: duration '30' has no unit (a number with a unit: ms, s, m or h, e.g. 500ms, 30s, 1m30s)",
+        ),
+        (
+            "pidfile: x.pid\n",
+            "1:10: pidfile: must be an absolute path (or null to disable it)",
+        ),
+        (
+            "workers:\n  app: exec\n",
+            "2:8: workers.app: app: exec needs workers.command (the program and its arguments)",
+        ),
+    ];
+    for (i, (yaml, error)) in cases.into_iter().enumerate() {
+        let path = write_file(&dir, &format!("bad-{i}.yaml"), yaml);
+        let out = check_file(&path);
+        assert_eq!(out.code, Some(78), "{yaml:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!("{}:{error}\n", path.display()),
+            "{yaml:?}"
+        );
+        assert_eq!(out.stdout, "", "{yaml:?}");
+    }
+}
+
+#[test]
+fn a_yaml_syntax_error_is_one_line_located_at_its_line_and_exits_78() {
+    let dir = TempDir::new("cli-syntax");
+    for (i, (yaml, line)) in [
+        ("workers:\n  count: 1\n   app: exec\n", 3),
+        ("workers:\n\tcount: 1\n", 2),
+        ("workers:\n  count: [1\n", 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = write_file(&dir, &format!("syntax-{i}.yaml"), yaml);
+        let out = check_file(&path);
+        assert_eq!(out.code, Some(78), "{yaml:?}: {}", out.stderr);
+        let lines = out.stderr_lines();
+        assert_eq!(lines.len(), 1, "{yaml:?}: {}", out.stderr);
+        assert!(out.stderr.ends_with('\n'));
+        assert!(
+            lines[0].starts_with(&format!("{}:{line}:", path.display())),
+            "{yaml:?}: {}",
+            lines[0]
+        );
+        assert_eq!(out.stdout, "", "{yaml:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Where the config comes from
+
+#[test]
+fn hawkey_config_names_the_file_and_the_flag_overrides_it() {
+    let dir = TempDir::new("cli-env");
+    let from_env = write_file(&dir, "env.yaml", &pool_yaml(&dir, 1111, "1"));
+    let from_flag = write_file(&dir, "flag.yaml", &pool_yaml(&dir, 2222, "1"));
+
+    let mut cmd = hawkey(&["check"]);
+    cmd.env("HAWKEY_CONFIG", &from_env);
+    let out = output(cmd);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.lines().next(),
+        Some(format!("# {}: valid", from_env.display()).as_str())
+    );
+    assert!(out.stdout.contains("  address: 127.0.0.1:1111\n"));
+
+    let mut cmd = hawkey(&["check", "-c", from_flag.to_str().unwrap()]);
+    cmd.env("HAWKEY_CONFIG", &from_env);
+    let out = output(cmd);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout.lines().next(),
+        Some(format!("# {}: valid", from_flag.display()).as_str())
+    );
+    assert!(out.stdout.contains("  address: 127.0.0.1:2222\n"));
+    assert!(!out.stdout.contains("1111"));
+
+    // The overridden file is not even read: an invalid one does not matter.
+    let broken = write_file(&dir, "broken.yaml", "workers:\n  count: 0\n");
+    let mut cmd = hawkey(&["check", "--config", from_flag.to_str().unwrap()]);
+    cmd.env("HAWKEY_CONFIG", &broken);
+    let out = output(cmd);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stderr, "");
+}
+
+#[test]
+fn a_missing_explicit_config_file_exits_78_naming_the_path() {
+    let dir = TempDir::new("cli-missing");
+    let missing = dir.join("no-such.yaml");
+    let expected = format!(
+        "hawkey: error: failed to read config '{}': No such file or directory (os error 2)\n",
+        missing.display()
+    );
+
+    let out = output(hawkey(&["check", "-c", missing.to_str().unwrap()]));
+    assert_eq!(out.code, Some(78), "{}", out.stderr);
+    assert_eq!(out.stderr, expected);
+    assert_eq!(out.stdout, "");
+
+    // Named by HAWKEY_CONFIG it is just as explicit: no fallback to a default.
+    let mut cmd = hawkey(&["check"]);
+    cmd.env("HAWKEY_CONFIG", &missing);
+    let out = output(cmd);
+    assert_eq!(out.code, Some(78), "{}", out.stderr);
+    assert_eq!(out.stderr, expected);
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn bare_check_uses_the_default_path_or_else_the_built_in_default() {
+    let out = output(hawkey(&["check"]));
+    let default = Path::new("/etc/hawkey/hawkey.yaml");
+    if default.exists() {
+        // This machine has an installed config: that file is the one read.
+        match out.code {
+            Some(0) => assert_eq!(
+                out.stdout.lines().next(),
+                Some("# /etc/hawkey/hawkey.yaml: valid")
+            ),
+            Some(78) => assert!(
+                out.stderr.contains("/etc/hawkey/hawkey.yaml"),
+                "{}",
+                out.stderr
+            ),
+            other => panic!("exit {other:?}: {}", out.stderr),
+        }
+        return;
+    }
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stderr, "");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "# <built-in default>: valid");
+    assert!(
+        lines.contains(&"- name: http") && lines.contains(&"  address: 127.0.0.1:8080"),
+        "{}",
+        out.stdout
+    );
+    assert!(lines.contains(&"  app: builtin"), "{}", out.stdout);
+    // The shipped default says count: auto.
+    assert!(
+        lines[1].starts_with("# workers.count: auto = "),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn check_into_a_closed_pipe_exits_0_quietly_without_a_panic() {
+    // `hawkey check | head -1` and the like: the reader goes away early.
+    let dir = TempDir::new("cli-epipe");
+    let config = write_config(&dir, &pool_yaml(&dir, free_port(), "1"));
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = hawkey(&["check", "-c", config.to_str().unwrap()]);
+    cmd.env_remove("RUST_BACKTRACE");
+    let out = output_to(cmd, Some(Stdio::from(writer)));
+    // A reader that went away is not an error of check's: no panic, no
+    // message, success, as with cat(1).
+    assert_eq!(out.stderr, "");
+    assert_eq!(out.code, Some(0));
+}
+
+// ---------------------------------------------------------------------------
+// run: failing before anything runs
+
+#[test]
+fn run_with_an_invalid_config_exits_78_and_starts_nothing() {
+    let dir = TempDir::new("cli-run-bad");
+    let port = free_port();
+    let config = write_config(
+        &dir,
+        &pool_yaml(&dir, port, "2").replace("count: 2", "count: 0"),
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let status = hawkey.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(78), "{}", hawkey.log_text());
+    assert_eq!(
+        *hawkey.log.lock().unwrap(),
+        [format!(
+            "{}:4:10: workers.count: 0 is out of range (auto, or 1 to 1024)",
+            config.display()
+        )]
+    );
+    TcpListener::bind(("127.0.0.1", port)).expect("the configured port is still free");
+    assert!(!dir.join("hawkey.pid").exists());
+    assert_eq!(entries(&dir), ["hawkey.yaml"]);
+}
+
+#[test]
+fn run_on_a_port_in_use_exits_1_and_removes_the_pidfile_it_took() {
+    let dir = TempDir::new("cli-run-inuse");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = write_config(&dir, &pool_yaml(&dir, port, "2"));
+    // A stale pidfile: hawkey takes it over before binding, so its removal
+    // afterwards shows the pidfile was taken and then let go.
+    let pidfile = dir.join("hawkey.pid");
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    std::fs::write(&pidfile, format!("{dead_pid}\n")).unwrap();
+
+    let mut hawkey = Hawkey::start(&config);
+    let status = hawkey.wait_exit(Duration::from_secs(10));
+    let log = hawkey.log_text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "replaced stale pidfile {} of pid {dead_pid}",
+            pidfile.display()
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "failed to bind '127.0.0.1:{port}': address already in use"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("starting"), "workers were planned: {log}");
+    assert!(!pidfile.exists(), "pidfile left behind: {log}");
+    assert_eq!(entries(&dir), ["hawkey.yaml"]);
+    // Our listener was not disturbed.
+    assert_eq!(taken.local_addr().unwrap().port(), port);
+}
