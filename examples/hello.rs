@@ -26,8 +26,17 @@ fn app(mut worker: Worker) -> Result<(), BoxError> {
     worker.ready()?;
     for stream in listener.incoming() {
         let mut stream = stream?;
-        let mut request = [0u8; 1024];
-        let _ = stream.read(&mut request)?;
+        // Read the request head before answering: closing a socket with
+        // unread data makes the kernel reset the connection.
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buf[..n]);
+        }
         let body = format!("hello from worker {slot}\n");
         write!(
             stream,

@@ -39,7 +39,19 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::worker::{BoxError, Socket, Worker};
+use crate::worker::{App, BoxError, Socket, Worker};
+
+/// The built-in app as an [`App`]: [`app`], declared to send heartbeats.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Builtin;
+
+impl App for Builtin {
+    const HEARTBEATS: bool = true;
+
+    fn run(self, worker: Worker) -> Result<(), BoxError> {
+        app(worker)
+    }
+}
 
 /// The worker function for `app: builtin` (what `hawkey::main` runs in each builtin worker):
 /// [`serve`] on the inherited sockets, [`Worker::ready`] once accepting, and a graceful stop
@@ -73,9 +85,26 @@ pub fn app(mut worker: Worker) -> Result<(), BoxError> {
             // Should the handlers fail to install, stop at once rather than run a worker
             // that a stop signal would kill mid-request.
             let signals = stop_signals().map_err(|err| signal_error = Some(err)).ok();
+            let interval = worker.heartbeat_interval();
+            let worker = &worker;
             async move {
-                if let Some(signals) = signals {
-                    signals.await;
+                let Some(signals) = signals else { return };
+                // Heartbeats come from this runtime's own loop: if it stalls, they stop.
+                let beat = async {
+                    let Some(every) = interval else {
+                        return std::future::pending::<()>().await;
+                    };
+                    let mut ticks = tokio::time::interval(every);
+                    loop {
+                        ticks.tick().await;
+                        if let Err(err) = worker.heartbeat() {
+                            tracing::warn!(error = %err, "could not send a heartbeat to the master");
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = signals => {}
+                    _ = beat => {}
                 }
             }
         },

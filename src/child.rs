@@ -21,10 +21,10 @@ pub(crate) struct Steps {
     pub program: *const c_char,
     pub argv: *const *const c_char,
     pub envp: *const *const c_char,
-    /// Where the digits of `LISTEN_PID=` go, and how many bytes fit there
-    /// (the byte after them is already NUL).
-    pub listen_pid_digits: *mut u8,
-    pub listen_pid_room: usize,
+    /// Where the digits of this process's pid go (`LISTEN_PID=`,
+    /// `WATCHDOG_PID=`): each place has room for [`PID_ROOM`] digits and a NUL.
+    pub pid_places: *const *mut u8,
+    pub pid_place_count: usize,
     pub stdin: RawFd,
     pub listeners: *const RawFd,
     pub listener_count: usize,
@@ -37,7 +37,96 @@ pub(crate) struct Steps {
     pub error_pipe: RawFd,
     /// Highest fd number to close by hand if `close_range(2)` is missing.
     pub max_fd: RawFd,
+    /// Give stdout and stderr a journal stream of the worker's own.
+    pub journal: Option<Journal>,
 }
+
+/// A connection to journald's stdout stream socket, opened by the worker
+/// itself so that journald credits its lines to the worker's pid.
+#[derive(Clone, Copy)]
+pub(crate) struct Journal {
+    pub addr: *const libc::sockaddr_un,
+    pub addr_len: libc::socklen_t,
+    /// The stream header (identifier, unit, priority, …), see
+    /// systemd's stdout stream protocol.
+    pub header: *const u8,
+    pub header_len: usize,
+    /// Where `DEV:INO` of the stream goes (`JOURNAL_STREAM=`), with room
+    /// for [`STREAM_ROOM`] bytes and a NUL.
+    pub stream_place: *mut u8,
+}
+
+/// Room for "DEV:INO": two 20-digit numbers and a colon.
+pub(crate) const STREAM_ROOM: usize = 41;
+
+/// Writes `n` in decimal at `at`, returns the digits written.
+///
+/// # Safety
+/// `at` must have room for 20 bytes.
+unsafe fn put_decimal(at: *mut u8, mut n: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        // SAFETY: the caller gives room for 20 bytes; len <= 20.
+        unsafe { *at.add(i) = digits[len - 1 - i] };
+    }
+    len
+}
+
+/// Connects stdout and stderr to journald as a stream of this process.
+/// On any failure the inherited stdout and stderr stay: output is never
+/// dropped for want of a journal.
+///
+/// # Safety
+/// Only in the forked child, with `j`'s pointers valid.
+unsafe fn connect_journal(j: Journal) {
+    // SAFETY: socket, connect, shutdown, write, dup2, close and fstat are
+    // async-signal-safe; the pointers were prepared before the fork.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return;
+        }
+        if libc::connect(fd, j.addr.cast(), j.addr_len) != 0 {
+            libc::close(fd);
+            return;
+        }
+        libc::shutdown(fd, libc::SHUT_RD);
+        let mut written = 0;
+        while written < j.header_len {
+            let n = libc::write(fd, j.header.add(written).cast(), j.header_len - written);
+            if n <= 0 {
+                libc::close(fd);
+                return;
+            }
+            written += n as usize;
+        }
+        if libc::dup2(fd, 1) < 0 || libc::dup2(fd, 2) < 0 {
+            libc::close(fd);
+            return;
+        }
+        libc::close(fd);
+        let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+        if libc::fstat(2, st.as_mut_ptr()) == 0 {
+            let st = st.assume_init();
+            let dev = put_decimal(j.stream_place, st.st_dev);
+            *j.stream_place.add(dev) = b':';
+            let ino = put_decimal(j.stream_place.add(dev + 1), st.st_ino);
+            *j.stream_place.add(dev + 1 + ino) = 0;
+        }
+    }
+}
+
+/// Digits a pid place holds (a 64-bit number has at most 20), NUL after.
+pub(crate) const PID_ROOM: usize = 20;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Creds {
@@ -239,25 +328,17 @@ pub(crate) unsafe fn run(s: &Steps) -> ! {
             libc::_exit(1);
         }
 
-        // LISTEN_PID is this process: only known now.
-        let mut pid = libc::getpid() as u64;
-        let mut digits = [0u8; 20];
-        let mut len = 0;
-        loop {
-            digits[len] = b'0' + (pid % 10) as u8;
-            len += 1;
-            pid /= 10;
-            if pid == 0 {
-                break;
-            }
+        if let Some(journal) = s.journal {
+            connect_journal(journal);
         }
-        if len > s.listen_pid_room {
-            fail(pipe, Step::Fds, libc::EOVERFLOW);
+
+        // LISTEN_PID and WATCHDOG_PID are this process: only known now.
+        let pid = libc::getpid() as u64;
+        for place in 0..s.pid_place_count {
+            let at = *s.pid_places.add(place);
+            let len = put_decimal(at, pid);
+            *at.add(len) = 0;
         }
-        for i in 0..len {
-            *s.listen_pid_digits.add(i) = digits[len - 1 - i];
-        }
-        *s.listen_pid_digits.add(len) = 0;
 
         libc::sigprocmask(libc::SIG_SETMASK, s.empty_mask, std::ptr::null_mut());
         libc::execve(s.program, s.argv, s.envp);

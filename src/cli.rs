@@ -21,6 +21,25 @@ pub enum Command {
     Run(ConfigArg),
     /// Validate the configuration and print it as it takes effect.
     Check(ConfigArg),
+    /// Show the running master and its workers (exit 3 if not running).
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reload the configuration with a rolling replacement of the workers.
+    Reload {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Return only when the reload finished: exit 0, or non-zero with
+        /// the reason (78: invalid configuration). For ExecReload=.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop the running master gracefully; returns once it has stopped.
+    Stop(ConfigArg),
 }
 
 #[derive(Debug, clap::Args)]

@@ -47,6 +47,7 @@ pub mod builtin;
 mod child;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod cpu;
 pub mod exit;
 pub mod listener;
@@ -119,8 +120,13 @@ pub fn main<A: App>(app: A) -> ExitCode {
         }
     };
     let code = match cli.command {
-        cli::Command::Run(args) => run(args.config),
+        cli::Command::Run(args) => run(args.config, A::HEARTBEATS),
         cli::Command::Check(args) => check(args.config),
+        cli::Command::Status { config, json } => status(config.config, json),
+        cli::Command::Reload { config, wait } => {
+            control_command(config.config, &control::Request::Reload { wait }, None)
+        }
+        cli::Command::Stop(config) => control_command(config.config, &control::Request::Stop, None),
     };
     ExitCode::from(code)
 }
@@ -156,7 +162,7 @@ fn report(error: &Error) {
     }
 }
 
-fn run(config_path: Option<PathBuf>) -> u8 {
+fn run(config_path: Option<PathBuf>, app_heartbeats: bool) -> u8 {
     // Block signals before anything else: a SIGTERM during start-up then
     // waits for the event loop instead of killing a half-started master.
     let signals = match signals::Signals::block() {
@@ -168,7 +174,7 @@ fn run(config_path: Option<PathBuf>) -> u8 {
     };
     ensure_standard_fds();
     let env = master::Environment::capture();
-    let (config, source) = match load_config(config_path) {
+    let (config, source) = match load_config(config_path.clone()) {
         Ok(loaded) => loaded,
         Err(e) => {
             let e = Error::Config(e);
@@ -181,7 +187,14 @@ fn run(config_path: Option<PathBuf>) -> u8 {
     let sink = logging::init(level, sink, "hawkey");
     tracing::info!("configuration from {source}");
     let worker_log = format!("{level}/{}", sink.name());
-    match master::run(config, signals, env, worker_log) {
+    let loader = Box::new(move || load_config(config_path.clone()));
+    let startup = master::Startup {
+        signals,
+        env,
+        worker_log,
+        app_heartbeats,
+    };
+    match master::run(config, loader, startup) {
         Ok(code) => code,
         Err(error) => {
             tracing::error!("{error}");
@@ -233,6 +246,86 @@ fn check(config_path: Option<PathBuf>) -> u8 {
         }
     }
     exit::OK
+}
+
+/// Finds the control socket the configuration names, or says why not.
+fn control_socket(config_path: Option<PathBuf>) -> Result<PathBuf, u8> {
+    let env = master::Environment::capture();
+    let (config, _) = load_config(config_path).map_err(|e| {
+        let e = Error::Config(e);
+        report(&e);
+        e.exit_code()
+    })?;
+    master::control_path(&config, &env).ok_or_else(|| {
+        eprintln!(
+            "hawkey: error: the configuration disables the control socket (control_socket: null)"
+        );
+        exit::USAGE
+    })
+}
+
+/// Exit status when a CLI command cannot reach the master.
+fn control_error(error: &control::Error) -> u8 {
+    eprintln!("hawkey: error: {error}");
+    match error {
+        control::Error::NotRunning { .. } => exit::NOT_RUNNING,
+        control::Error::PermissionDenied { .. } => exit::NO_PERMISSION,
+        _ => exit::FAILURE,
+    }
+}
+
+fn status(config_path: Option<PathBuf>, json: bool) -> u8 {
+    let path = match control_socket(config_path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match control::request(
+        &path,
+        &control::Request::Status,
+        Some(std::time::Duration::from_secs(10)),
+    ) {
+        Ok(control::Response::Status(report)) => {
+            let text = if json {
+                serde_json::to_string_pretty(&report).expect("a status report serializes") + "\n"
+            } else {
+                control::render_status(&report)
+            };
+            use std::io::Write;
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            exit::OK
+        }
+        Ok(other) => respond(other),
+        Err(error) => control_error(&error),
+    }
+}
+
+fn control_command(
+    config_path: Option<PathBuf>,
+    request: &control::Request,
+    timeout: Option<std::time::Duration>,
+) -> u8 {
+    let path = match control_socket(config_path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match control::request(&path, request, timeout) {
+        Ok(response) => respond(response),
+        Err(error) => control_error(&error),
+    }
+}
+
+fn respond(response: control::Response) -> u8 {
+    match response {
+        control::Response::Ok { message } => {
+            println!("{message}");
+            exit::OK
+        }
+        control::Response::Error { exit_code, message } => {
+            eprintln!("hawkey: error: {message}");
+            exit_code
+        }
+        control::Response::Status(_) => exit::OK,
+    }
 }
 
 /// A master started with fd 0, 1 or 2 closed would hand that number to a
@@ -288,6 +381,8 @@ fn run_worker<A: App>(app: A) -> u8 {
         "LISTEN_FDS",
         "LISTEN_FDNAMES",
         "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
     ] {
         // SAFETY: a worker runs this before the app starts any thread (the
         // documented contract of `main`), so no other thread reads the

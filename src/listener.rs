@@ -17,6 +17,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
+use std::rc::Rc;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -27,12 +28,45 @@ use nix::sys::stat::{Mode, umask};
 
 use crate::config::{self, Address};
 
-/// One listening socket.
-#[derive(Debug)]
+/// One listening socket, as a generation of workers sees it: a name and a
+/// socket shared with other generations (cheap to clone).
+#[derive(Clone, Debug)]
 pub struct Listener {
     pub name: String,
+    pub socket: Rc<Socket>,
+}
+
+/// The socket itself; closed (and its unix socket file removed, if the
+/// master made it) when the last generation using it is gone.
+#[derive(Debug)]
+pub struct Socket {
     pub fd: OwnedFd,
     pub origin: Origin,
+}
+
+impl Listener {
+    fn new(name: String, fd: OwnedFd, origin: Origin) -> Listener {
+        Listener {
+            name,
+            socket: Rc::new(Socket { fd, origin }),
+        }
+    }
+
+    pub fn origin(&self) -> &Origin {
+        &self.socket.origin
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.socket.fd.as_raw_fd()
+    }
+
+    /// The same socket under another name (a reload renamed it).
+    pub fn renamed(&self, name: &str) -> Listener {
+        Listener {
+            name: name.to_string(),
+            socket: self.socket.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,13 +79,8 @@ pub enum Origin {
 
 impl fmt::Display for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.origin {
-            Origin::Systemd => write!(
-                f,
-                "'{}' (fd {} from systemd)",
-                self.name,
-                self.fd.as_raw_fd()
-            ),
+        match &self.socket.origin {
+            Origin::Systemd => write!(f, "'{}' (fd {} from systemd)", self.name, self.raw_fd()),
             Origin::Bound(address) => write!(f, "'{}' on {address}", self.name),
         }
     }
@@ -104,13 +133,15 @@ pub fn from_systemd() -> Result<Option<Vec<Listener>>, Error> {
                 name,
             });
         }
-        listeners.push(Listener {
-            name,
-            fd,
-            origin: Origin::Systemd,
-        });
+        listeners.push(Listener::new(name, fd, Origin::Systemd));
     }
     Ok(Some(listeners))
+}
+
+/// Binds one `listen:` entry.
+pub fn bind_listener(spec: &config::Listen) -> Result<Listener, Error> {
+    bind_one(spec)
+        .map(|fd| Listener::new(spec.name.clone(), fd, Origin::Bound(spec.address.clone())))
 }
 
 /// Binds every `listen:` entry, or none: on error, what was bound is closed
@@ -119,11 +150,11 @@ pub fn bind_all(specs: &[config::Listen]) -> Result<Vec<Listener>, Error> {
     let mut listeners = Vec::new();
     for spec in specs {
         match bind_one(spec) {
-            Ok(fd) => listeners.push(Listener {
-                name: spec.name.clone(),
+            Ok(fd) => listeners.push(Listener::new(
+                spec.name.clone(),
                 fd,
-                origin: Origin::Bound(spec.address.clone()),
-            }),
+                Origin::Bound(spec.address.clone()),
+            )),
             Err(error) => {
                 release(listeners);
                 return Err(error);
@@ -135,8 +166,15 @@ pub fn bind_all(specs: &[config::Listen]) -> Result<Vec<Listener>, Error> {
 
 /// Closes the listeners and removes the unix socket files the master made.
 pub fn release(listeners: Vec<Listener>) {
-    for listener in listeners {
-        if let Origin::Bound(Address::Unix(path)) = &listener.origin
+    drop(listeners);
+}
+
+impl Drop for Socket {
+    /// A unix socket the master bound is removed with the master's last
+    /// reference to it (at exit, or when a reload dropped it). Only the
+    /// master has these: workers are exec'd and never run this.
+    fn drop(&mut self) {
+        if let Origin::Bound(Address::Unix(path)) = &self.origin
             && is_socket(path)
         {
             let _ = std::fs::remove_file(path);
@@ -253,7 +291,7 @@ mod tests {
     #[test]
     fn bound_sockets_listen_and_are_close_on_exec() {
         let listeners = bind_all(&[tcp("127.0.0.1:0")]).unwrap();
-        let fd = &listeners[0].fd;
+        let fd = &listeners[0].socket.fd;
         assert!(getsockopt(fd, sockopt::AcceptConn).unwrap());
         let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
         assert_ne!(flags & libc::FD_CLOEXEC, 0);

@@ -64,10 +64,51 @@ pub struct Plan {
     cwd: Option<CString>,
     creds: Option<Credentials>,
     listeners: Vec<RawFd>,
+    /// Keeps the listeners open as long as workers may still be spawned
+    /// with them.
+    listener_owners: Vec<Listener>,
     stdin: OwnedFd,
+    /// `WATCHDOG_USEC` given to workers, if they must send heartbeats.
+    heartbeat_usec: Option<u128>,
+    /// When the master's stderr is the journal: each worker connects a
+    /// stream of its own, so journald credits its lines to its pid.
+    journal: Option<JournalPlan>,
     master: Pid,
     max_fd: RawFd,
     pub generation: u64,
+}
+
+struct JournalPlan {
+    addr: libc::sockaddr_un,
+    addr_len: libc::socklen_t,
+    header: Vec<u8>,
+}
+
+/// journald's stream socket (`systemd-journald.socket`).
+const JOURNAL_STDOUT: &[u8] = b"/run/systemd/journal/stdout";
+
+impl JournalPlan {
+    /// `identifier` names the worker's lines (`SYSLOG_IDENTIFIER`).
+    fn new(identifier: &str) -> JournalPlan {
+        // SAFETY: sockaddr_un is plain data; all zero is a valid value.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (dst, src) in addr.sun_path.iter_mut().zip(JOURNAL_STDOUT) {
+            *dst = *src as libc::c_char;
+        }
+        let addr_len = (std::mem::size_of::<libc::sa_family_t>() + JOURNAL_STDOUT.len() + 1)
+            as libc::socklen_t;
+        // The stream protocol's header: identifier, unit (empty: journald
+        // finds it from the cgroup), priority 6 (info), level prefixes
+        // ("<3>error") honoured, no forwarding to syslog, kmsg or console.
+        let identifier: String = identifier.chars().filter(|c| !c.is_control()).collect();
+        let header = format!("{identifier}\n\n6\n1\n0\n0\n0\n").into_bytes();
+        JournalPlan {
+            addr,
+            addr_len,
+            header,
+        }
+    }
 }
 
 struct Credentials {
@@ -80,12 +121,16 @@ struct Credentials {
 pub struct Inputs<'a> {
     pub config: &'a config::Config,
     pub listeners: &'a [Listener],
+    /// The heartbeat timeout in force, if workers must send heartbeats.
+    pub heartbeat: Option<std::time::Duration>,
     /// The master's environment at start-up.
     pub environment: &'a [(OsString, OsString)],
     /// `NOTIFY_SOCKET` for workers that report readiness.
     pub inbox: &'a OsStr,
     /// `HAWKEY_LOG` for builtin workers: `level/format`.
     pub worker_log: &'a str,
+    /// Whether the master's stderr is the journal stream.
+    pub journal: bool,
     /// `argv[0]` of the master, to name builtin workers after it.
     pub argv0: &'a OsStr,
     pub generation: u64,
@@ -131,6 +176,11 @@ fn env_entry(name: &[u8], value: &[u8]) -> Result<CString, Error> {
 }
 
 impl Plan {
+    /// The listeners this generation's workers get.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listener_owners
+    }
+
     pub fn new(inputs: Inputs<'_>) -> Result<Plan, Error> {
         let workers = &inputs.config.workers;
         let builtin = workers.app == AppKind::Builtin;
@@ -190,6 +240,26 @@ impl Plan {
         if builtin || workers.ready == Ready::Notify {
             env.push(env_entry(b"NOTIFY_SOCKET", inputs.inbox.as_bytes())?);
         }
+        let journal = inputs.journal.then(|| {
+            let identifier = if builtin {
+                "hawkey-worker".to_string()
+            } else {
+                std::path::Path::new(&workers.command[0])
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "hawkey-worker".into())
+            };
+            JournalPlan::new(&identifier)
+        });
+        if journal.is_some() {
+            // The inherited value names the master's stream; the child
+            // fills in its own (see `child::Journal`).
+            env.retain(|e| !e.as_bytes().starts_with(b"JOURNAL_STREAM="));
+        }
+        let heartbeat_usec = inputs.heartbeat.map(|h| h.as_micros());
+        if let Some(usec) = heartbeat_usec {
+            env.push(env_entry(b"WATCHDOG_USEC", usec.to_string().as_bytes())?);
+        }
         if builtin {
             env.push(env_entry(ROLE_ENV.as_bytes(), b"worker")?);
             env.push(env_entry(b"HAWKEY_LOG", inputs.worker_log.as_bytes())?);
@@ -224,8 +294,11 @@ impl Plan {
             env,
             cwd,
             creds,
-            listeners: inputs.listeners.iter().map(|l| l.fd.as_raw_fd()).collect(),
+            listeners: inputs.listeners.iter().map(Listener::raw_fd).collect(),
+            listener_owners: inputs.listeners.to_vec(),
             stdin,
+            heartbeat_usec,
+            journal,
             master: nix::unistd::getpid(),
             max_fd,
             generation: inputs.generation,
@@ -244,14 +317,49 @@ impl Plan {
             name.iter().chain(&self.argv).map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let slot_entry = env_entry(b"HAWKEY_WORKER", slot.to_string().as_bytes())?;
-        // "LISTEN_PID=" then room for the digits and the NUL.
-        let mut listen_pid = b"LISTEN_PID=".to_vec();
-        let digits_at = listen_pid.len();
-        listen_pid.resize(digits_at + 21, 0);
+        // "LISTEN_PID=" (and "WATCHDOG_PID=") then room for the digits and
+        // the NUL, filled in by the child.
+        let mut pid_entries: Vec<Vec<u8>> = std::iter::once(&b"LISTEN_PID="[..])
+            .chain(
+                self.heartbeat_usec
+                    .is_some()
+                    .then_some(&b"WATCHDOG_PID="[..]),
+            )
+            .map(|name| {
+                let mut entry = name.to_vec();
+                entry.resize(name.len() + child::PID_ROOM + 1, 0);
+                entry
+            })
+            .collect();
+        let mut stream_entry = b"JOURNAL_STREAM=".to_vec();
+        let stream_at = stream_entry.len();
+        stream_entry.resize(stream_at + child::STREAM_ROOM + 1, 0);
         let mut envp: Vec<*const c_char> = self.env.iter().map(|e| e.as_ptr()).collect();
         envp.push(slot_entry.as_ptr());
-        envp.push(listen_pid.as_ptr().cast());
+        envp.extend(pid_entries.iter().map(|e| e.as_ptr().cast::<c_char>()));
+        if self.journal.is_some() {
+            envp.push(stream_entry.as_ptr().cast());
+        }
         envp.push(std::ptr::null());
+        let journal = self.journal.as_ref().map(|j| child::Journal {
+            addr: &j.addr,
+            addr_len: j.addr_len,
+            header: j.header.as_ptr(),
+            header_len: j.header.len(),
+            // SAFETY: `stream_at` is within `stream_entry`, resized to hold
+            // STREAM_ROOM bytes and a NUL after it; it outlives the fork.
+            stream_place: unsafe { stream_entry.as_mut_ptr().add(stream_at) },
+        });
+        let pid_places: Vec<*mut u8> = pid_entries
+            .iter_mut()
+            .map(|entry| {
+                let name_len = entry.len() - child::PID_ROOM - 1;
+                // SAFETY: `name_len` is within `entry` (its name part); the
+                // child writes at most PID_ROOM digits and a NUL after it,
+                // which is exactly the room `entry` was resized to.
+                unsafe { entry.as_mut_ptr().add(name_len) }
+            })
+            .collect();
         let mut scratch: Vec<RawFd> = vec![-1; self.listeners.len()];
         let groups = self.creds.as_ref().map(|c| Creds {
             uid: c.uid.as_raw(),
@@ -268,11 +376,8 @@ impl Plan {
             program: self.program.as_ptr(),
             argv: argv.as_ptr(),
             envp: envp.as_ptr(),
-            // SAFETY: `digits_at` is within `listen_pid`, which lives until
-            // this function returns; the child writes at most 20 digits and
-            // a NUL into the 21 bytes after it.
-            listen_pid_digits: unsafe { listen_pid.as_mut_ptr().add(digits_at) },
-            listen_pid_room: 20,
+            pid_places: pid_places.as_ptr(),
+            pid_place_count: pid_places.len(),
             stdin: self.stdin.as_raw_fd(),
             listeners: self.listeners.as_ptr(),
             listener_count: self.listeners.len(),
@@ -283,6 +388,7 @@ impl Plan {
             empty_mask: empty_mask.as_ptr(),
             error_pipe: write_end.as_raw_fd(),
             max_fd: self.max_fd,
+            journal,
         };
 
         // SAFETY: the master is single-threaded (no other thread can hold a
@@ -309,7 +415,16 @@ impl Plan {
                     }
                 }
                 // Keep the buffers alive until the child is past execve.
-                drop((argv, envp, listen_pid, scratch, name, slot_entry));
+                drop((
+                    argv,
+                    envp,
+                    pid_places,
+                    pid_entries,
+                    stream_entry,
+                    scratch,
+                    name,
+                    slot_entry,
+                ));
                 if got == 0 {
                     return Ok(child);
                 }

@@ -7,23 +7,48 @@
 //! and instants, no process involved. "What happens when a worker dies" is
 //! `Pool::on_exit`.
 //!
-//! Each slot `0..N-1` holds at most one worker. A slot's [`State`] carries
-//! exactly what exists in that state: a pid only where there is a process,
-//! and every wait as a deadline (`at`, `deadline`, `kill_at`) that the loop
-//! sleeps towards, never a sleep.
+//! Each slot `0..N-1` holds one serving worker ([`Slot::state`]), and during
+//! a reload also its would-be replacement ([`Slot::successor`]) and the
+//! workers it replaced that are still draining ([`Slot::retiring`]). A
+//! [`State`] carries exactly what exists in it: a pid only where there is a
+//! process, every wait as a deadline (`at`, `deadline`, `kill_at`,
+//! `beat_by`) that the loop sleeps towards, never a sleep.
 //!
-//! Respawn policy: a worker that dies after it was ready for at least
+//! **Respawn.** A worker that dies after it was ready for at least
 //! [`STABLE_AFTER`] is replaced at once. One that dies sooner (or never
 //! became ready) waits `restart_backoff.initial`, doubling with each such
 //! death in a row, up to `restart_backoff.max`. If no worker has ever
 //! become ready and every slot has failed [`STARTUP_ATTEMPTS`] times, the
 //! pool gives up: exit 69, and systemd's `Restart=` decides what next.
+//!
+//! **Rolling reload.** A reload makes the new configuration the target
+//! generation, then replaces slots one at a time: the new worker starts
+//! beside the old one, and only once it is ready is the old one told to
+//! stop, so the number of ready workers never drops below N. If a new
+//! worker exits or misses `ready_timeout`, the reload is rolled back: the
+//! previous configuration becomes the target again and the slots already
+//! replaced are replaced back the same way. Either way the reload ends
+//! with `READY=1`.
+//!
+//! **Heartbeats.** With `heartbeat_timeout`, a ready worker must send
+//! `WATCHDOG=1` at least that often; one that does not is killed with
+//! SIGKILL and replaced. After the master itself was stalled (SIGSTOP), every
+//! heartbeat deadline starts afresh: a master that could not listen cannot
+//! blame a worker for not being heard.
+//!
+//! **Health** (what the upstream `WATCHDOG=1` vouches for): the supervision
+//! loop runs, no process has resisted SIGKILL for more than
+//! [`KILL_GRACE`], and the last attempt to start a worker did not fail on
+//! the master's side (fork or pipe failure). Workers crash-looping inside
+//! their backoff leave the pool healthy: the master is doing its job.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::config::Span;
 use crate::reap::Exit;
 
 /// Ready this long, a worker counts as having started well: its next death
@@ -33,12 +58,17 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(1);
 /// Failed starts per slot, with no worker ever ready, before giving up.
 pub const STARTUP_ATTEMPTS: u32 = 3;
 
+/// A process still alive this long after SIGKILL makes the pool unhealthy.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Settings {
     pub count: usize,
     /// exec workers with `ready: started` are ready once executed.
     pub ready_on_start: bool,
     pub ready_timeout: Duration,
+    /// Longest silence allowed between `WATCHDOG=1` from a ready worker.
+    pub heartbeat: Option<Duration>,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub backoff_initial: Duration,
@@ -60,11 +90,20 @@ pub enum State {
         pid: Pid,
         since: Instant,
         ready_at: Instant,
+        beat_by: Option<Instant>,
     },
     /// Asked to stop with the stop signal; SIGKILL at `kill_at`.
-    Stopping { pid: Pid, kill_at: Instant },
-    /// SIGKILL sent; waiting to reap.
-    Killing { pid: Pid },
+    Stopping {
+        pid: Pid,
+        since: Instant,
+        kill_at: Instant,
+    },
+    /// SIGKILL sent at `at`; waiting to reap.
+    Killing {
+        pid: Pid,
+        since: Instant,
+        at: Instant,
+    },
     /// No process, and none to start.
     Stopped,
 }
@@ -75,8 +114,19 @@ impl State {
             State::Starting { pid, .. }
             | State::Ready { pid, .. }
             | State::Stopping { pid, .. }
-            | State::Killing { pid } => Some(pid),
+            | State::Killing { pid, .. } => Some(pid),
             State::Pending { .. } | State::Spawning | State::Stopped => None,
+        }
+    }
+
+    /// When the process in this state was started.
+    pub fn since(&self) -> Option<Instant> {
+        match *self {
+            State::Starting { since, .. }
+            | State::Ready { since, .. }
+            | State::Stopping { since, .. }
+            | State::Killing { since, .. } => Some(since),
+            _ => None,
         }
     }
 
@@ -91,31 +141,88 @@ impl State {
             State::Stopped => "stopped",
         }
     }
+
+    fn is_ready(&self) -> bool {
+        matches!(self, State::Ready { .. })
+    }
+
+    /// Sends `signal` to a live process and returns its next state.
+    fn signal(
+        self,
+        signal: Signal,
+        kill_at: Instant,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> State {
+        match self {
+            State::Starting { pid, since, .. }
+            | State::Ready { pid, since, .. }
+            | State::Stopping { pid, since, .. }
+                if signal == Signal::SIGKILL =>
+            {
+                actions.push(Action::Signal { pid, signal });
+                State::Killing {
+                    pid,
+                    since,
+                    at: now,
+                }
+            }
+            State::Starting { pid, since, .. } | State::Ready { pid, since, .. } => {
+                actions.push(Action::Signal { pid, signal });
+                State::Stopping {
+                    pid,
+                    since,
+                    kill_at,
+                }
+            }
+            State::Pending { .. } | State::Stopped => State::Stopped,
+            other => other,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Slot {
     pub id: usize,
     pub state: State,
+    /// The generation of the worker in `state` (or of the last one).
+    pub generation: u64,
+    /// During a reload: the new-generation worker starting beside `state`.
+    pub successor: Option<(u64, State)>,
+    /// Replaced workers still draining: (generation, state).
+    pub retiring: Vec<(u64, State)>,
     /// Workers started in this slot after the first.
     pub restarts: u32,
     /// Quick deaths in a row (see the module doc).
     failures: u32,
     /// Failed starts while no worker of the pool was ever ready.
     startup_failures: u32,
+    /// The worker in `state` was killed because it missed a heartbeat.
+    killed_for_heartbeat: bool,
     pub last_exit: Option<Exit>,
 }
 
 impl Slot {
-    fn new(id: usize, now: Instant) -> Slot {
+    fn new(id: usize, generation: u64, now: Instant) -> Slot {
         Slot {
             id,
             state: State::Pending { at: now },
+            generation,
+            successor: None,
+            retiring: Vec::new(),
             restarts: 0,
             failures: 0,
             startup_failures: 0,
+            killed_for_heartbeat: false,
             last_exit: None,
         }
+    }
+
+    fn has_process(&self) -> bool {
+        self.state.pid().is_some()
+            || self.state == State::Spawning
+            || self.successor.is_some()
+            || !self.retiring.is_empty()
     }
 }
 
@@ -137,18 +244,35 @@ pub enum ExitCode {
     NoWorkerStarted,
 }
 
+/// How a reload ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// Every slot runs the new generation.
+    Done { generation: u64 },
+    /// A new worker failed; the previous generation serves again.
+    RolledBack { reason: String },
+    /// Not started: another reload runs, or hawkey is stopping.
+    Rejected { reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     Start,
     Spawned {
         slot: usize,
+        generation: u64,
         pid: Pid,
     },
     SpawnFailed {
         slot: usize,
+        generation: u64,
         error: String,
+        master_fault: bool,
     },
     Ready {
+        pid: Pid,
+    },
+    Heartbeat {
         pid: Pid,
     },
     Exited {
@@ -160,6 +284,13 @@ pub enum Event {
     },
     Grow,
     Shrink,
+    /// A valid new configuration: replace every worker with one of `generation`.
+    Reload {
+        settings: Settings,
+        generation: u64,
+    },
+    /// The loop did not run for a while (the master was stopped).
+    Stalled,
     /// Time passed; deadlines may be due.
     Tick,
 }
@@ -168,29 +299,44 @@ pub enum Event {
 pub enum Action {
     Spawn {
         slot: usize,
+        generation: u64,
     },
     /// Send `signal` to the worker's process group.
     Signal {
         pid: Pid,
         signal: Signal,
     },
-    /// Every slot is ready for the first time: `READY=1`, pidfile.
+    /// Every slot ready: `READY=1` (first start, or the end of a reload).
     AnnounceReady,
+    /// `RELOADING=1`.
+    AnnounceReloading,
     /// `STOPPING=1`.
     AnnounceStopping,
+    ReloadFinished(ReloadOutcome),
     Exit(ExitCode),
+}
+
+#[derive(Clone, Debug)]
+struct Reload {
+    /// The settings and generation to go back to; `None` while rolling back.
+    previous: Option<(Settings, u64)>,
+    /// Why the reload is being rolled back.
+    failure: Option<String>,
 }
 
 pub struct Pool {
     settings: Settings,
-    /// How many slots should exist (changes with SIGTTIN/SIGTTOU).
+    /// How many slots should exist (changes with SIGTTIN/SIGTTOU and reloads).
     target: usize,
     slots: Vec<Slot>,
     phase: Phase,
+    /// The target generation: what every slot should run.
     generation: u64,
+    reload: Option<Reload>,
     announced: bool,
     any_ready_ever: bool,
     restarts: u64,
+    master_fault: bool,
 }
 
 impl Pool {
@@ -201,9 +347,11 @@ impl Pool {
             slots: Vec::new(),
             phase: Phase::Running,
             generation,
+            reload: None,
             announced: false,
             any_ready_ever: false,
             restarts: 0,
+            master_fault: false,
         }
     }
 
@@ -215,39 +363,93 @@ impl Pool {
         self.phase
     }
 
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn is_reloading(&self) -> bool {
+        self.reload.is_some()
+    }
+
+    /// Generations some process or a possible rollback still needs.
+    pub fn generations_in_use(&self) -> BTreeSet<u64> {
+        let mut set = BTreeSet::from([self.generation]);
+        for s in &self.slots {
+            set.insert(s.generation);
+            set.extend(s.successor.map(|(g, _)| g));
+            set.extend(s.retiring.iter().map(|(g, _)| *g));
+        }
+        if let Some(Reload {
+            previous: Some((_, g)),
+            ..
+        }) = &self.reload
+        {
+            set.insert(*g);
+        }
+        set
+    }
+
     /// The `STATUS=` line: "2/2 workers ready, generation 1, 0 restarts".
     pub fn status_line(&self) -> String {
-        let ready = self
-            .slots
-            .iter()
-            .filter(|s| matches!(s.state, State::Ready { .. }))
-            .count();
+        let ready = self.slots.iter().filter(|s| s.state.is_ready()).count();
         match self.phase {
-            Phase::Running => format!(
-                "{ready}/{} workers ready, generation {}, {} restarts",
-                self.target, self.generation, self.restarts
-            ),
+            Phase::Running => {
+                let mut line = format!(
+                    "{ready}/{} workers ready, generation {}, {} restarts",
+                    self.target, self.generation, self.restarts
+                );
+                match &self.reload {
+                    Some(Reload {
+                        failure: Some(_), ..
+                    }) => line.push_str(", rolling back a failed reload"),
+                    Some(_) => line.push_str(", reloading"),
+                    None => {}
+                }
+                line
+            }
             Phase::Stopping { .. } => {
-                let left = self
+                let left: usize = self
                     .slots
                     .iter()
-                    .filter(|s| s.state.pid().is_some())
-                    .count();
+                    .map(|s| {
+                        usize::from(s.state.pid().is_some())
+                            + usize::from(s.successor.is_some())
+                            + s.retiring.len()
+                    })
+                    .sum();
                 format!("stopping, {left} workers left")
             }
         }
     }
 
+    /// Whether the pool is healthy, as the module doc defines it.
+    pub fn healthy(&self, now: Instant) -> bool {
+        let stuck = |state: &State| matches!(state, State::Killing { at, .. } if now.saturating_duration_since(*at) > KILL_GRACE);
+        !self.master_fault
+            && !self.slots.iter().any(|s| {
+                stuck(&s.state)
+                    || s.successor.is_some_and(|(_, st)| stuck(&st))
+                    || s.retiring.iter().any(|(_, st)| stuck(st))
+            })
+    }
+
     /// The nearest instant at which [`Event::Tick`] has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
+        let due = |state: &State| match *state {
+            State::Pending { at } if self.phase == Phase::Running => Some(at),
+            State::Starting { deadline, .. } => Some(deadline),
+            State::Ready { beat_by, .. } => beat_by,
+            State::Stopping { kill_at, .. } => Some(kill_at),
+            _ => None,
+        };
         self.slots
             .iter()
-            .filter_map(|s| match s.state {
-                State::Pending { at } if self.phase == Phase::Running => Some(at),
-                State::Starting { deadline, .. } => Some(deadline),
-                State::Stopping { kill_at, .. } => Some(kill_at),
-                _ => None,
+            .flat_map(|s| {
+                std::iter::once(due(&s.state))
+                    .chain(s.successor.iter().map(|(_, st)| due(st)))
+                    .chain(s.retiring.iter().map(|(_, st)| due(st)))
             })
+            .flatten()
             .min()
     }
 
@@ -255,47 +457,57 @@ impl Pool {
         let mut actions = Vec::new();
         match event {
             Event::Start => {
-                self.slots = (0..self.target).map(|id| Slot::new(id, now)).collect();
+                self.slots = (0..self.target)
+                    .map(|id| Slot::new(id, self.generation, now))
+                    .collect();
             }
-            Event::Spawned { slot, pid } => self.on_spawned(slot, pid, now, &mut actions),
-            Event::SpawnFailed { slot, error } => {
-                if let Some(s) = self.slots.get_mut(slot) {
-                    s.state = State::Stopped;
-                }
-                tracing::error!(
-                    hawkey_worker = slot,
-                    generation = self.generation,
-                    "{error}"
-                );
-                self.after_death(slot, true, now, &mut actions);
-            }
+            Event::Spawned {
+                slot,
+                generation,
+                pid,
+            } => self.on_spawned(slot, generation, pid, now, &mut actions),
+            Event::SpawnFailed {
+                slot,
+                generation,
+                error,
+                master_fault,
+            } => self.on_spawn_failed(slot, generation, &error, master_fault, now, &mut actions),
             Event::Ready { pid } => self.on_ready(pid, now, &mut actions),
+            Event::Heartbeat { pid } => self.on_heartbeat(pid, now),
             Event::Exited { pid, exit } => self.on_exit(pid, exit, now, &mut actions),
             Event::Stop { fast } => self.stop(fast, ExitCode::Clean, now, &mut actions),
             Event::Grow => self.grow(now),
             Event::Shrink => self.shrink(now, &mut actions),
+            Event::Reload {
+                settings,
+                generation,
+            } => self.start_reload(settings, generation, &mut actions),
+            Event::Stalled => self.after_stall(now),
             Event::Tick => self.on_tick(now, &mut actions),
         }
         self.schedule(now, &mut actions);
+        self.advance_reload(now, &mut actions);
         self.check_done(&mut actions);
         actions
     }
 
-    fn slot_of(&mut self, pid: Pid) -> Option<&mut Slot> {
-        self.slots.iter_mut().find(|s| s.state.pid() == Some(pid))
-    }
-
-    fn on_spawned(&mut self, slot: usize, pid: Pid, now: Instant, actions: &mut Vec<Action>) {
-        let ready_on_start = self.settings.ready_on_start;
-        let deadline = now + self.settings.ready_timeout;
-        let generation = self.generation;
-        let Some(s) = self.slots.get_mut(slot) else {
-            return;
-        };
-        s.state = State::Starting {
+    fn on_spawned(
+        &mut self,
+        slot: usize,
+        generation: u64,
+        pid: Pid,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        self.master_fault = false;
+        let settings = self.settings;
+        let starting = State::Starting {
             pid,
             since: now,
-            deadline,
+            deadline: now + settings.ready_timeout,
+        };
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
         };
         tracing::debug!(
             hawkey_worker = slot,
@@ -303,72 +515,136 @@ impl Pool {
             generation,
             "worker started"
         );
+        let successor = matches!(s.successor, Some((g, State::Spawning)) if g == generation);
+        if successor {
+            s.successor = Some((generation, starting));
+        } else {
+            s.state = starting;
+            s.generation = generation;
+        }
         if self.phase != Phase::Running {
             // A stop arrived while this worker was being forked.
-            s.state = State::Stopping {
-                pid,
-                kill_at: now + self.settings.stop_timeout,
-            };
-            actions.push(Action::Signal {
-                pid,
-                signal: self.settings.stop_signal,
-            });
-        } else if ready_on_start {
+            let kill_at = now + settings.stop_timeout;
+            if successor {
+                s.successor = Some((
+                    generation,
+                    starting.signal(settings.stop_signal, kill_at, now, actions),
+                ));
+            } else {
+                s.state = starting.signal(settings.stop_signal, kill_at, now, actions);
+            }
+        } else if settings.ready_on_start {
             self.on_ready(pid, now, actions);
         }
     }
 
-    fn on_ready(&mut self, pid: Pid, now: Instant, actions: &mut Vec<Action>) {
-        let generation = self.generation;
-        let Some(s) = self.slot_of(pid) else { return };
-        let State::Starting { since, .. } = s.state else {
+    fn on_spawn_failed(
+        &mut self,
+        slot: usize,
+        generation: u64,
+        error: &str,
+        master_fault: bool,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        self.master_fault = master_fault;
+        tracing::error!(hawkey_worker = slot, generation, "{error}");
+        let Some(s) = self.slots.get_mut(slot) else {
             return;
         };
-        s.state = State::Ready {
+        if matches!(s.successor, Some((g, State::Spawning)) if g == generation) {
+            s.successor = None;
+            self.reload_failed(
+                format!("worker {slot} of generation {generation}: {error}"),
+                now,
+                actions,
+            );
+            return;
+        }
+        s.state = State::Stopped;
+        if self.phase == Phase::Running {
+            self.after_death(slot, true, now, actions);
+        }
+    }
+
+    fn on_ready(&mut self, pid: Pid, now: Instant, actions: &mut Vec<Action>) {
+        let heartbeat = self.settings.heartbeat;
+        let (stop_signal, stop_timeout) = (self.settings.stop_signal, self.settings.stop_timeout);
+        let Some(s) = self.slots.iter_mut().find(|s| {
+            s.state.pid() == Some(pid) || s.successor.is_some_and(|(_, st)| st.pid() == Some(pid))
+        }) else {
+            return;
+        };
+        let ready = |since| State::Ready {
             pid,
             since,
             ready_at: now,
+            beat_by: heartbeat.map(|h| now + h),
         };
-        tracing::info!(
-            hawkey_worker = s.id,
-            worker_pid = pid.as_raw(),
-            generation,
-            "worker {} (pid {pid}) is ready",
-            s.id
-        );
+        match (s.state, s.successor) {
+            (State::Starting { pid: p, since, .. }, _) if p == pid => {
+                s.state = ready(since);
+                tracing::info!(
+                    hawkey_worker = s.id,
+                    worker_pid = pid.as_raw(),
+                    generation = s.generation,
+                    "worker {} (pid {pid}) is ready",
+                    s.id
+                );
+            }
+            (old, Some((generation, State::Starting { since, .. }))) => {
+                // The replacement is ready: it serves, the old worker drains.
+                let retired = old.signal(stop_signal, now + stop_timeout, now, actions);
+                if retired.pid().is_some() {
+                    s.retiring.push((s.generation, retired));
+                }
+                tracing::info!(
+                    hawkey_worker = s.id,
+                    worker_pid = pid.as_raw(),
+                    generation,
+                    "worker {} (pid {pid}) of generation {generation} is ready{}",
+                    s.id,
+                    match old.pid() {
+                        Some(o) => format!(", stopping pid {o} of generation {}", s.generation),
+                        None => String::new(),
+                    }
+                );
+                s.state = ready(since);
+                s.generation = generation;
+                s.successor = None;
+            }
+            _ => return,
+        }
         self.any_ready_ever = true;
-        if !self.announced && self.all_ready() {
+        if !self.announced && self.reload.is_none() && self.all_ready() {
             self.announced = true;
             actions.push(Action::AnnounceReady);
         }
     }
 
-    fn all_ready(&self) -> bool {
-        self.slots.len() == self.target
-            && self
-                .slots
-                .iter()
-                .all(|s| matches!(s.state, State::Ready { .. }))
-    }
-
-    /// A worker exited: log it in operator terms, then decide its slot's
-    /// future.
-    fn on_exit(&mut self, pid: Pid, exit: Exit, now: Instant, actions: &mut Vec<Action>) {
-        let phase = self.phase;
-        let target = self.target;
-        let generation = self.generation;
-        let Some(s) = self.slot_of(pid) else {
-            // An orphan adopted as subreaper, or a spawn that failed (and
-            // was reaped) before its pid reached us.
-            tracing::debug!(pid = pid.as_raw(), "reaped {pid}, not a worker: {exit}");
+    fn on_heartbeat(&mut self, pid: Pid, now: Instant) {
+        let Some(heartbeat) = self.settings.heartbeat else {
             return;
         };
-        let before = s.state;
-        s.last_exit = Some(exit);
-        s.state = State::Stopped;
-        let id = s.id;
-        let expected = matches!(before, State::Stopping { .. } | State::Killing { .. });
-        if phase != Phase::Running || id >= target {
+        for s in &mut self.slots {
+            if let State::Ready {
+                pid: p, beat_by, ..
+            } = &mut s.state
+                && *p == pid
+            {
+                *beat_by = Some(now + heartbeat);
+            }
+        }
+    }
+
+    fn all_ready(&self) -> bool {
+        self.slots.len() == self.target && self.slots.iter().all(|s| s.state.is_ready())
+    }
+
+    /// A process exited: a draining worker, a failed replacement, or a
+    /// serving worker. Log it in operator terms, then decide what next.
+    fn on_exit(&mut self, pid: Pid, exit: Exit, now: Instant, actions: &mut Vec<Action>) {
+        let log_info = |id: usize, generation: u64| {
             tracing::info!(
                 hawkey_worker = id,
                 worker_pid = pid.as_raw(),
@@ -377,27 +653,111 @@ impl Pool {
                 signal = exit.signal(),
                 "worker {id} (pid {pid}) {exit}"
             );
+        };
+        // A replaced worker finished draining.
+        for s in &mut self.slots {
+            if let Some(i) = s.retiring.iter().position(|(_, st)| st.pid() == Some(pid)) {
+                let (generation, _) = s.retiring.remove(i);
+                log_info(s.id, generation);
+                return;
+            }
+        }
+        // A replacement died before it was ready: the reload fails.
+        if let Some(s) = self
+            .slots
+            .iter_mut()
+            .find(|s| s.successor.is_some_and(|(_, st)| st.pid() == Some(pid)))
+        {
+            let (generation, state) = s.successor.take().expect("found above");
+            let id = s.id;
+            if self.phase != Phase::Running {
+                log_info(id, generation);
+                return;
+            }
+            let why = match state {
+                State::Killing { .. } => {
+                    format!("not ready after {}", Span(self.settings.ready_timeout))
+                }
+                _ => exit.to_string(),
+            };
+            tracing::warn!(
+                hawkey_worker = id,
+                worker_pid = pid.as_raw(),
+                generation,
+                exit_status = exit.code(),
+                signal = exit.signal(),
+                "new worker {id} (pid {pid}) of generation {generation} {why}"
+            );
+            self.reload_failed(
+                format!("worker {id} (pid {pid}) of generation {generation} {why}"),
+                now,
+                actions,
+            );
             return;
         }
-        if expected && !matches!(before, State::Killing { .. }) {
+        let phase = self.phase;
+        let target = self.target;
+        let Some(s) = self.slots.iter_mut().find(|s| s.state.pid() == Some(pid)) else {
+            // An orphan adopted as subreaper, or a spawn that failed (and
+            // was reaped) before its pid reached us.
+            tracing::debug!(pid = pid.as_raw(), "reaped {pid}, not a worker: {exit}");
+            return;
+        };
+        let before = s.state;
+        s.last_exit = Some(exit);
+        s.state = State::Stopped;
+        let (id, generation) = (s.id, s.generation);
+        if phase == Phase::Running
+            && self.reload.is_some()
+            && generation == self.generation
+            && matches!(before, State::Starting { .. } | State::Killing { .. })
+            && id < target
+        {
+            // A new slot's worker of the reload's generation never became
+            // ready: the reload fails like a replacement would.
+            self.slots[id].state = State::Pending { at: now };
+            tracing::warn!(
+                hawkey_worker = id,
+                worker_pid = pid.as_raw(),
+                generation,
+                exit_status = exit.code(),
+                signal = exit.signal(),
+                "new worker {id} (pid {pid}) of generation {generation} {exit}"
+            );
+            self.reload_failed(
+                format!("worker {id} (pid {pid}) of generation {generation} {exit}"),
+                now,
+                actions,
+            );
+            return;
+        }
+        if phase != Phase::Running || id >= target {
+            log_info(id, generation);
+            return;
+        }
+        if matches!(before, State::Stopping { .. }) {
             // Stopped on purpose (a shrink reversed by a grow): replace.
             s.state = State::Pending { at: now };
+            log_info(id, generation);
             return;
         }
+        // A worker that hung (killed for a missed heartbeat) had started
+        // well; one that died soon after it was ready, or never was, did not.
         let quick = match before {
             State::Ready { ready_at, .. } => now.saturating_duration_since(ready_at) < STABLE_AFTER,
+            State::Killing { .. } => !s.killed_for_heartbeat,
             _ => true,
         };
+        s.killed_for_heartbeat = false;
         self.after_death(id, quick, now, actions);
-        let s = &self.slots[id];
-        let delay = match s.state {
+        let delay = match self.slots[id].state {
             State::Pending { at } => at.saturating_duration_since(now),
             _ => Duration::ZERO,
         };
         let next = match (self.phase, delay.is_zero()) {
             (Phase::Stopping { .. }, _) => "giving up".to_string(),
             (_, true) => "restarting".to_string(),
-            (_, false) => format!("restarting in {}", crate::config::Span(delay)),
+            (_, false) => format!("restarting in {}", Span(delay)),
         };
         tracing::warn!(
             hawkey_worker = id,
@@ -443,53 +803,173 @@ impl Pool {
         }
     }
 
+    fn start_reload(&mut self, settings: Settings, generation: u64, actions: &mut Vec<Action>) {
+        let reject = |reason: &str| {
+            Action::ReloadFinished(ReloadOutcome::Rejected {
+                reason: reason.to_string(),
+            })
+        };
+        if self.phase != Phase::Running {
+            actions.push(reject("hawkey is stopping"));
+            return;
+        }
+        if self.reload.is_some() {
+            actions.push(reject("a reload is already in progress"));
+            return;
+        }
+        tracing::info!(
+            "reloading: generation {} -> {generation}, {} workers",
+            self.generation,
+            settings.count.max(1)
+        );
+        self.reload = Some(Reload {
+            previous: Some((self.settings, self.generation)),
+            failure: None,
+        });
+        self.settings = settings;
+        self.target = settings.count.max(1);
+        self.generation = generation;
+        actions.push(Action::AnnounceReloading);
+    }
+
+    /// A replacement failed: roll back, or give up rolling back.
+    fn reload_failed(&mut self, reason: String, _now: Instant, actions: &mut Vec<Action>) {
+        match self.reload.take() {
+            Some(Reload {
+                previous: Some((settings, generation)),
+                ..
+            }) => {
+                tracing::warn!(
+                    "reload to generation {} failed: {reason}; rolling back to generation {generation}",
+                    self.generation
+                );
+                self.settings = settings;
+                self.target = settings.count.max(1);
+                self.generation = generation;
+                self.reload = Some(Reload {
+                    previous: None,
+                    failure: Some(reason),
+                });
+            }
+            Some(Reload {
+                previous: None,
+                failure,
+            }) => {
+                let first = failure.unwrap_or_default();
+                tracing::error!("rolling back failed too: {reason}; the pool recovers by restarts");
+                actions.push(Action::ReloadFinished(ReloadOutcome::RolledBack {
+                    reason: format!("{first}; rolling back failed too: {reason}"),
+                }));
+                actions.push(Action::AnnounceReady);
+            }
+            None => {}
+        }
+    }
+
+    /// Starts the next replacement of a reload, or finishes it.
+    fn advance_reload(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if self.phase != Phase::Running || self.reload.is_none() {
+            return;
+        }
+        if self.slots.iter().any(|s| s.successor.is_some()) {
+            return;
+        }
+        let (generation, target) = (self.generation, self.target);
+        if let Some(s) = self
+            .slots
+            .iter_mut()
+            .find(|s| s.id < target && s.generation != generation && s.state.is_ready())
+        {
+            s.successor = Some((generation, State::Spawning));
+            actions.push(Action::Spawn {
+                slot: s.id,
+                generation,
+            });
+            return;
+        }
+        // Done only when every slot serves the target generation: old
+        // workers not serving yet (starting, restarting) are waited for and
+        // replaced once they serve; new slots must become ready.
+        if !self
+            .slots
+            .iter()
+            .filter(|s| s.id < target)
+            .all(|s| s.generation == generation && s.state.is_ready())
+        {
+            return;
+        }
+        // Slots the new configuration no longer has stop last.
+        let (stop_signal, kill_at) = (self.settings.stop_signal, now + self.settings.stop_timeout);
+        for s in self.slots.iter_mut().filter(|s| s.id >= target) {
+            if matches!(
+                s.state,
+                State::Starting { .. } | State::Ready { .. } | State::Pending { .. }
+            ) {
+                s.state = s.state.signal(stop_signal, kill_at, now, actions);
+            }
+        }
+        let reload = self.reload.take().expect("checked above");
+        let outcome = match reload.failure {
+            None => ReloadOutcome::Done { generation },
+            Some(reason) => ReloadOutcome::RolledBack { reason },
+        };
+        match &outcome {
+            ReloadOutcome::Done { generation } => {
+                tracing::info!("reload finished: generation {generation}")
+            }
+            ReloadOutcome::RolledBack { reason } => {
+                tracing::warn!(
+                    "reload failed and was rolled back to generation {generation}: {reason}"
+                )
+            }
+            ReloadOutcome::Rejected { .. } => {}
+        }
+        actions.push(Action::ReloadFinished(outcome));
+        actions.push(Action::AnnounceReady);
+    }
+
     fn stop(&mut self, fast: bool, code: ExitCode, now: Instant, actions: &mut Vec<Action>) {
-        if let Phase::Stopping { code: current } = self.phase {
+        if let Phase::Stopping { .. } = self.phase {
             if !fast {
                 tracing::info!("already stopping");
                 return;
             }
             tracing::info!("fast stop: killing the remaining workers");
-            self.phase = Phase::Stopping { code: current };
         } else {
             self.phase = Phase::Stopping { code };
             actions.push(Action::AnnounceStopping);
+            if self.reload.take().is_some() {
+                actions.push(Action::ReloadFinished(ReloadOutcome::Rejected {
+                    reason: "hawkey is stopping".into(),
+                }));
+            }
             if fast {
                 tracing::info!("fast stop: killing every worker");
             } else {
                 tracing::info!(
                     "stopping: sending {} to every worker, SIGKILL after {}",
                     self.settings.stop_signal.as_str(),
-                    crate::config::Span(self.settings.stop_timeout)
+                    Span(self.settings.stop_timeout)
                 );
             }
         }
+        let signal = if fast {
+            Signal::SIGKILL
+        } else {
+            self.settings.stop_signal
+        };
         let kill_at = now + self.settings.stop_timeout;
         for s in &mut self.slots {
-            s.state = match s.state {
-                State::Pending { .. } | State::Stopped => State::Stopped,
-                // Its Spawned event will see the phase and stop it.
-                State::Spawning => State::Spawning,
-                State::Starting { pid, .. }
-                | State::Ready { pid, .. }
-                | State::Stopping { pid, .. }
-                    if fast =>
-                {
-                    actions.push(Action::Signal {
-                        pid,
-                        signal: Signal::SIGKILL,
-                    });
-                    State::Killing { pid }
+            s.state = s.state.signal(signal, kill_at, now, actions);
+            if let Some((g, st)) = s.successor {
+                // A replacement still being forked is stopped by on_spawned.
+                s.successor = Some((g, st.signal(signal, kill_at, now, actions)));
+            }
+            if fast {
+                for (_, st) in &mut s.retiring {
+                    *st = st.signal(Signal::SIGKILL, kill_at, now, actions);
                 }
-                State::Starting { pid, .. } | State::Ready { pid, .. } => {
-                    actions.push(Action::Signal {
-                        pid,
-                        signal: self.settings.stop_signal,
-                    });
-                    State::Stopping { pid, kill_at }
-                }
-                other @ (State::Stopping { .. } | State::Killing { .. }) => other,
-            };
+            }
         }
     }
 
@@ -501,7 +981,7 @@ impl Pool {
         tracing::info!("SIGTTIN: growing the pool to {} workers", self.target);
         if self.slots.len() < self.target {
             let id = self.slots.len();
-            self.slots.push(Slot::new(id, now));
+            self.slots.push(Slot::new(id, self.generation, now));
         }
         // Otherwise the slot is still retiring; its exit respawns it.
     }
@@ -516,54 +996,92 @@ impl Pool {
         }
         self.target -= 1;
         tracing::info!("SIGTTOU: shrinking the pool to {} workers", self.target);
-        let kill_at = now + self.settings.stop_timeout;
-        let signal = self.settings.stop_signal;
+        let (signal, kill_at) = (self.settings.stop_signal, now + self.settings.stop_timeout);
         let s = &mut self.slots[self.target];
-        s.state = match s.state {
-            State::Starting { pid, .. } | State::Ready { pid, .. } => {
-                actions.push(Action::Signal { pid, signal });
-                State::Stopping { pid, kill_at }
-            }
-            State::Pending { .. } | State::Stopped => State::Stopped,
-            other => other,
+        s.state = s.state.signal(signal, kill_at, now, actions);
+    }
+
+    fn after_stall(&mut self, now: Instant) {
+        let Some(heartbeat) = self.settings.heartbeat else {
+            return;
         };
+        tracing::warn!("the master was not running for a while; heartbeat deadlines start afresh");
+        for s in &mut self.slots {
+            if let State::Ready { beat_by, .. } = &mut s.state {
+                *beat_by = Some(now + heartbeat);
+            }
+        }
     }
 
     fn on_tick(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        let generation = self.generation;
-        let ready_timeout = self.settings.ready_timeout;
-        for s in &mut self.slots {
+        let Pool {
+            settings, slots, ..
+        } = self;
+        for s in slots.iter_mut() {
+            let id = s.id;
+            let generation = s.generation;
             match s.state {
                 State::Starting { pid, deadline, .. } if deadline <= now => {
                     tracing::warn!(
-                        hawkey_worker = s.id,
+                        hawkey_worker = id,
                         worker_pid = pid.as_raw(),
                         generation,
-                        "worker {} (pid {pid}) not ready after {}, killing it",
-                        s.id,
-                        crate::config::Span(ready_timeout)
+                        "worker {id} (pid {pid}) not ready after {}, killing it",
+                        Span(settings.ready_timeout)
                     );
-                    actions.push(Action::Signal {
-                        pid,
-                        signal: Signal::SIGKILL,
-                    });
-                    s.state = State::Killing { pid };
+                    s.state = s.state.signal(Signal::SIGKILL, now, now, actions);
                 }
-                State::Stopping { pid, kill_at } if kill_at <= now => {
+                State::Ready {
+                    pid,
+                    beat_by: Some(beat_by),
+                    ..
+                } if beat_by <= now => {
                     tracing::warn!(
-                        hawkey_worker = s.id,
+                        hawkey_worker = id,
                         worker_pid = pid.as_raw(),
                         generation,
-                        "worker {} (pid {pid}) still running at the stop timeout, killing it",
-                        s.id
+                        "worker {id} (pid {pid}) sent no heartbeat for {}, killing it",
+                        Span(settings.heartbeat.unwrap_or_default())
                     );
-                    actions.push(Action::Signal {
-                        pid,
-                        signal: Signal::SIGKILL,
-                    });
-                    s.state = State::Killing { pid };
+                    s.state = s.state.signal(Signal::SIGKILL, now, now, actions);
+                    s.killed_for_heartbeat = true;
+                }
+                State::Stopping { pid, kill_at, .. } if kill_at <= now => {
+                    tracing::warn!(
+                        hawkey_worker = id,
+                        worker_pid = pid.as_raw(),
+                        generation,
+                        "worker {id} (pid {pid}) still running at the stop timeout, killing it"
+                    );
+                    s.state = s.state.signal(Signal::SIGKILL, now, now, actions);
                 }
                 _ => {}
+            }
+            if let Some((g, State::Starting { pid, deadline, .. })) = s.successor
+                && deadline <= now
+            {
+                tracing::warn!(
+                    hawkey_worker = id,
+                    worker_pid = pid.as_raw(),
+                    generation = g,
+                    "new worker {id} (pid {pid}) of generation {g} not ready after {}, killing it",
+                    Span(settings.ready_timeout)
+                );
+                let st = s.successor.expect("matched").1;
+                s.successor = Some((g, st.signal(Signal::SIGKILL, now, now, actions)));
+            }
+            for (g, st) in &mut s.retiring {
+                if let State::Stopping { pid, kill_at, .. } = *st
+                    && kill_at <= now
+                {
+                    tracing::warn!(
+                        hawkey_worker = id,
+                        worker_pid = pid.as_raw(),
+                        generation = *g,
+                        "replaced worker {id} (pid {pid}) still running at the stop timeout, killing it"
+                    );
+                    *st = st.signal(Signal::SIGKILL, now, now, actions);
+                }
             }
         }
     }
@@ -573,18 +1091,29 @@ impl Pool {
         if self.phase != Phase::Running {
             return;
         }
+        // A reload (or its rollback) to more workers adds slots.
+        while !self.slots.is_empty() && self.slots.len() < self.target {
+            let id = self.slots.len();
+            self.slots.push(Slot::new(id, self.generation, now));
+        }
         for s in &mut self.slots {
             if s.id < self.target
                 && let State::Pending { at } = s.state
                 && at <= now
             {
                 s.state = State::Spawning;
-                actions.push(Action::Spawn { slot: s.id });
+                actions.push(Action::Spawn {
+                    slot: s.id,
+                    generation: self.generation,
+                });
             }
         }
-        // Retired slots at the end go away once their worker is gone.
+        // Retired slots at the end go away once their workers are gone.
         while self.slots.len() > self.target
-            && self.slots.last().is_some_and(|s| s.state == State::Stopped)
+            && self
+                .slots
+                .last()
+                .is_some_and(|s| s.state == State::Stopped && !s.has_process())
         {
             self.slots.pop();
         }
@@ -592,10 +1121,7 @@ impl Pool {
 
     fn check_done(&mut self, actions: &mut Vec<Action>) {
         if let Phase::Stopping { code } = self.phase
-            && self
-                .slots
-                .iter()
-                .all(|s| s.state.pid().is_none() && s.state != State::Spawning)
+            && !self.slots.iter().any(Slot::has_process)
             && !actions.iter().any(|a| matches!(a, Action::Exit(_)))
         {
             actions.push(Action::Exit(code));

@@ -27,6 +27,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What a worker runs. Implemented for every `FnOnce(Worker) -> Result<(), BoxError>`.
 pub trait App {
+    /// Whether the app sends heartbeats ([`Worker::heartbeat`]) at least
+    /// every [`Worker::heartbeat_interval`]. Only then does the master hold
+    /// it to `workers.heartbeat_timeout` and kill a worker that falls
+    /// silent (it hangs). Plain functions do not.
+    const HEARTBEATS: bool = false;
+
     fn run(self, worker: Worker) -> Result<(), BoxError>;
 }
 
@@ -61,6 +67,7 @@ pub struct Worker {
     generation: u64,
     listeners: Vec<Listener>,
     notifier: Notifier,
+    heartbeat_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +107,19 @@ impl Worker {
         self.notifier.send(&[NotifyState::Ready])
     }
 
+    /// How often to call [`Worker::heartbeat`], if the master expects it: a
+    /// third of `workers.heartbeat_timeout` (`WATCHDOG_USEC`), so one lost
+    /// or late beat is not fatal.
+    pub fn heartbeat_interval(&self) -> Option<std::time::Duration> {
+        self.heartbeat_timeout.map(|t| t / 3)
+    }
+
+    /// Tells the master this worker is alive (`WATCHDOG=1`). Call it from
+    /// the loop that does the work, so that a stuck loop stops beating.
+    pub fn heartbeat(&self) -> io::Result<()> {
+        self.notifier.send(&[NotifyState::Watchdog])
+    }
+
     /// A free-form status line for the master (`STATUS=`).
     pub fn status(&self, text: &str) -> io::Result<()> {
         self.notifier.send(&[NotifyState::Status(text)])
@@ -132,11 +152,22 @@ impl Worker {
             };
             listeners.push(Listener { name, socket });
         }
+        let heartbeat_timeout = std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|u| u.parse::<u64>().ok())
+            .filter(|_| {
+                std::env::var("WATCHDOG_PID")
+                    .ok()
+                    .and_then(|p| p.parse::<u32>().ok())
+                    == Some(std::process::id())
+            })
+            .map(std::time::Duration::from_micros);
         Ok(Worker {
             slot,
             generation,
             listeners,
             notifier,
+            heartbeat_timeout,
         })
     }
 }

@@ -39,10 +39,17 @@ fn ready_1_comes_once_every_worker_accepts_with_mainpid_and_status() {
     let config = builtin_config(&dir, port, 2);
     let (mut hawkey, notify, messages) = start_ready(&dir, &config);
     let pid = hawkey.pid();
-    // Before READY=1 only progress lines; the READY datagram is exact.
+    // Before READY=1 only progress: STATUS lines, and the start timeout
+    // extended past ready_timeout (30s + 5s) for every worker started.
+    let extends = messages
+        .iter()
+        .filter(|m| *m == "EXTEND_TIMEOUT_USEC=35000000\n")
+        .count();
+    assert_eq!(extends, 2, "{messages:?}");
     for early in &messages[..messages.len() - 1] {
         assert!(
-            early.starts_with("STATUS=") && early.contains("/2 workers ready"),
+            early.starts_with("EXTEND_TIMEOUT_USEC=")
+                || early.starts_with("STATUS=") && early.contains("/2 workers ready"),
             "{early:?}"
         );
     }

@@ -53,6 +53,13 @@ fn every_spawned_worker_gets_exactly_the_listeners_and_a_clean_signal_state() {
             if !seen.insert(pid) {
                 continue;
             }
+            // Inspect sleep(1) once it sleeps: during its own start-up it
+            // briefly opens locale files, which are its doing, not ours.
+            wait_until(Duration::from_secs(5), "the worker to be asleep", || {
+                std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+                    .ok()
+                    .filter(|w| w.contains("nanosleep"))
+            });
             let fds = proc_fds(pid);
             let numbers: Vec<i32> = fds.iter().map(|(n, _)| *n).collect();
             assert_eq!(numbers, [0, 1, 2, 3, 4], "worker {pid} fds: {fds:?}");

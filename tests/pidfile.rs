@@ -110,7 +110,11 @@ fn once_all_workers_are_ready_the_pidfile_holds_exactly_the_master_pid_and_a_cle
         "still the same while running"
     );
     // Written through a temp file and a rename: nothing else is left.
-    assert_eq!(entries(dir.path()), ["hawkey.pid", "hawkey.yaml"]);
+    // (the control socket lives beside the pidfile)
+    assert_eq!(
+        entries(dir.path()),
+        ["hawkey.pid", "hawkey.sock", "hawkey.yaml"]
+    );
     // The master keeps the published file open: that is its lock.
     let pidfile_text = pidfile.display().to_string();
     assert!(

@@ -50,6 +50,10 @@ pub struct Config {
     pub workers: Workers,
     #[serde(skip_serializing_if = "Pidfile::is_default")]
     pub pidfile: Pidfile,
+    /// Where `hawkey status/reload/stop` reach the master; same shape as
+    /// the pidfile key (`Default`: beside the pidfile).
+    #[serde(skip_serializing_if = "Pidfile::is_default")]
+    pub control_socket: Pidfile,
     pub log: Log,
 }
 
@@ -158,9 +162,52 @@ pub struct Workers {
     pub group: Option<String>,
     pub ready: Ready,
     pub ready_timeout: Span,
+    #[serde(skip_serializing_if = "Heartbeat::is_default")]
+    pub heartbeat_timeout: Heartbeat,
     pub stop_signal: SignalName,
     pub stop_timeout: Span,
     pub restart_backoff: Backoff,
+}
+
+/// `workers.heartbeat_timeout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// Absent: 30s for apps that send heartbeats (the built-in app), none
+    /// for exec workers.
+    Default,
+    Every(Span),
+    /// `null`: no heartbeats required.
+    Off,
+}
+
+/// The heartbeat timeout of an app that sends heartbeats when the key is absent.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+
+impl Heartbeat {
+    fn is_default(&self) -> bool {
+        *self == Heartbeat::Default
+    }
+
+    /// The timeout in force: `app_heartbeats` says whether a builtin app
+    /// sends heartbeats at all.
+    pub fn resolve(self, app: AppKind, app_heartbeats: bool) -> Option<Duration> {
+        match (self, app) {
+            (Heartbeat::Off, _) => None,
+            (Heartbeat::Every(s), AppKind::Exec) => Some(s.0),
+            (Heartbeat::Every(s), AppKind::Builtin) => app_heartbeats.then_some(s.0),
+            (Heartbeat::Default, AppKind::Builtin) => app_heartbeats.then_some(DEFAULT_HEARTBEAT),
+            (Heartbeat::Default, AppKind::Exec) => None,
+        }
+    }
+}
+
+impl Serialize for Heartbeat {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Heartbeat::Every(s) => s.serialize(serializer),
+            Heartbeat::Default | Heartbeat::Off => serializer.serialize_none(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]

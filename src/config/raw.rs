@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::{
-    Address, AppKind, Backoff, Config, Format, Level, Listen, Located, Log, MAX_WORKERS, Mode,
-    Pidfile, RESERVED_ENV, Ready, SignalName, Span, WorkerCount, Workers, resolve_program,
+    Address, AppKind, Backoff, Config, Format, Heartbeat, Level, Listen, Located, Log, MAX_WORKERS,
+    Mode, Pidfile, RESERVED_ENV, Ready, SignalName, Span, WorkerCount, Workers, resolve_program,
     valid_env_name,
 };
 
@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     /// Absent: `None`; `null`: `Some(None)`; a path: `Some(Some(path))`.
     #[serde(default, deserialize_with = "present")]
     pidfile: Option<Option<Spanned<PathBuf>>>,
+    #[serde(default, deserialize_with = "present")]
+    control_socket: Option<Option<Spanned<PathBuf>>>,
     #[serde(default)]
     log: RawLog,
 }
@@ -61,6 +63,8 @@ struct RawWorkers {
     group: Option<Spanned<String>>,
     ready: Option<Spanned<ReadyName>>,
     ready_timeout: Option<Spanned<Span>>,
+    #[serde(default, deserialize_with = "present")]
+    heartbeat_timeout: Option<Option<Spanned<Span>>>,
     stop_signal: Option<SignalName>,
     stop_timeout: Option<Span>,
     restart_backoff: Option<Spanned<RawBackoff>>,
@@ -220,6 +224,20 @@ impl RawConfig {
                 ));
             }
         };
+        let control_socket = match self.control_socket {
+            None => Pidfile::Default,
+            Some(None) => Pidfile::Disabled,
+            Some(Some(p)) if p.value.is_absolute() && p.value.as_os_str().len() <= 107 => {
+                Pidfile::Path(p.value)
+            }
+            Some(Some(p)) => {
+                return Err(located(
+                    &p,
+                    "control_socket",
+                    "must be an absolute path of at most 107 bytes (or null to disable it)",
+                ));
+            }
+        };
         let log = Log {
             level: match self.log.level.unwrap_or(LevelName::Info) {
                 LevelName::Error => Level::Error,
@@ -239,6 +257,7 @@ impl RawConfig {
             listen,
             workers,
             pidfile,
+            control_socket,
             log,
         })
     }
@@ -511,6 +530,25 @@ impl RawWorkers {
             }
             Some(t) => t.value,
         };
+        let heartbeat_timeout = match self.heartbeat_timeout {
+            None => Heartbeat::Default,
+            Some(None) => Heartbeat::Off,
+            Some(Some(h)) if h.value.0 < std::time::Duration::from_millis(100) => {
+                return Err(located(
+                    &h,
+                    "workers.heartbeat_timeout",
+                    "must be at least 100ms (or null to disable heartbeats)",
+                ));
+            }
+            Some(Some(h)) if app == AppKind::Exec && ready != Ready::Notify => {
+                return Err(located(
+                    &h,
+                    "workers.heartbeat_timeout",
+                    "exec workers send heartbeats over NOTIFY_SOCKET: it needs ready: notify",
+                ));
+            }
+            Some(Some(h)) => Heartbeat::Every(h.value),
+        };
         let mut restart_backoff = Backoff {
             initial: Span(std::time::Duration::from_millis(100)),
             max: Span(std::time::Duration::from_secs(30)),
@@ -544,6 +582,7 @@ impl RawWorkers {
             group,
             ready,
             ready_timeout,
+            heartbeat_timeout,
             stop_signal: self
                 .stop_signal
                 .unwrap_or(SignalName(nix::sys::signal::Signal::SIGTERM)),

@@ -1,5 +1,7 @@
 //! The state machine, driven with invented pids and instants.
 
+use std::collections::BTreeSet;
+
 use super::*;
 
 fn settings(count: usize) -> Settings {
@@ -7,6 +9,7 @@ fn settings(count: usize) -> Settings {
         count,
         ready_on_start: false,
         ready_timeout: Duration::from_secs(30),
+        heartbeat: None,
         stop_signal: Signal::SIGTERM,
         stop_timeout: Duration::from_secs(25),
         backoff_initial: Duration::from_millis(100),
@@ -25,13 +28,17 @@ fn ready_pool(count: usize, t0: Instant) -> Pool {
     assert_eq!(
         actions,
         (0..count)
-            .map(|slot| Action::Spawn { slot })
+            .map(|slot| Action::Spawn {
+                slot,
+                generation: 1
+            })
             .collect::<Vec<_>>()
     );
     for slot in 0..count {
         pool.handle(
             Event::Spawned {
                 slot,
+                generation: 1,
                 pid: pid(100 + slot as i32),
             },
             t0,
@@ -76,10 +83,17 @@ fn ready_is_announced_once_when_every_slot_is_ready() {
         },
         t1,
     );
-    assert_eq!(actions, vec![Action::Spawn { slot: 1 }]);
+    assert_eq!(
+        actions,
+        vec![Action::Spawn {
+            slot: 1,
+            generation: 1
+        }]
+    );
     pool.handle(
         Event::Spawned {
             slot: 1,
+            generation: 1,
             pid: pid(200),
         },
         t1,
@@ -103,7 +117,13 @@ fn a_worker_that_ran_well_is_replaced_at_once() {
         },
         later,
     );
-    assert_eq!(actions, vec![Action::Spawn { slot: 0 }]);
+    assert_eq!(
+        actions,
+        vec![Action::Spawn {
+            slot: 0,
+            generation: 1
+        }]
+    );
     assert_eq!(pool.slots()[0].last_exit, Some(KILLED));
     assert_eq!(pool.slots()[0].restarts, 1);
 }
@@ -142,11 +162,15 @@ fn quick_deaths_back_off_exponentially_up_to_the_cap() {
         now = at;
         assert_eq!(
             pool.handle(Event::Tick, now),
-            vec![Action::Spawn { slot: 0 }]
+            vec![Action::Spawn {
+                slot: 0,
+                generation: 1
+            }]
         );
         pool.handle(
             Event::Spawned {
                 slot: 0,
+                generation: 1,
                 pid: pid(next_pid),
             },
             now,
@@ -171,7 +195,10 @@ fn quick_deaths_back_off_exponentially_up_to_the_cap() {
             },
             now
         ),
-        vec![Action::Spawn { slot: 0 }]
+        vec![Action::Spawn {
+            slot: 0,
+            generation: 1
+        }]
     );
 }
 
@@ -191,7 +218,14 @@ fn a_pool_where_no_worker_ever_becomes_ready_gives_up_with_69() {
             }
             if pool.slots()[slot].state == State::Spawning {
                 let p = pid(1000 + round * 2 + slot as i32);
-                pool.handle(Event::Spawned { slot, pid: p }, now);
+                pool.handle(
+                    Event::Spawned {
+                        slot,
+                        generation: 1,
+                        pid: p,
+                    },
+                    now,
+                );
                 spawned += 1;
                 let actions = pool.handle(
                     Event::Exited {
@@ -238,6 +272,7 @@ fn a_failing_slot_does_not_give_up_once_the_pool_has_served() {
         pool.handle(
             Event::Spawned {
                 slot: 0,
+                generation: 1,
                 pid: pid(500 + i),
             },
             now,
@@ -254,6 +289,8 @@ fn spawn_failures_count_as_quick_deaths() {
     let actions = pool.handle(
         Event::SpawnFailed {
             slot: 0,
+            generation: 1,
+            master_fault: false,
             error: "no such file".into(),
         },
         t0,
@@ -358,6 +395,7 @@ fn stop_during_start_up_stops_what_was_started_and_starts_nothing_more() {
     pool.handle(
         Event::Spawned {
             slot: 0,
+            generation: 1,
             pid: pid(100),
         },
         t0,
@@ -375,6 +413,7 @@ fn stop_during_start_up_stops_what_was_started_and_starts_nothing_more() {
     let actions = pool.handle(
         Event::Spawned {
             slot: 1,
+            generation: 1,
             pid: pid(101),
         },
         t0,
@@ -389,6 +428,7 @@ fn stop_during_start_up_stops_what_was_started_and_starts_nothing_more() {
     pool.handle(
         Event::Spawned {
             slot: 2,
+            generation: 1,
             pid: pid(102),
         },
         t0,
@@ -425,6 +465,7 @@ fn a_worker_not_ready_in_time_is_killed_and_replaced_with_backoff() {
     pool.handle(
         Event::Spawned {
             slot: 0,
+            generation: 1,
             pid: pid(100),
         },
         t0,
@@ -467,6 +508,7 @@ fn ready_on_start_workers_are_ready_once_spawned() {
     let actions = pool.handle(
         Event::Spawned {
             slot: 0,
+            generation: 1,
             pid: pid(100),
         },
         t0,
@@ -480,11 +522,15 @@ fn grow_and_shrink_change_the_pool_but_never_below_one() {
     let mut pool = ready_pool(2, t0);
     assert_eq!(
         pool.handle(Event::Grow, t0),
-        vec![Action::Spawn { slot: 2 }]
+        vec![Action::Spawn {
+            slot: 2,
+            generation: 1
+        }]
     );
     pool.handle(
         Event::Spawned {
             slot: 2,
+            generation: 1,
             pid: pid(102),
         },
         t0,
@@ -540,7 +586,10 @@ fn a_grow_while_a_slot_retires_restarts_it_after_it_exits() {
             },
             t0
         ),
-        vec![Action::Spawn { slot: 1 }]
+        vec![Action::Spawn {
+            slot: 1,
+            generation: 1
+        }]
     );
 }
 
@@ -563,4 +612,462 @@ fn unknown_pids_are_orphans_and_change_nothing() {
         pool.status_line(),
         "1/1 workers ready, generation 1, 0 restarts"
     );
+}
+
+/// Drives a reload to `generation`, answering every spawn of that
+/// generation with a fresh pid (from `first_pid`) that becomes ready.
+fn reload_all(
+    pool: &mut Pool,
+    settings: Settings,
+    generation: u64,
+    first_pid: i32,
+    t: Instant,
+) -> Vec<Action> {
+    let mut all = Vec::new();
+    let mut pending = pool.handle(
+        Event::Reload {
+            settings,
+            generation,
+        },
+        t,
+    );
+    let mut next = first_pid;
+    for _ in 0..100 {
+        let spawns: Vec<usize> = pending
+            .iter()
+            .filter_map(|a| match a {
+                Action::Spawn {
+                    slot,
+                    generation: g,
+                } if *g == generation => Some(*slot),
+                _ => None,
+            })
+            .collect();
+        all.append(&mut pending);
+        if spawns.is_empty() {
+            return all;
+        }
+        for slot in spawns {
+            pending.extend(pool.handle(
+                Event::Spawned {
+                    slot,
+                    generation,
+                    pid: pid(next),
+                },
+                t,
+            ));
+            pending.extend(pool.handle(Event::Ready { pid: pid(next) }, t));
+            next += 1;
+        }
+    }
+    panic!("the reload did not settle: {all:?}");
+}
+
+#[test]
+fn a_reload_replaces_slots_one_by_one_and_never_has_fewer_ready_than_n() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(3, t0);
+    let actions = pool.handle(
+        Event::Reload {
+            settings: settings(3),
+            generation: 2,
+        },
+        t0,
+    );
+    assert_eq!(
+        actions,
+        vec![
+            Action::AnnounceReloading,
+            Action::Spawn {
+                slot: 0,
+                generation: 2
+            }
+        ]
+    );
+    let ready_count = |pool: &Pool| pool.slots().iter().filter(|s| s.state.is_ready()).count();
+    for (i, old) in [100, 101, 102].into_iter().enumerate() {
+        let new = pid(200 + i as i32);
+        assert!(
+            pool.handle(
+                Event::Spawned {
+                    slot: i,
+                    generation: 2,
+                    pid: new
+                },
+                t0
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            ready_count(&pool),
+            3,
+            "the old worker serves while the new one starts"
+        );
+        let actions = pool.handle(Event::Ready { pid: new }, t0);
+        // The old worker is stopped only now, and the next slot begins.
+        assert_eq!(
+            actions[0],
+            Action::Signal {
+                pid: pid(old),
+                signal: Signal::SIGTERM
+            }
+        );
+        if i < 2 {
+            assert_eq!(
+                actions[1..],
+                [Action::Spawn {
+                    slot: i + 1,
+                    generation: 2
+                }]
+            );
+        } else {
+            assert_eq!(
+                actions[1..],
+                [
+                    Action::ReloadFinished(ReloadOutcome::Done { generation: 2 }),
+                    Action::AnnounceReady
+                ]
+            );
+        }
+        assert_eq!(ready_count(&pool), 3);
+        assert_eq!(pool.slots()[i].generation, 2);
+    }
+    // The drained workers' exits are expected: no respawn.
+    for old in [100, 101, 102] {
+        assert!(
+            pool.handle(
+                Event::Exited {
+                    pid: pid(old),
+                    exit: Exit::Code(0)
+                },
+                t0
+            )
+            .is_empty()
+        );
+    }
+    assert_eq!(pool.generations_in_use(), BTreeSet::from([2]));
+    assert_eq!(
+        pool.status_line(),
+        "3/3 workers ready, generation 2, 0 restarts"
+    );
+}
+
+#[test]
+fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_serving() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(2, t0);
+    pool.handle(
+        Event::Reload {
+            settings: settings(2),
+            generation: 2,
+        },
+        t0,
+    );
+    // Slot 0 is replaced fine.
+    pool.handle(
+        Event::Spawned {
+            slot: 0,
+            generation: 2,
+            pid: pid(200),
+        },
+        t0,
+    );
+    let a = pool.handle(Event::Ready { pid: pid(200) }, t0);
+    assert_eq!(
+        a[1],
+        Action::Spawn {
+            slot: 1,
+            generation: 2
+        }
+    );
+    // Slot 1's new worker crashes before it is ready.
+    pool.handle(
+        Event::Spawned {
+            slot: 1,
+            generation: 2,
+            pid: pid(201),
+        },
+        t0,
+    );
+    let a = pool.handle(
+        Event::Exited {
+            pid: pid(201),
+            exit: Exit::Code(1),
+        },
+        t0,
+    );
+    // Rollback: slot 0 is replaced back with generation 1; slot 1's old worker never stopped.
+    assert_eq!(
+        a,
+        vec![Action::Spawn {
+            slot: 0,
+            generation: 1
+        }]
+    );
+    assert!(matches!(pool.slots()[1].state, State::Ready { pid: p, .. } if p == pid(101)));
+    assert_eq!(pool.generation(), 1);
+    assert!(
+        pool.status_line().ends_with("rolling back a failed reload"),
+        "{}",
+        pool.status_line()
+    );
+    pool.handle(
+        Event::Spawned {
+            slot: 0,
+            generation: 1,
+            pid: pid(300),
+        },
+        t0,
+    );
+    let a = pool.handle(Event::Ready { pid: pid(300) }, t0);
+    assert_eq!(
+        a[0],
+        Action::Signal {
+            pid: pid(200),
+            signal: Signal::SIGTERM
+        }
+    );
+    assert_eq!(
+        a[1],
+        Action::ReloadFinished(ReloadOutcome::RolledBack {
+            reason: "worker 1 (pid 201) of generation 2 exited with status 1".into()
+        })
+    );
+    assert_eq!(a[2], Action::AnnounceReady);
+    assert!(
+        pool.slots()
+            .iter()
+            .all(|s| s.generation == 1 && s.state.is_ready())
+    );
+}
+
+#[test]
+fn a_new_worker_that_misses_ready_timeout_is_killed_and_the_reload_rolled_back() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(1, t0);
+    pool.handle(
+        Event::Reload {
+            settings: settings(1),
+            generation: 2,
+        },
+        t0,
+    );
+    pool.handle(
+        Event::Spawned {
+            slot: 0,
+            generation: 2,
+            pid: pid(200),
+        },
+        t0,
+    );
+    let late = t0 + Duration::from_secs(30);
+    assert_eq!(
+        pool.handle(Event::Tick, late),
+        vec![Action::Signal {
+            pid: pid(200),
+            signal: Signal::SIGKILL
+        }]
+    );
+    let a = pool.handle(
+        Event::Exited {
+            pid: pid(200),
+            exit: KILLED,
+        },
+        late,
+    );
+    // Nothing was replaced yet: the rollback has nothing to do and ends at once.
+    assert_eq!(
+        a,
+        vec![
+            Action::ReloadFinished(ReloadOutcome::RolledBack {
+                reason: "worker 0 (pid 200) of generation 2 not ready after 30s".into()
+            }),
+            Action::AnnounceReady,
+        ]
+    );
+    assert!(matches!(pool.slots()[0].state, State::Ready { pid: p, .. } if p == pid(100)));
+}
+
+#[test]
+fn a_reload_while_one_runs_or_while_stopping_is_rejected() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(1, t0);
+    pool.handle(
+        Event::Reload {
+            settings: settings(1),
+            generation: 2,
+        },
+        t0,
+    );
+    assert_eq!(
+        pool.handle(
+            Event::Reload {
+                settings: settings(1),
+                generation: 3
+            },
+            t0
+        ),
+        vec![Action::ReloadFinished(ReloadOutcome::Rejected {
+            reason: "a reload is already in progress".into()
+        })]
+    );
+    let a = pool.handle(Event::Stop { fast: false }, t0);
+    assert!(a.contains(&Action::ReloadFinished(ReloadOutcome::Rejected {
+        reason: "hawkey is stopping".into()
+    })));
+}
+
+#[test]
+fn a_reload_can_change_the_worker_count() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(2, t0);
+    let actions = reload_all(&mut pool, settings(3), 2, 200, t0);
+    assert!(
+        actions.contains(&Action::ReloadFinished(ReloadOutcome::Done {
+            generation: 2
+        })),
+        "{actions:?}"
+    );
+    assert_eq!(pool.slots().len(), 3);
+    assert!(
+        pool.slots()
+            .iter()
+            .all(|s| s.generation == 2 && s.state.is_ready())
+    );
+    // And down again: the extra slot is stopped at the end, not replaced.
+    let actions = reload_all(&mut pool, settings(1), 3, 300, t0);
+    assert!(
+        actions.contains(&Action::ReloadFinished(ReloadOutcome::Done {
+            generation: 3
+        })),
+        "{actions:?}"
+    );
+    let stopped: Vec<_> = actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Signal {
+                    signal: Signal::SIGTERM,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(
+        stopped.len(),
+        3,
+        "slot 0's old worker and the two extra slots: {actions:?}"
+    );
+}
+
+fn heartbeat_settings() -> Settings {
+    Settings {
+        heartbeat: Some(Duration::from_secs(3)),
+        ..settings(1)
+    }
+}
+
+#[test]
+fn a_worker_that_stops_sending_heartbeats_is_killed_and_replaced_at_once() {
+    let t0 = Instant::now();
+    let mut pool = Pool::new(heartbeat_settings(), 1);
+    pool.handle(Event::Start, t0);
+    pool.handle(
+        Event::Spawned {
+            slot: 0,
+            generation: 1,
+            pid: pid(100),
+        },
+        t0,
+    );
+    pool.handle(Event::Ready { pid: pid(100) }, t0);
+    assert_eq!(pool.next_deadline(), Some(t0 + Duration::from_secs(3)));
+    // Beats keep it alive.
+    let t1 = t0 + Duration::from_secs(2);
+    pool.handle(Event::Heartbeat { pid: pid(100) }, t1);
+    assert!(
+        pool.handle(Event::Tick, t0 + Duration::from_secs(4))
+            .is_empty()
+    );
+    // Silence for the whole timeout: SIGKILL.
+    let t2 = t1 + Duration::from_secs(3);
+    assert_eq!(
+        pool.handle(Event::Tick, t2),
+        vec![Action::Signal {
+            pid: pid(100),
+            signal: Signal::SIGKILL
+        }]
+    );
+    assert!(
+        !pool.healthy(t2 + KILL_GRACE + Duration::from_secs(1)),
+        "a process that resists SIGKILL"
+    );
+    // It hung; it did not crash-loop: replaced without backoff.
+    assert_eq!(
+        pool.handle(
+            Event::Exited {
+                pid: pid(100),
+                exit: KILLED
+            },
+            t2
+        ),
+        vec![Action::Spawn {
+            slot: 0,
+            generation: 1
+        }]
+    );
+    assert!(pool.healthy(t2));
+}
+
+#[test]
+fn after_the_master_stalls_heartbeat_deadlines_start_afresh() {
+    let t0 = Instant::now();
+    let mut pool = Pool::new(heartbeat_settings(), 1);
+    pool.handle(Event::Start, t0);
+    pool.handle(
+        Event::Spawned {
+            slot: 0,
+            generation: 1,
+            pid: pid(100),
+        },
+        t0,
+    );
+    pool.handle(Event::Ready { pid: pid(100) }, t0);
+    // The master was stopped for 10s: no heartbeat was heard.
+    let t1 = t0 + Duration::from_secs(10);
+    assert!(pool.handle(Event::Stalled, t1).is_empty());
+    assert!(
+        pool.handle(Event::Tick, t1).is_empty(),
+        "no worker killed for the master's own stall"
+    );
+    assert_eq!(pool.next_deadline(), Some(t1 + Duration::from_secs(3)));
+}
+
+#[test]
+fn a_master_side_spawn_failure_makes_the_pool_unhealthy_until_a_spawn_works() {
+    let t0 = Instant::now();
+    let mut pool = Pool::new(settings(1), 1);
+    pool.handle(Event::Start, t0);
+    pool.handle(
+        Event::SpawnFailed {
+            slot: 0,
+            generation: 1,
+            error: "fork: EAGAIN".into(),
+            master_fault: true,
+        },
+        t0,
+    );
+    assert!(!pool.healthy(t0));
+    let t1 = t0 + Duration::from_millis(100);
+    pool.handle(Event::Tick, t1);
+    pool.handle(
+        Event::Spawned {
+            slot: 0,
+            generation: 1,
+            pid: pid(100),
+        },
+        t1,
+    );
+    assert!(pool.healthy(t1));
 }
