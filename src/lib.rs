@@ -248,14 +248,30 @@ fn check(config_path: Option<PathBuf>) -> u8 {
     exit::OK
 }
 
-/// Finds the control socket the configuration names, or says why not.
+/// Finds the control socket the configuration names, or says why not. A
+/// file that no longer validates still names it: the master then gets the
+/// request and reports the configuration error itself (for `reload`).
 fn control_socket(config_path: Option<PathBuf>) -> Result<PathBuf, u8> {
     let env = master::Environment::capture();
-    let (config, _) = load_config(config_path).map_err(|e| {
-        let e = Error::Config(e);
-        report(&e);
-        e.exit_code()
-    })?;
+    let config = match load_config(config_path.clone()) {
+        Ok((config, _)) => config,
+        Err(e) => {
+            let file = config_path.unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+            let keys = matches!(e, config::Error::Invalid { .. })
+                .then(|| config::Config::locate(&file))
+                .flatten();
+            let Some((pidfile, control_socket)) = keys else {
+                let e = Error::Config(e);
+                report(&e);
+                return Err(e.exit_code());
+            };
+            let mut fallback = config::Config::parse("", Path::new("<built-in default>"))
+                .expect("the empty config is valid");
+            fallback.pidfile = pidfile;
+            fallback.control_socket = control_socket;
+            fallback
+        }
+    };
     master::control_path(&config, &env).ok_or_else(|| {
         eprintln!(
             "hawkey: error: the configuration disables the control socket (control_socket: null)"
@@ -320,8 +336,13 @@ fn respond(response: control::Response) -> u8 {
             println!("{message}");
             exit::OK
         }
+        // A located config error is printed as it is, as everywhere else.
         control::Response::Error { exit_code, message } => {
-            eprintln!("hawkey: error: {message}");
+            if exit_code == exit::CONFIG {
+                eprintln!("{message}");
+            } else {
+                eprintln!("hawkey: error: {message}");
+            }
             exit_code
         }
         control::Response::Status(_) => exit::OK,

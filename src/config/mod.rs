@@ -299,6 +299,14 @@ impl Config {
         raw.validate().map_err(|e| e.at(path))
     }
 
+    /// The `pidfile` and `control_socket` keys of a file that may not
+    /// validate as a whole (see `raw::RawLocator`); `None` if even those
+    /// cannot be read.
+    pub fn locate(path: &Path) -> Option<(Pidfile, Pidfile)> {
+        let text = std::fs::read_to_string(path).ok()?;
+        raw::parse_locator(&text).map(raw::RawLocator::into_keys)
+    }
+
     /// The configuration as `hawkey check` prints it: YAML that parses back
     /// to the same `Config`.
     pub fn to_yaml(&self) -> String {

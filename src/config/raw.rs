@@ -593,3 +593,33 @@ impl RawWorkers {
         })
     }
 }
+
+/// Just the keys that say where a running master can be reached, read
+/// leniently: other keys are neither checked nor needed. Lets `hawkey
+/// reload` reach the master even when the file no longer validates, so the
+/// master (which must refuse it) is the one to report why.
+#[derive(Debug, Deserialize)]
+pub(super) struct RawLocator {
+    #[serde(default, deserialize_with = "present")]
+    pidfile: Option<Option<PathBuf>>,
+    #[serde(default, deserialize_with = "present")]
+    control_socket: Option<Option<PathBuf>>,
+}
+
+impl RawLocator {
+    pub(super) fn into_keys(self) -> (Pidfile, Pidfile) {
+        let key = |k: Option<Option<PathBuf>>| match k {
+            None => Pidfile::Default,
+            Some(None) => Pidfile::Disabled,
+            Some(Some(p)) => Pidfile::Path(p),
+        };
+        (key(self.pidfile), key(self.control_socket))
+    }
+}
+
+pub(super) fn parse_locator(text: &str) -> Option<RawLocator> {
+    if text.trim().is_empty() {
+        return parse_locator("{}");
+    }
+    serde_saphyr::from_str_with_options(text, options()).ok()
+}

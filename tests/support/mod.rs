@@ -373,3 +373,95 @@ pub fn require_root(test: &str) {
         "{test} needs root: run the test suite as root (see README)"
     );
 }
+
+/// What a load run saw, counted exactly.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub ok: u64,
+    /// connect(2) failed: the listening socket refused or was gone.
+    pub connect_errors: u64,
+    /// Connected, but no complete 2xx response (reset, timeout, non-2xx).
+    pub failed: u64,
+}
+
+/// Background load on loopback: `threads` clients each sending GET `path`
+/// on a new connection per request, until [`Load::finish`] (and never
+/// longer than `limit`, so a forgotten load cannot run on).
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handles: Vec<std::thread::JoinHandle<Counts>>,
+}
+
+impl Load {
+    pub fn start(port: u16, threads: usize, path: &str, limit: Duration) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handles = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                let path = path.to_string();
+                std::thread::spawn(move || {
+                    let started = Instant::now();
+                    let mut counts = Counts::default();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                        && started.elapsed() < limit
+                    {
+                        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+                            counts.connect_errors += 1;
+                            continue;
+                        };
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                        let request =
+                            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+                        let mut response = String::new();
+                        let good = stream.write_all(request.as_bytes()).is_ok()
+                            && stream.read_to_string(&mut response).is_ok()
+                            && parse_response(&response)
+                                .is_ok_and(|(status, _)| (200..300).contains(&status));
+                        if good {
+                            counts.ok += 1;
+                        } else {
+                            counts.failed += 1;
+                        }
+                    }
+                    counts
+                })
+            })
+            .collect();
+        Load { stop, handles }
+    }
+
+    pub fn finish(self) -> Counts {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total = Counts::default();
+        for handle in self.handles {
+            let c = handle.join().unwrap();
+            total.ok += c.ok;
+            total.connect_errors += c.connect_errors;
+            total.failed += c.failed;
+        }
+        total
+    }
+}
+
+/// Runs `hawkey ARGS -c CONFIG` to completion: (exit code, stdout, stderr).
+pub fn hawkey_cli(args: &[&str], config: &Path) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .env_remove("HAWKEY_CONFIG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The exec'd Python test app (tests/fixtures/app.py).
+pub fn python_app() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app.py")
+}

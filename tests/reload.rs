@@ -1,0 +1,326 @@
+//! Rolling reload (DESIGN §2, goal G5): under load, through `hawkey reload
+//! --wait` and SIGHUP, with the real binary and a real notify socket.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn builtin_yaml(dir: &TempDir, port: u16, count: usize, extra: &str) -> String {
+    format!(
+        "listen:\n  - {{name: http, address: '127.0.0.1:{port}'}}\nworkers:\n  count: {count}\n  stop_timeout: 10s\n{extra}pidfile: {}\n",
+        dir.join("hawkey.pid").display()
+    )
+}
+
+fn start(dir: &TempDir, config: &Path) -> (Hawkey, NotifySocket) {
+    let notify = NotifySocket::new(dir);
+    let mut cmd = command(config);
+    cmd.env("NOTIFY_SOCKET", &notify.path);
+    let hawkey = Hawkey::spawn(cmd);
+    notify.until("READY=1", Duration::from_secs(20));
+    (hawkey, notify)
+}
+
+/// Every datagram until the next READY=1, asserting the pool never showed
+/// fewer than `n` ready workers.
+fn reload_messages(notify: &NotifySocket, n: usize) -> Vec<String> {
+    let messages = notify.until("READY=1", Duration::from_secs(30));
+    for m in &messages {
+        if let Some(status) = m.lines().find_map(|l| l.strip_prefix("STATUS=")) {
+            let ready: usize = status.split('/').next().unwrap().parse().unwrap();
+            assert!(ready >= n, "fewer than {n} ready during a reload: {status}");
+        }
+    }
+    messages
+}
+
+fn fifty_reloads_under_load(config: &Path, dir: &TempDir, port: u16, path: &str) {
+    let (mut hawkey, notify) = start(dir, config);
+    let load = Load::start(port, 4, path, LIMIT);
+    let t0 = Instant::now();
+    let mut generations = BTreeSet::new();
+    for i in 0..50 {
+        let (code, out, err) = hawkey_cli(&["reload", "--wait"], config);
+        assert_eq!(code, 0, "reload {i}: {out}{err}");
+        let generation = 2 + i;
+        assert_eq!(
+            out.trim(),
+            format!("reload finished: generation {generation}")
+        );
+        let messages = reload_messages(&notify, 2);
+        assert!(
+            messages[0].starts_with("RELOADING=1\nMONOTONIC_USEC="),
+            "{messages:?}"
+        );
+        generations.insert(generation);
+    }
+    let took = t0.elapsed();
+    let counts = load.finish();
+    eprintln!("50 reloads in {took:?} under load: {counts:?}");
+    assert_eq!(counts.connect_errors, 0, "{counts:?}");
+    assert_eq!(counts.failed, 0, "{counts:?}");
+    assert!(counts.ok > 100, "the load ran: {counts:?}");
+    // The workers now are generation 51, and only two of them.
+    let (_, body) = http_get(port, "/").unwrap();
+    assert!(body.contains("generation 51"), "{body}");
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+#[test]
+fn fifty_reloads_of_the_builtin_app_under_load_fail_no_request() {
+    let dir = TempDir::new("reload-builtin");
+    let port = free_port();
+    let config = write_config(&dir, &builtin_yaml(&dir, port, 2, ""));
+    fifty_reloads_under_load(&config, &dir, port, "/delay/5");
+}
+
+#[test]
+fn fifty_reloads_of_an_exec_app_under_load_fail_no_request() {
+    let dir = TempDir::new("reload-exec");
+    let port = free_port();
+    let config = write_config(
+        &dir,
+        &builtin_yaml(
+            &dir,
+            port,
+            2,
+            &format!(
+                "  app: exec\n  ready: notify\n  command: [python3, '{}']\n",
+                python_app().display()
+            ),
+        ),
+    );
+    fifty_reloads_under_load(&config, &dir, port, "/delay/5");
+}
+
+#[test]
+fn an_invalid_config_fails_the_reload_cleanly_and_the_old_one_keeps_serving() {
+    let dir = TempDir::new("reload-invalid");
+    let port = free_port();
+    let good = builtin_yaml(&dir, port, 2, "");
+    let config = write_config(&dir, &good);
+    let (mut hawkey, notify) = start(&dir, &config);
+    let before = hawkey.workers();
+    let load = Load::start(port, 2, "/healthz", LIMIT);
+    std::fs::write(&config, good.replace("count: 2", "count: lots")).unwrap();
+    let (code, out, err) = hawkey_cli(&["reload", "--wait"], &config);
+    assert_eq!(code, 78, "{out}{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "{}:4:10: workers.count: invalid count 'lots' (auto, or 1 to 1024)",
+            config.display()
+        )
+    );
+    // Shown in STATUS=, and nothing was touched.
+    let status = notify.until("last reload failed", Duration::from_secs(5));
+    assert!(
+        !status.iter().any(|m| m.contains("RELOADING=1")),
+        "{status:?}"
+    );
+    assert_eq!(hawkey.workers(), before);
+    // SIGHUP with the same bad file: same outcome, logged.
+    hawkey.signal(libc::SIGHUP);
+    hawkey.wait_log(
+        "reload failed, the running workers are unchanged",
+        Duration::from_secs(5),
+    );
+    assert_eq!(hawkey.workers(), before);
+    // Fixed: the next reload works and clears the error.
+    std::fs::write(&config, &good).unwrap();
+    let (code, out, _) = hawkey_cli(&["reload", "--wait"], &config);
+    assert_eq!((code, out.trim()), (0, "reload finished: generation 2"));
+    let after = reload_messages(&notify, 2);
+    assert!(
+        !after.last().unwrap().contains("last reload failed"),
+        "{after:?}"
+    );
+    let counts = load.finish();
+    assert_eq!((counts.connect_errors, counts.failed), (0, 0), "{counts:?}");
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+#[test]
+fn a_new_generation_that_cannot_start_is_rolled_back_and_the_old_one_keeps_serving() {
+    let dir = TempDir::new("reload-rollback");
+    let port = free_port();
+    let good = builtin_yaml(
+        &dir,
+        port,
+        2,
+        &format!(
+            "  app: exec\n  ready: notify\n  ready_timeout: 5s\n  command: [python3, '{}']\n",
+            python_app().display()
+        ),
+    );
+    let config = write_config(&dir, &good);
+    let (mut hawkey, notify) = start(&dir, &config);
+    let before = hawkey.workers();
+    let load = Load::start(port, 2, "/", LIMIT);
+    // The new generation's program exits at once: valid config, broken app.
+    let broken = good.replace(
+        &format!("[python3, '{}']", python_app().display()),
+        "[sh, -c, 'exit 7']",
+    );
+    std::fs::write(&config, broken).unwrap();
+    let (code, _, err) = hawkey_cli(&["reload", "--wait"], &config);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("reload failed and was rolled back: worker 0 (pid")
+            && err.contains("of generation 2 exited with status 7"),
+        "{err}"
+    );
+    reload_messages(&notify, 2);
+    // The old generation never stopped serving: same workers, generation 1.
+    assert_eq!(hawkey.workers(), before);
+    let (_, body) = http_get(port, "/").unwrap();
+    assert!(body.contains("generation 1"), "{body}");
+    let counts = load.finish();
+    assert_eq!((counts.connect_errors, counts.failed), (0, 0), "{counts:?}");
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+#[test]
+fn a_reload_applies_the_new_count_command_and_environment() {
+    let dir = TempDir::new("reload-change");
+    let port = free_port();
+    let exec = |count: usize, version: &str| {
+        builtin_yaml(
+            &dir,
+            port,
+            count,
+            &format!(
+                "  app: exec\n  ready: notify\n  command: [python3, '{}']\n  env: {{APP_VERSION: '{version}'}}\n",
+                python_app().display()
+            ),
+        )
+    };
+    let config = write_config(&dir, &exec(2, "v1"));
+    let (mut hawkey, notify) = start(&dir, &config);
+    std::fs::write(&config, exec(3, "v2")).unwrap();
+    hawkey.signal(libc::SIGHUP);
+    let messages = reload_messages(&notify, 2);
+    assert!(
+        messages
+            .last()
+            .unwrap()
+            .contains("STATUS=3/3 workers ready, generation 2"),
+        "{messages:?}"
+    );
+    let workers = wait_until(Duration::from_secs(10), "3 workers of generation 2", || {
+        let w: Vec<i32> = hawkey
+            .workers()
+            .into_iter()
+            .filter(|p| alive(*p) && env_of(*p, "HAWKEY_GENERATION").as_deref() == Some("2"))
+            .collect();
+        (w.len() == 3 && hawkey.workers().len() == 3).then_some(w)
+    });
+    for pid in &workers {
+        assert_eq!(env_of(*pid, "APP_VERSION").as_deref(), Some("v2"));
+    }
+    let (_, body) = http_get(port, "/").unwrap();
+    assert!(body.ends_with("v2\n"), "{body}");
+    // And down to one.
+    std::fs::write(&config, exec(1, "v3")).unwrap();
+    let (code, out, err) = hawkey_cli(&["reload", "--wait"], &config);
+    assert_eq!(code, 0, "{out}{err}");
+    let one = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(Duration::from_secs(10), "one worker left", || {
+            (hawkey.workers().len() == 1).then_some(())
+        })
+    }));
+    assert!(
+        one.is_ok(),
+        "workers {:?}; log:\n{}",
+        hawkey.workers(),
+        hawkey.log_text()
+    );
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+#[test]
+fn a_reload_binds_added_listeners_and_closes_removed_ones() {
+    let dir = TempDir::new("reload-listeners");
+    let (a, b) = (free_port(), free_port());
+    let sock: PathBuf = dir.join("extra.sock");
+    let yaml = |listen: &str| {
+        format!(
+            "listen:\n{listen}workers:\n  count: 2\n  app: exec\n  command: [sleep, '1000']\npidfile: {}\n",
+            dir.join("hawkey.pid").display()
+        )
+    };
+    let only_a = yaml(&format!("  - {{name: a, address: '127.0.0.1:{a}'}}\n"));
+    let config = write_config(&dir, &only_a);
+    let (mut hawkey, _notify) = start(&dir, &config);
+    assert!(listening(a) && !listening(b));
+    let both = yaml(&format!(
+        "  - {{name: b, address: '127.0.0.1:{b}'}}\n  - {{name: a, address: '127.0.0.1:{a}'}}\n  - {{name: x, address: 'unix:{}'}}\n",
+        sock.display()
+    ));
+    std::fs::write(&config, both).unwrap();
+    let (code, out, err) = hawkey_cli(&["reload", "--wait"], &config);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(listening(a) && listening(b) && sock.exists());
+    let workers = hawkey.wait_workers(2, "sleep", Duration::from_secs(10));
+    for pid in &workers {
+        assert_eq!(env_of(*pid, "LISTEN_FDNAMES").as_deref(), Some("b:a:x"));
+        assert_eq!(
+            fd_numbers(*pid).into_iter().collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4, 5]
+        );
+    }
+    // Back to only a: b is closed and the unix socket file removed once
+    // no generation uses them.
+    std::fs::write(&config, &only_a).unwrap();
+    let (code, out, err) = hawkey_cli(&["reload", "--wait"], &config);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_until(
+        Duration::from_secs(15),
+        "b closed and the unix socket gone",
+        || (!listening(b) && !sock.exists()).then_some(()),
+    );
+    assert!(listening(a));
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+#[test]
+fn a_second_reload_while_one_runs_is_refused_with_75() {
+    let dir = TempDir::new("reload-busy");
+    let port = free_port();
+    // Workers that take 1s to be ready make the first reload last.
+    let yaml = builtin_yaml(
+        &dir,
+        port,
+        1,
+        "  app: exec\n  ready: notify\n  command: [sh, -c, 'sleep 1; exec python3 -c \"import os,socket; a=os.environ[\\\"NOTIFY_SOCKET\\\"]; s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM); s.connect(chr(0)+a[1:]); s.send(b\\\"READY=1\\\"); import time; time.sleep(1000)\"']\n",
+    );
+    let config = write_config(&dir, &yaml);
+    let (mut hawkey, _notify) = start(&dir, &config);
+    let first = std::thread::spawn({
+        let config = config.clone();
+        move || hawkey_cli(&["reload", "--wait"], &config)
+    });
+    hawkey.wait_log("reloading: generation 1 -> 2", Duration::from_secs(5));
+    let (code, _, err) = hawkey_cli(&["reload", "--wait"], &config);
+    assert_eq!(code, 75, "{err}");
+    assert!(err.contains("a reload is already in progress"), "{err}");
+    let (code, out, _) = first.join().unwrap();
+    assert_eq!((code, out.trim()), (0, "reload finished: generation 2"));
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
