@@ -25,6 +25,8 @@ use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -37,7 +39,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::worker::{App, BoxError, Socket, Worker};
 
@@ -301,6 +303,10 @@ fn accept_any<'a>(
     })
 }
 
+/// How long a stop waits for the first request of a connection accepted just
+/// before it (the request is normally already in the socket buffer).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
 fn spawn_connection<I>(
     io: I,
     identity: Identity,
@@ -309,14 +315,36 @@ fn spawn_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request| handle(request, identity));
+    // Whether a request has arrived on this connection (see the stop below).
+    let first_request = Arc::new(Notify::new());
+    let arrived = Arc::new(AtomicBool::new(false));
+    let service = {
+        let (first_request, arrived) = (first_request.clone(), arrived.clone());
+        service_fn(move |request| {
+            if !arrived.swap(true, Ordering::Relaxed) {
+                first_request.notify_one();
+            }
+            handle(request, identity)
+        })
+    };
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::spawn(async move {
         let mut connection = pin!(connection);
         let result = tokio::select! {
             result = connection.as_mut() => result,
             // A closed channel (`Err`) means the same as a signal: the server is going away.
-            _ = shutdown.changed() => {
+            _ = shutdown.changed() => 'stop: {
+                // hyper counts a connection whose first request it has not read yet as
+                // idle, and a graceful shutdown closes idle connections at once. A client
+                // accepted just before the stop has sent its request, or is about to: wait
+                // (briefly) for it, so that no accepted client goes unanswered.
+                if !arrived.load(Ordering::Relaxed) {
+                    tokio::select! {
+                        result = connection.as_mut() => break 'stop result,
+                        _ = first_request.notified() => {}
+                        _ = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+                    }
+                }
                 connection.as_mut().graceful_shutdown();
                 connection.await
             }

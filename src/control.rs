@@ -509,10 +509,12 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    /// Removes the socket file if the inode at the path is still the one
-    /// bound, and only in the process that bound it.
-    fn drop(&mut self) {
+impl Server {
+    /// Removes the socket file now (if the inode at the path is still the
+    /// one bound, and only in the process that bound it). Connections
+    /// already accepted stay usable: `hawkey stop` is answered after this,
+    /// so a new master started at once finds no leftover.
+    pub fn unlink(&mut self) {
         if std::process::id() != self.bound_by {
             return;
         }
@@ -521,6 +523,12 @@ impl Drop for Server {
         {
             let _ = fs::remove_file(&self.path);
         }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.unlink();
     }
 }
 

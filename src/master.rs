@@ -495,6 +495,16 @@ impl<'p> Master<'p> {
                     }
                     ExitCode::NoWorkerStarted => exit::NO_WORKER,
                 };
+                // Clean up before answering `hawkey stop`: when it returns,
+                // nothing of this master is left to trip over.
+                if let Some(file) = self.pidfile.take()
+                    && let Err(error) = file.remove()
+                {
+                    tracing::warn!("{error}");
+                }
+                if let Some(control) = self.control.as_mut() {
+                    control.unlink();
+                }
                 for waiter in std::mem::take(&mut self.stop_waiters) {
                     self.reply(
                         waiter,
