@@ -40,6 +40,45 @@ pub enum Command {
     },
     /// Stop the running master gracefully; returns once it has stopped.
     Stop(ConfigArg),
+    /// Write the man page or a shell completion script to stdout (for
+    /// packaging).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Generated {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// The man page or completion script, from this very CLI definition.
+pub fn generate(what: Generated) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut out = Vec::new();
+    match what {
+        Generated::Man => {
+            clap_mangen::Man::new(command)
+                .render(&mut out)
+                .expect("rendering into memory cannot fail");
+        }
+        Generated::Bash => {
+            clap_complete::generate(clap_complete::Shell::Bash, &mut command, "hawkey", &mut out)
+        }
+        Generated::Zsh => {
+            clap_complete::generate(clap_complete::Shell::Zsh, &mut command, "hawkey", &mut out)
+        }
+        Generated::Fish => {
+            clap_complete::generate(clap_complete::Shell::Fish, &mut command, "hawkey", &mut out)
+        }
+    }
+    out
 }
 
 #[derive(Debug, clap::Args)]

@@ -127,6 +127,11 @@ pub fn main<A: App>(app: A) -> ExitCode {
             control_command(config.config, &control::Request::Reload { wait }, None)
         }
         cli::Command::Stop(config) => control_command(config.config, &control::Request::Stop, None),
+        cli::Command::Generate { what } => {
+            use std::io::Write;
+            let _ = std::io::stdout().lock().write_all(&cli::generate(what));
+            exit::OK
+        }
     };
     ExitCode::from(code)
 }

@@ -15,8 +15,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Debian packages the tests use: systemd-socket-activate (systemd),
-# python3 (a notify-speaking test worker), procps and curl.
-packages=(systemd python3 procps curl)
+# python3 (a test app and JSON checks), procps, curl; for the system tests
+# systemd-container (systemd-nspawn), debootstrap, and for the package
+# debhelper, dpkg-dev, fakeroot and lintian.
+packages=(systemd python3 procps curl systemd-container debootstrap debhelper dpkg-dev fakeroot lintian)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -42,3 +44,5 @@ step "cargo test"
 # --all-targets builds the examples the library tests run; doc tests after.
 cargo test --locked --all-targets
 cargo test --locked --doc
+step "system tests: the .deb in Debian 12 with systemd as PID 1 (systemd-nspawn)"
+tests/system/run.sh
