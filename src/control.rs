@@ -960,7 +960,7 @@ mod tests {
     use std::io::Write;
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
-    use std::sync::atomic::{AtomicU32, Ordering};
+
     use std::thread;
 
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -968,30 +968,7 @@ mod tests {
     /// How long any test waits for anything before failing.
     const PATIENCE: Duration = Duration::from_secs(10);
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TestDir(PathBuf);
-
-    impl TestDir {
-        fn new(name: &str) -> TestDir {
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir()
-                .join(format!("hawkey-control-{}-{n}-{name}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir(&dir).unwrap();
-            TestDir(dir)
-        }
-
-        fn join(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-    }
-
-    impl Drop for TestDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_util::TestDir;
 
     /// Waits (at most `at_most`) until one of the server's fds is readable,
     /// as the master's loop does.

@@ -59,6 +59,8 @@ pub mod reap;
 pub mod signals;
 pub mod spawn;
 pub mod supervisor;
+#[cfg(test)]
+mod test_util;
 pub mod worker;
 
 use std::path::{Path, PathBuf};
