@@ -15,9 +15,11 @@
 //! `beat_by`) that the loop sleeps towards, never a sleep.
 //!
 //! **Respawn.** A worker that dies after it was ready for at least
-//! [`STABLE_AFTER`] is replaced at once. One that dies sooner (or never
-//! became ready) waits `restart_backoff.initial`, doubling with each such
-//! death in a row, up to `restart_backoff.max`. If no worker has ever
+//! [`STABLE_AFTER`] is replaced at once, and so is a ready worker killed
+//! by SIGKILL from outside (the OOM killer, an operator): neither is the
+//! app failing by itself. One that dies sooner (or never became ready)
+//! waits `restart_backoff.initial`, doubling with each such death in a
+//! row, up to `restart_backoff.max`. If no worker has ever
 //! become ready and every slot has failed [`STARTUP_ATTEMPTS`] times, the
 //! pool gives up: exit 69, and systemd's `Restart=` decides what next.
 //!
@@ -680,19 +682,7 @@ impl Pool {
                 }
                 _ => exit.to_string(),
             };
-            tracing::warn!(
-                hawkey_worker = id,
-                worker_pid = pid.as_raw(),
-                generation,
-                exit_status = exit.code(),
-                signal = exit.signal(),
-                "new worker {id} (pid {pid}) of generation {generation} {why}"
-            );
-            self.reload_failed(
-                format!("worker {id} (pid {pid}) of generation {generation} {why}"),
-                now,
-                actions,
-            );
+            self.new_worker_failed(id, pid, generation, exit, &why, now, actions);
             return;
         }
         let phase = self.phase;
@@ -716,19 +706,7 @@ impl Pool {
             // A new slot's worker of the reload's generation never became
             // ready: the reload fails like a replacement would.
             self.slots[id].state = State::Pending { at: now };
-            tracing::warn!(
-                hawkey_worker = id,
-                worker_pid = pid.as_raw(),
-                generation,
-                exit_status = exit.code(),
-                signal = exit.signal(),
-                "new worker {id} (pid {pid}) of generation {generation} {exit}"
-            );
-            self.reload_failed(
-                format!("worker {id} (pid {pid}) of generation {generation} {exit}"),
-                now,
-                actions,
-            );
+            self.new_worker_failed(id, pid, generation, exit, &exit.to_string(), now, actions);
             return;
         }
         if phase != Phase::Running || id >= target {
@@ -741,9 +719,17 @@ impl Pool {
             log_info(id, generation);
             return;
         }
-        // A worker that hung (killed for a missed heartbeat) had started
-        // well; one that died soon after it was ready, or never was, did not.
+        // Backoff is for an app that fails by itself: one that died soon
+        // after it was ready, or never was. A worker that hung (killed for a
+        // missed heartbeat) had started well, and a ready worker SIGKILLed
+        // from outside (the OOM killer, an operator) did not fail on its own.
+        let killed_from_outside = exit
+            == Exit::Signal {
+                signal: Signal::SIGKILL,
+                core_dumped: false,
+            };
         let quick = match before {
+            State::Ready { .. } if killed_from_outside => false,
             State::Ready { ready_at, .. } => now.saturating_duration_since(ready_at) < STABLE_AFTER,
             State::Killing { .. } => !s.killed_for_heartbeat,
             _ => true,
@@ -766,6 +752,34 @@ impl Pool {
             exit_status = exit.code(),
             signal = exit.signal(),
             "worker {id} (pid {pid}) {exit}, {next}"
+        );
+    }
+
+    /// A worker of a reload's generation died before it was ready (`why`):
+    /// log it and fail the reload.
+    #[allow(clippy::too_many_arguments)]
+    fn new_worker_failed(
+        &mut self,
+        id: usize,
+        pid: Pid,
+        generation: u64,
+        exit: Exit,
+        why: &str,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        tracing::warn!(
+            hawkey_worker = id,
+            worker_pid = pid.as_raw(),
+            generation,
+            exit_status = exit.code(),
+            signal = exit.signal(),
+            "new worker {id} (pid {pid}) of generation {generation} {why}"
+        );
+        self.reload_failed(
+            format!("worker {id} (pid {pid}) of generation {generation} {why}"),
+            now,
+            actions,
         );
     }
 

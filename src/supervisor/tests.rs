@@ -1071,3 +1071,50 @@ fn a_master_side_spawn_failure_makes_the_pool_unhealthy_until_a_spawn_works() {
     );
     assert!(pool.healthy(t1));
 }
+
+#[test]
+fn a_ready_worker_killed_from_outside_is_replaced_at_once_however_often() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(1, t0);
+    let mut now = t0;
+    for next in 200..220 {
+        // SIGKILLed 10ms after it became ready, again and again.
+        now += Duration::from_millis(10);
+        let current = pool.slots()[0].state.pid().unwrap();
+        assert_eq!(
+            pool.handle(
+                Event::Exited {
+                    pid: current,
+                    exit: KILLED
+                },
+                now
+            ),
+            vec![Action::Spawn {
+                slot: 0,
+                generation: 1
+            }],
+            "no backoff for an outside kill"
+        );
+        pool.handle(
+            Event::Spawned {
+                slot: 0,
+                generation: 1,
+                pid: pid(next),
+            },
+            now,
+        );
+        pool.handle(Event::Ready { pid: pid(next) }, now);
+    }
+    // An app that crashes by itself still backs off.
+    let current = pool.slots()[0].state.pid().unwrap();
+    assert!(
+        pool.handle(
+            Event::Exited {
+                pid: current,
+                exit: Exit::Code(1)
+            },
+            now
+        )
+        .is_empty()
+    );
+}
