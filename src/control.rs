@@ -195,6 +195,9 @@ pub struct WorkerStatus {
     pub restarts: u32,
     /// How the slot's previous process ended ("exited with status 1").
     pub last_exit: Option<String>,
+    /// The worker's own last `STATUS=` line, if it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 /// Why the control socket could not be bound or a request not answered.
@@ -905,6 +908,15 @@ pub fn render_status(report: &StatusReport) -> String {
         ]);
     }
     out.push_str(&table(&rows, ""));
+    let said: Vec<Vec<String>> = report
+        .workers
+        .iter()
+        .filter_map(|w| Some(vec![w.slot.to_string(), w.status.clone()?]))
+        .collect();
+    if !said.is_empty() {
+        out.push_str("\nworker status:\n");
+        out.push_str(&table(&said, "  "));
+    }
     out
 }
 

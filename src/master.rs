@@ -568,6 +568,9 @@ impl<'p> Master<'p> {
             if message.watchdog {
                 self.queue.push_back(Event::Heartbeat { pid });
             }
+            if let Some(text) = message.status {
+                self.queue.push_back(Event::WorkerStatus { pid, text });
+            }
         }
         if let Some(requested) = requested
             && woke.saturating_duration_since(now) > requested + STALL_SLACK
@@ -776,6 +779,7 @@ impl<'p> Master<'p> {
                 uptime_ms: ms(s.state.since()),
                 restarts: s.restarts,
                 last_exit: s.last_exit.map(|e| e.to_string()),
+                status: s.worker_status.clone(),
             });
             for (generation, state) in s.successor.iter().chain(&s.retiring) {
                 workers.push(control::WorkerStatus {
@@ -786,6 +790,7 @@ impl<'p> Master<'p> {
                     uptime_ms: ms(state.since()),
                     restarts: s.restarts,
                     last_exit: None,
+                    status: None,
                 });
             }
         }

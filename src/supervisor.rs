@@ -195,6 +195,8 @@ pub struct Slot {
     pub retiring: Vec<(u64, State)>,
     /// Workers started in this slot after the first.
     pub restarts: u32,
+    /// The last `STATUS=` line the worker in `state` sent.
+    pub worker_status: Option<String>,
     /// Quick deaths in a row (see the module doc).
     failures: u32,
     /// Failed starts while no worker of the pool was ever ready.
@@ -213,6 +215,7 @@ impl Slot {
             successor: None,
             retiring: Vec::new(),
             restarts: 0,
+            worker_status: None,
             failures: 0,
             startup_failures: 0,
             killed_for_heartbeat: false,
@@ -276,6 +279,11 @@ pub enum Event {
     },
     Heartbeat {
         pid: Pid,
+    },
+    /// A worker's `STATUS=` line.
+    WorkerStatus {
+        pid: Pid,
+        text: String,
     },
     Exited {
         pid: Pid,
@@ -476,6 +484,11 @@ impl Pool {
             } => self.on_spawn_failed(slot, generation, &error, master_fault, now, &mut actions),
             Event::Ready { pid } => self.on_ready(pid, now, &mut actions),
             Event::Heartbeat { pid } => self.on_heartbeat(pid, now),
+            Event::WorkerStatus { pid, text } => {
+                if let Some(s) = self.slots.iter_mut().find(|s| s.state.pid() == Some(pid)) {
+                    s.worker_status = Some(text);
+                }
+            }
             Event::Exited { pid, exit } => self.on_exit(pid, exit, now, &mut actions),
             Event::Stop { fast } => self.stop(fast, ExitCode::Clean, now, &mut actions),
             Event::Grow => self.grow(now),
@@ -523,6 +536,7 @@ impl Pool {
         } else {
             s.state = starting;
             s.generation = generation;
+            s.worker_status = None;
         }
         if self.phase != Phase::Running {
             // A stop arrived while this worker was being forked.
@@ -614,6 +628,7 @@ impl Pool {
                 s.state = ready(since);
                 s.generation = generation;
                 s.successor = None;
+                s.worker_status = None;
             }
             _ => return,
         }

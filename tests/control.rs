@@ -423,3 +423,35 @@ fn with_control_socket_null_no_socket_exists_and_status_exits_64() {
     // Signals still work without it.
     stop(hawkey);
 }
+
+#[test]
+fn status_keeps_each_workers_own_status_line() {
+    let dir = TempDir::new("control-worker-status");
+    let config = write_config(
+        &dir,
+        &format!(
+            "listen:\n  - {{name: http, address: '127.0.0.1:{}'}}\nworkers:\n  count: 2\n  app: exec\n  ready: notify\n  command: [python3, '{}']\npidfile: {}\n",
+            free_port(),
+            python_app().display(),
+            dir.join("hawkey.pid").display()
+        ),
+    );
+    let notify = NotifySocket::new(&dir);
+    let mut cmd = command(&config);
+    cmd.env("NOTIFY_SOCKET", &notify.path);
+    let mut hawkey = Hawkey::spawn(cmd);
+    notify.until("READY=1", Duration::from_secs(20));
+    let (code, out, err) = hawkey_cli(&["status", "--json"], &config);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for worker in report["workers"].as_array().unwrap() {
+        assert_eq!(worker["status"], "accepting on fd 3", "{out}");
+    }
+    let (_, text, _) = hawkey_cli(&["status"], &config);
+    assert!(
+        text.contains("worker status:\n  0  accepting on fd 3\n  1  accepting on fd 3\n"),
+        "{text}"
+    );
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
