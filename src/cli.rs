@@ -20,7 +20,13 @@ pub enum Command {
     /// Run the master: bind or take the listeners, start and supervise the workers.
     Run(ConfigArg),
     /// Validate the configuration and print it as it takes effect.
-    Check(ConfigArg),
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print nothing when the configuration is valid (for ExecStartPre=).
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Show the running master and its workers (exit 3 if not running).
     Status {
         #[command(flatten)]

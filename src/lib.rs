@@ -123,7 +123,7 @@ pub fn main<A: App>(app: A) -> ExitCode {
     };
     let code = match cli.command {
         cli::Command::Run(args) => run(args.config, A::HEARTBEATS),
-        cli::Command::Check(args) => check(args.config),
+        cli::Command::Check { config, quiet } => check(config.config, quiet),
         cli::Command::Status { config, json } => status(config.config, json),
         cli::Command::Reload { config, wait } => {
             control_command(config.config, &control::Request::Reload { wait }, None)
@@ -213,7 +213,7 @@ fn run(config_path: Option<PathBuf>, app_heartbeats: bool) -> u8 {
     }
 }
 
-fn check(config_path: Option<PathBuf>) -> u8 {
+fn check(config_path: Option<PathBuf>, quiet: bool) -> u8 {
     let env = master::Environment::capture();
     let (mut config, source) = match load_config(config_path) {
         Ok(loaded) => loaded,
@@ -223,6 +223,9 @@ fn check(config_path: Option<PathBuf>) -> u8 {
             return e.exit_code();
         }
     };
+    if quiet {
+        return exit::OK;
+    }
     let mut out = format!("# {source}: valid\n");
     if config.workers.count == config::WorkerCount::Auto {
         let cpus = cpu::available();

@@ -482,3 +482,63 @@ fn privileges_are_dropped_to_the_configured_user_and_group() {
     hawkey.signal(libc::SIGTERM);
     assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }
+
+#[test]
+fn workers_run_in_the_configured_cwd_with_the_configured_environment() {
+    let dir = TempDir::new("cwd");
+    let work = dir.join("app");
+    std::fs::create_dir(&work).unwrap();
+    let config = exec_config(
+        &dir,
+        free_port(),
+        &format!(
+            "  count: 1\n  app: exec\n  command: [sleep, '1000']\n  cwd: {}\n  env: {{NODE_ENV: production, PORT: '3000'}}",
+            work.display()
+        ),
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let worker = hawkey.wait_workers(1, "sleep", Duration::from_secs(5))[0];
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{worker}/cwd")).unwrap(),
+        work
+    );
+    assert_eq!(env_of(worker, "NODE_ENV").as_deref(), Some("production"));
+    assert_eq!(env_of(worker, "PORT").as_deref(), Some("3000"));
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn ipv6_listeners_are_bound_v6_only_and_passed_like_any_other() {
+    let dir = TempDir::new("ipv6");
+    let port = free_port();
+    let config = write_config(
+        &dir,
+        &format!(
+            "listen:\n  - {{name: v6, address: '[::1]:{port}'}}\nworkers:\n  count: 1\npidfile: null\n"
+        ),
+    );
+    let notify = NotifySocket::new(&dir);
+    let mut cmd = command(&config);
+    cmd.env("NOTIFY_SOCKET", &notify.path);
+    let mut hawkey = Hawkey::spawn(cmd);
+    notify.until("READY=1", Duration::from_secs(10));
+    let mut stream = std::net::TcpStream::connect(("::1", port)).expect("connect to [::1]");
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert_eq!(
+        parse_response(&response).unwrap(),
+        (200, "ok\n".to_string())
+    );
+    // v6-only, as nginx: the IPv4 side of the port stays free.
+    assert!(
+        std::net::TcpListener::bind(("0.0.0.0", port)).is_ok(),
+        "[::1] listener also took IPv4"
+    );
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}

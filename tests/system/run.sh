@@ -245,6 +245,32 @@ test_a_crash_looping_app_backs_off_and_the_socket_keeps_listening() {
     restore_config
 }
 
+test_10000_worker_lines_reach_the_journal_under_each_workers_pid() {
+    local out
+    set_config "$(printf 'workers:\n  count: 2\n  app: exec\n  command: [sh, -c, %s]\n' "'i=0; while [ \$i -lt 5000 ]; do echo \"line \$i from \$HAWKEY_WORKER\"; i=\$((i+1)); done; exec sleep 1000'")"
+    c systemctl restart hawkey.service || { restore_config; fail "restart with the printing app failed"; return 1; }
+    # Stop right after they printed: nothing may be lost at stop.
+    wait_for 20 "both workers to print 5000 lines" sh -c "[ \$($NSPAWN exec $DIR -- journalctl -u hawkey.service -o cat --no-pager | grep -c '^line 4999 from') -ge 2 ]" || { restore_config; return 1; }
+    c systemctl stop hawkey.service
+    out=$(c journalctl -u hawkey.service -o json --no-pager --output-fields=MESSAGE,_PID,SYSLOG_IDENTIFIER | python3 -c '
+import json, sys
+lines = {}
+for entry in map(json.loads, sys.stdin):
+    m = entry.get("MESSAGE", "")
+    if isinstance(m, str) and m.startswith("line "):
+        lines.setdefault(entry["_PID"], []).append(m)
+counts = sorted(len(v) for v in lines.values())
+distinct = sum(len(set(v)) for v in lines.values())
+print(len(lines), counts[-2:], distinct)
+')
+    note "worker pids, lines per pid, distinct lines: $out"
+    local last
+    last=$(c journalctl -u hawkey.service --no-pager -n 5 -o cat -t hawkey)
+    restore_config
+    expect_has "$out" "[5000, 5000] 10000" "10 000 lines, 5 000 per worker pid" || return 1
+    expect_has "$last" "stopped" "final stop line"
+}
+
 test_an_upgrade_restarts_the_service_without_refusing_connections() {
     local main counts
     active hawkey.service || c systemctl start hawkey.service
@@ -312,6 +338,7 @@ ALL=(
     test_the_watchdog_restarts_a_stalled_master
     test_stop_lets_slow_requests_finish_and_empties_the_cgroup
     test_a_crash_looping_app_backs_off_and_the_socket_keeps_listening
+    test_10000_worker_lines_reach_the_journal_under_each_workers_pid
     test_an_upgrade_restarts_the_service_without_refusing_connections
     test_the_init_script_starts_reloads_and_stops_through_the_pidfile
     test_remove_purge_and_reinstall_behave_as_debian_users_expect
