@@ -561,7 +561,14 @@ impl<'p> Master<'p> {
         let woke = Instant::now();
         // Notifications first: a heartbeat that waited in the queue while
         // the master was stopped must count before any deadline does.
-        for (pid, message) in self.inbox.drain() {
+        for (sender, message) in self.inbox.drain() {
+            let Some(pid) = self.credited_worker(sender) else {
+                tracing::debug!(
+                    pid = sender.as_raw(),
+                    "ignoring a notify message from pid {sender}: not a worker's"
+                );
+                continue;
+            };
             if message.ready {
                 self.queue.push_back(Event::Ready { pid });
             }
@@ -607,6 +614,35 @@ impl<'p> Master<'p> {
         }
         self.queue.push_back(Event::Tick);
         Ok(())
+    }
+
+    /// The worker a notify message counts for: the sender itself, or the
+    /// worker whose process group the sender is in. Each worker leads its
+    /// own group, so a helper it runs (`systemd-notify --ready`, which is
+    /// how Node.js apps notify) speaks for it — as systemd's
+    /// `NotifyAccess=all` lets a service's helpers, by cgroup. The group is
+    /// read from /proc at once; a helper that has exited is still there,
+    /// a zombie, until its parent reaps it.
+    fn credited_worker(&self, sender: nix::unistd::Pid) -> Option<nix::unistd::Pid> {
+        let is_worker = |pid: nix::unistd::Pid| {
+            self.pool.slots().iter().any(|s| {
+                s.state.pid() == Some(pid)
+                    || s.successor.is_some_and(|(_, st)| st.pid() == Some(pid))
+            })
+        };
+        if is_worker(sender) {
+            return Some(sender);
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{sender}/stat")).ok()?;
+        // pid (comm) state ppid pgrp ...: comm may hold spaces and parens.
+        let pgrp: i32 = stat
+            .get(stat.rfind(')')? + 2..)?
+            .split(' ')
+            .nth(2)?
+            .parse()
+            .ok()?;
+        let group = nix::unistd::Pid::from_raw(pgrp);
+        is_worker(group).then_some(group)
     }
 
     fn on_control(&mut self, client: ClientId, request: Request) {

@@ -542,3 +542,46 @@ fn ipv6_listeners_are_bound_v6_only_and_passed_like_any_other() {
     hawkey.signal(libc::SIGTERM);
     assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }
+
+#[test]
+fn a_helper_in_the_workers_process_group_may_notify_for_it_and_others_may_not() {
+    let dir = TempDir::new("notify-helper");
+    // The worker's child (not the worker itself) sends READY=1, as
+    // `systemd-notify --ready` does for Node.js apps.
+    let config = exec_config(
+        &dir,
+        free_port(),
+        "  count: 1\n  app: exec\n  ready: notify\n  ready_timeout: 10s\n  command: [sh, -c, 'sleep 0.2; systemd-notify --ready --status=\"ready via a helper\"; exec sleep 1000']",
+    );
+    let notify = NotifySocket::new(&dir);
+    let mut cmd = command(&config);
+    cmd.env("NOTIFY_SOCKET", &notify.path);
+    let mut hawkey = Hawkey::spawn(cmd);
+    let messages = notify.until("READY=1", Duration::from_secs(10));
+    assert!(
+        messages
+            .last()
+            .unwrap()
+            .contains("STATUS=1/1 workers ready"),
+        "{messages:?}"
+    );
+    // A process outside every worker's group is not heard: READY=1 from
+    // the test itself to the master's worker socket changes nothing.
+    let worker = hawkey.wait_workers(1, "sleep", Duration::from_secs(5))[0];
+    let inbox = env_of(worker, "NOTIFY_SOCKET").unwrap();
+    let stranger = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    let addr =
+        <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+            &inbox.as_bytes()[1..],
+        )
+        .unwrap();
+    stranger.send_to_addr(b"STATUS=forged", &addr).unwrap();
+    let (code, out, _) = hawkey_cli(&["status", "--json"], &config);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ready via a helper") && !out.contains("forged"),
+        "{out}"
+    );
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
