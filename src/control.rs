@@ -1082,6 +1082,7 @@ mod tests {
                     uptime_ms: Some(11_527_000),
                     restarts: 0,
                     last_exit: None,
+                    status: None,
                 },
                 WorkerStatus {
                     slot: 1,
@@ -1091,6 +1092,7 @@ mod tests {
                     uptime_ms: None,
                     restarts: 12,
                     last_exit: Some("exited with status 1".into()),
+                    status: None,
                 },
             ],
         }
