@@ -37,7 +37,7 @@ use sd_notify::NotifyState;
 use crate::config::{self, AppKind, Config, Ready};
 use crate::control::{self, ClientId, Request, Response};
 use crate::listener::{self, Listener, Origin};
-use crate::notify::{Inbox, Notifier};
+use crate::notify::{Inbox, Notifier, Sender};
 use crate::pidfile::{self, Pidfile};
 use crate::reap::reap_all;
 use crate::signals::{Request as SignalRequest, Signals};
@@ -564,8 +564,9 @@ impl<'p> Master<'p> {
         for (sender, message) in self.inbox.drain() {
             let Some(pid) = self.credited_worker(sender) else {
                 tracing::debug!(
-                    pid = sender.as_raw(),
-                    "ignoring a notify message from pid {sender}: not a worker's"
+                    pid = sender.pid.as_raw(),
+                    "ignoring a notify message from pid {}: not a worker's",
+                    sender.pid
                 );
                 continue;
             };
@@ -620,29 +621,19 @@ impl<'p> Master<'p> {
     /// worker whose process group the sender is in. Each worker leads its
     /// own group, so a helper it runs (`systemd-notify --ready`, which is
     /// how Node.js apps notify) speaks for it — as systemd's
-    /// `NotifyAccess=all` lets a service's helpers, by cgroup. The group is
-    /// read from /proc at once; a helper that has exited is still there,
-    /// a zombie, until its parent reaps it.
-    fn credited_worker(&self, sender: nix::unistd::Pid) -> Option<nix::unistd::Pid> {
+    /// `NotifyAccess=all` lets a service's helpers, by cgroup. Anyone else
+    /// is not heard.
+    fn credited_worker(&self, sender: Sender) -> Option<nix::unistd::Pid> {
         let is_worker = |pid: nix::unistd::Pid| {
             self.pool.slots().iter().any(|s| {
                 s.state.pid() == Some(pid)
                     || s.successor.is_some_and(|(_, st)| st.pid() == Some(pid))
             })
         };
-        if is_worker(sender) {
-            return Some(sender);
+        if is_worker(sender.pid) {
+            return Some(sender.pid);
         }
-        let stat = std::fs::read_to_string(format!("/proc/{sender}/stat")).ok()?;
-        // pid (comm) state ppid pgrp ...: comm may hold spaces and parens.
-        let pgrp: i32 = stat
-            .get(stat.rfind(')')? + 2..)?
-            .split(' ')
-            .nth(2)?
-            .parse()
-            .ok()?;
-        let group = nix::unistd::Pid::from_raw(pgrp);
-        is_worker(group).then_some(group)
+        sender.group.filter(|g| is_worker(*g))
     }
 
     fn on_control(&mut self, client: ClientId, request: Request) {

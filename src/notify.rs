@@ -157,46 +157,75 @@ impl Inbox {
         &self.name
     }
 
-    /// Every waiting message, with the pid the kernel vouches for.
-    pub fn drain(&self) -> Vec<(Pid, Message)> {
+    /// Every waiting message, with the pid the kernel vouches for and that
+    /// process's group (see [`Sender`]).
+    pub fn drain(&self) -> Vec<(Sender, Message)> {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             let mut space = nix::cmsg_space!(libc::ucred, [std::os::fd::RawFd; 8]);
-            let (len, pid) = match recvmsg::<()>(
+            let (len, pid, fds) = match recvmsg::<()>(
                 self.socket.as_raw_fd(),
                 &mut iov,
                 Some(&mut space),
                 MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
             ) {
                 Ok(msg) => {
-                    let mut pid = None;
+                    let (mut pid, mut fds) = (None, Vec::new());
                     if let Ok(cmsgs) = msg.cmsgs() {
                         for cmsg in cmsgs {
                             match cmsg {
                                 ControlMessageOwned::ScmCredentials(cred) => pid = Some(cred.pid()),
-                                // Descriptors are not part of the worker protocol: close them.
-                                ControlMessageOwned::ScmRights(fds) => {
-                                    for fd in fds {
-                                        let _ = nix::unistd::close(fd);
-                                    }
-                                }
+                                ControlMessageOwned::ScmRights(received) => fds.extend(received),
                                 _ => {}
                             }
                         }
                     }
-                    (msg.bytes, pid)
+                    (msg.bytes, pid, fds)
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => break,
             };
-            if let Some(pid) = pid {
-                out.push((Pid::from_raw(pid), parse(&buf[..len])));
+            // The sender's group is read while it is surely still there:
+            // `systemd-notify` waits until its barrier fd (below) is closed.
+            let sender = pid.map(|pid| Sender {
+                pid: Pid::from_raw(pid),
+                group: process_group(pid),
+            });
+            // Descriptors are not part of the worker protocol: close them,
+            // which also releases a sender waiting on a barrier.
+            for fd in fds {
+                let _ = nix::unistd::close(fd);
+            }
+            if let Some(sender) = sender {
+                out.push((sender, parse(&buf[..len])));
             }
         }
         out
     }
+}
+
+/// Who sent a notify message: its pid, and its process group as read when
+/// the message was received (a helper such as `systemd-notify` runs in its
+/// worker's group, see `Master::credited_worker`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sender {
+    pub pid: Pid,
+    pub group: Option<Pid>,
+}
+
+/// The process group of `pid`, from /proc/PID/stat (`pid (comm) state ppid
+/// pgrp …`; comm may hold spaces and parentheses).
+fn process_group(pid: i32) -> Option<Pid> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let pgrp: i32 = stat
+        .get(stat.rfind(')')? + 2..)?
+        .split(' ')
+        .nth(2)?
+        .parse()
+        .ok()?;
+    Some(Pid::from_raw(pgrp))
 }
 
 impl std::os::fd::AsFd for Inbox {
@@ -227,7 +256,8 @@ mod tests {
             .unwrap();
         let got = inbox.drain();
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].0.as_raw() as u32, std::process::id());
+        assert_eq!(got[0].0.pid.as_raw() as u32, std::process::id());
+        assert_eq!(got[0].0.group, Some(nix::unistd::getpgrp()));
         assert!(got[0].1.ready);
         assert_eq!(got[0].1.status.as_deref(), Some("up"));
     }

@@ -546,12 +546,29 @@ fn ipv6_listeners_are_bound_v6_only_and_passed_like_any_other() {
 #[test]
 fn a_helper_in_the_workers_process_group_may_notify_for_it_and_others_may_not() {
     let dir = TempDir::new("notify-helper");
+    // A child of the worker that notifies as itself (its own pid, the
+    // worker's process group) and, like `systemd-notify` waiting on its
+    // barrier, is still there a moment later.
+    let helper = dir.join("notify-helper.py");
+    std::fs::write(
+        &helper,
+        "import os, socket, time\n\
+         address = os.environ['NOTIFY_SOCKET']\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         s.connect('\\0' + address[1:])\n\
+         s.send(b'READY=1\\nSTATUS=ready via a helper')\n\
+         time.sleep(2)\n",
+    )
+    .unwrap();
     // The worker's child (not the worker itself) sends READY=1, as
     // `systemd-notify --ready` does for Node.js apps.
     let config = exec_config(
         &dir,
         free_port(),
-        "  count: 1\n  app: exec\n  ready: notify\n  ready_timeout: 10s\n  command: [sh, -c, 'sleep 0.2; systemd-notify --ready --status=\"ready via a helper\"; exec sleep 1000']",
+        &format!(
+            "  count: 1\n  app: exec\n  ready: notify\n  ready_timeout: 10s\n  command: [sh, -c, 'python3 {} & exec sleep 1000']",
+            helper.display()
+        ),
     );
     let notify = NotifySocket::new(&dir);
     let mut cmd = command(&config);

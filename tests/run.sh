@@ -15,10 +15,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Debian packages the tests use: systemd-socket-activate (systemd),
-# python3 (a test app and JSON checks), procps, curl; for the system tests
+# python3 (a test app and JSON checks), nodejs (examples/node), procps,
+# curl; for the system tests
 # systemd-container (systemd-nspawn), debootstrap, and for the package
 # debhelper, dpkg-dev, fakeroot and lintian.
-packages=(systemd python3 procps curl systemd-container debootstrap debhelper dpkg-dev fakeroot lintian)
+packages=(systemd python3 nodejs procps curl systemd-container debootstrap debhelper dpkg-dev fakeroot lintian)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
