@@ -254,7 +254,7 @@ pub enum Error {
     },
     #[error("{}: file is larger than {MAX_FILE_BYTES} bytes", path.display())]
     TooLarge { path: PathBuf },
-    #[error("{}:{line}:{column}: {key}{message}", path.display(), key = key_prefix(key))]
+    #[error("{}:{line}:{column}: {key}{message}", one_line(&path.display().to_string()), key = key_prefix(key))]
     Invalid {
         path: PathBuf,
         line: u32,
@@ -329,10 +329,23 @@ impl Located {
             path: path.to_owned(),
             line: self.line,
             column: self.column,
-            key: self.key,
-            message: self.message,
+            key: one_line(&self.key),
+            message: one_line(&self.message),
         }
     }
+}
+
+/// Text from the file (keys, values) is quoted in errors as it is, but for
+/// control characters, which are escaped (`\n`, `\u{1b}`): an error stays
+/// one line whatever the file holds, and a terminal shows nothing the file
+/// did not say.
+pub(crate) fn one_line(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
 }
 
 /// Environment names hawkey sets for every worker itself.
@@ -350,7 +363,7 @@ pub const RESERVED_ENV: &[&str] = &[
 fn valid_env_name(name: &str) -> bool {
     !name.is_empty()
         && !name.contains('=')
-        && !name.contains('\0')
+        && !name.chars().any(|c| c.is_control() || c.is_whitespace())
         && !name.as_bytes()[0].is_ascii_digit()
 }
 

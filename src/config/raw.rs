@@ -446,7 +446,7 @@ impl RawWorkers {
                 return Err(located(
                     &value,
                     key,
-                    "invalid variable name (no '=', NUL or leading digit)",
+                    "invalid variable name (no '=', spaces, control characters or leading digit)",
                 ));
             }
             if RESERVED_ENV.contains(&name.as_str()) {

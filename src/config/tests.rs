@@ -208,3 +208,20 @@ fn the_effective_config_prints_as_yaml_that_reads_back_the_same() {
         "{printed}"
     );
 }
+
+#[test]
+fn errors_stay_one_line_whatever_the_file_holds() {
+    // Newlines and escapes in keys and values, as the fuzzer found them.
+    for yaml in [
+        "{\"a\\nb\": 1}\n",
+        "listen:\n  - {name: \"x\\ny\", address: \"127.0.0.1:1\"}\n",
+        "listen:\n  - {name: x, address: \"local\\nhost:80\"}\n",
+        "workers:\n  user: \"no\\nbody\"\n",
+        "workers:\n  count: \"a\\rb\\u001b[31m\"\n",
+        "workers:\n  env: {\"A\\nB\": x}\n",
+    ] {
+        let e = err(yaml);
+        assert!(!e.chars().any(char::is_control), "{yaml:?} gave {e:?}");
+    }
+    assert!(err("workers:\n  env: {\"A\\nB\": x}\n").contains("workers.env.A\\nB: invalid variable name"));
+}

@@ -113,8 +113,9 @@ impl fmt::Display for SignalName {
     }
 }
 
-/// A file mode written in octal, e.g. `"0660"` (quote it: YAML reads a
-/// bare `0660` as the decimal number 660).
+/// A file mode written in octal, e.g. `"0660"`. The scalar's text is read
+/// as octal, so a bare `0660` means the same; quoting it keeps other YAML
+/// tools, which would read a number, from disagreeing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mode(pub u32);
 
