@@ -281,15 +281,29 @@ impl Config {
             source,
         };
         let file = std::fs::File::open(path).map_err(read_err)?;
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         file.take(MAX_FILE_BYTES + 1)
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .map_err(read_err)?;
-        if text.len() as u64 > MAX_FILE_BYTES {
+        if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(Error::TooLarge {
                 path: path.to_owned(),
             });
         }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            // Locate the first byte that is not UTF-8, like any other error.
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = good.iter().filter(|b| **b == b'\n').count() as u32 + 1;
+            let start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&good[start..]).chars().count() as u32 + 1;
+            Located {
+                line,
+                column,
+                key: String::new(),
+                message: "invalid UTF-8 (the file must be UTF-8 text)".into(),
+            }
+            .at(path)
+        })?;
         Config::parse(&text, path)
     }
 
@@ -344,7 +358,13 @@ pub(crate) fn one_line(text: &str) -> String {
         return text.to_string();
     }
     text.chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
         .collect()
 }
 

@@ -55,7 +55,7 @@ struct RawListen {
 struct RawWorkers {
     count: Option<Spanned<RawCount>>,
     app: Option<Spanned<AppName>>,
-    command: Option<Spanned<Vec<String>>>,
+    command: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     env: BTreeMap<String, Spanned<String>>,
     cwd: Option<Spanned<PathBuf>>,
@@ -77,25 +77,50 @@ enum RawCount {
     Word(String),
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy)]
 enum AppName {
     Builtin,
     Exec,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy)]
 enum ReadyName {
     Started,
     Notify,
 }
 
+/// An enum written as one lowercase word. Read from the scalar's text (not
+/// serde's enum forms, which would also accept `app: {builtin: null}`), so
+/// only the words themselves are accepted, and the error lists them.
+macro_rules! word_enum {
+    ($($ty:ident { $($variant:ident => $word:literal),+ })+) => {$(
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let word = String::deserialize(deserializer)?;
+                match word.as_str() {
+                    $($word => Ok($ty::$variant),)+
+                    _ => Err(serde::de::Error::custom(format!(
+                        "unknown variant '{word}', expected one of {}",
+                        [$($word),+].join(", ")
+                    ))),
+                }
+            }
+        }
+    )+};
+}
+
+word_enum! {
+    AppName { Builtin => "builtin", Exec => "exec" }
+    ReadyName { Started => "started", Notify => "notify" }
+    LevelName { Error => "error", Warn => "warn", Info => "info", Debug => "debug", Trace => "trace" }
+    FormatName { Auto => "auto", Journald => "journald", Text => "text", Json => "json" }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBackoff {
-    initial: Option<Span>,
-    max: Option<Span>,
+    initial: Option<Spanned<Span>>,
+    max: Option<Spanned<Span>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,8 +130,7 @@ struct RawLog {
     format: Option<FormatName>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy)]
 enum LevelName {
     Error,
     Warn,
@@ -115,8 +139,7 @@ enum LevelName {
     Trace,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy)]
 enum FormatName {
     Auto,
     Journald,
@@ -416,19 +439,29 @@ impl RawWorkers {
                         "is empty (the program and its arguments)",
                     ));
                 };
-                if cmd.value.iter().any(|a| a.contains('\0')) {
-                    return Err(located(&cmd, "workers.command", "contains a NUL byte"));
-                }
-                if resolve_program(program, path_var).is_none() {
+                if let Some((i, arg)) = cmd
+                    .value
+                    .iter()
+                    .enumerate()
+                    .find(|(_, a)| a.value.contains('\0'))
+                {
                     return Err(located(
-                        &cmd,
+                        arg,
+                        format!("workers.command[{i}]"),
+                        "contains a NUL byte",
+                    ));
+                }
+                if resolve_program(&program.value, path_var).is_none() {
+                    return Err(located(
+                        program,
                         "workers.command[0]",
                         format!(
-                            "'{program}' is not an executable file (give an absolute path, or a name found in PATH)"
+                            "'{}' is not an executable file (give an absolute path, or a name found in PATH)",
+                            program.value
                         ),
                     ));
                 }
-                cmd.value
+                cmd.value.into_iter().map(|a| a.value).collect()
             }
             (AppKind::Builtin, Some(cmd)) => {
                 return Err(located(
@@ -440,6 +473,8 @@ impl RawWorkers {
             (AppKind::Builtin, None) => Vec::new(),
         };
         let mut env = BTreeMap::new();
+        // Name errors point at the value: the names carry no location of
+        // their own here (the key path then keeps naming the variable).
         for (name, value) in self.env {
             let key = format!("workers.env.{name}");
             if !valid_env_name(&name) {
@@ -554,21 +589,25 @@ impl RawWorkers {
             max: Span(std::time::Duration::from_secs(30)),
         };
         if let Some(b) = self.restart_backoff {
-            restart_backoff.initial = b.value.initial.unwrap_or(restart_backoff.initial);
-            restart_backoff.max = b.value.max.unwrap_or(restart_backoff.max);
-            let Backoff { initial, max } = restart_backoff;
-            if initial > max {
+            let RawBackoff { initial, max } = &b.value;
+            restart_backoff.initial = initial
+                .as_ref()
+                .map_or(restart_backoff.initial, |i| i.value);
+            restart_backoff.max = max.as_ref().map_or(restart_backoff.max, |m| m.value);
+            if let Some(i) = initial.as_ref().filter(|i| i.value.0.is_zero()) {
+                return Err(located(
+                    i,
+                    "workers.restart_backoff.initial",
+                    "must be longer than 0s",
+                ));
+            }
+            let Backoff { initial: i, max: m } = restart_backoff;
+            if i > m {
+                // A relation between the two: the mapping is the place.
                 return Err(located(
                     &b,
                     "workers.restart_backoff",
-                    format!("initial ({initial}) is longer than max ({max})"),
-                ));
-            }
-            if initial.0.is_zero() {
-                return Err(located(
-                    &b,
-                    "workers.restart_backoff.initial",
-                    "must be longer than 0s",
+                    format!("initial ({i}) is longer than max ({m})"),
                 ));
             }
         }

@@ -114,7 +114,7 @@ fn exec_needs_a_command_that_exists() {
     );
     assert_eq!(
         err("workers:\n  app: exec\n  command: [/nonexistent/node, x.js]\n"),
-        "/etc/hawkey/hawkey.yaml:3:12: workers.command[0]: '/nonexistent/node' is not an executable file (give an absolute path, or a name found in PATH)"
+        "/etc/hawkey/hawkey.yaml:3:13: workers.command[0]: '/nonexistent/node' is not an executable file (give an absolute path, or a name found in PATH)"
     );
     assert_eq!(
         err("workers:\n  command: [/bin/true]\n"),
@@ -223,5 +223,8 @@ fn errors_stay_one_line_whatever_the_file_holds() {
         let e = err(yaml);
         assert!(!e.chars().any(char::is_control), "{yaml:?} gave {e:?}");
     }
-    assert!(err("workers:\n  env: {\"A\\nB\": x}\n").contains("workers.env.A\\nB: invalid variable name"));
+    assert!(
+        err("workers:\n  env: {\"A\\nB\": x}\n")
+            .contains("workers.env.A\\nB: invalid variable name")
+    );
 }
