@@ -349,7 +349,7 @@ started=$(date +%s)
 mkdir -p "$WORK" "$HOSTDIR"
 if [ -z "${HAWKEY_DEB:-}" ]; then
     echo "=== building the .deb (packaging/build-deb)"
-    "$ROOT/packaging/build-deb" "$WORK/deb" >"$WORK/build-deb.log" 2>&1 || { tail -30 "$WORK/build-deb.log"; echo "0 passed, 1 failed"; exit 1; }
+    "$ROOT/packaging/build-deb" --prebuilt "$WORK/deb" >"$WORK/build-deb.log" 2>&1 || { tail -30 "$WORK/build-deb.log"; echo "0 passed, 1 failed"; exit 1; }
     DEB=$(ls "$WORK"/deb/hawkey_*.deb | tail -1)
 else
     DEB=$HAWKEY_DEB
