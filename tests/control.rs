@@ -275,7 +275,15 @@ fn reload_without_wait_answers_at_once_and_the_reload_then_finishes() {
     );
     let messages = notify.until("READY=1", Duration::from_secs(30));
     assert!(messages[0].starts_with("RELOADING=1\n"), "{messages:?}");
-    let after = status_json(&config);
+    // Replaced workers are listed while they drain: wait for them to go.
+    let after = wait_until(
+        Duration::from_secs(10),
+        "the old generation to finish draining",
+        || {
+            let report = status_json(&config);
+            (report["workers"].as_array().unwrap().len() == 2).then_some(report)
+        },
+    );
     assert_eq!(
         after["status"],
         "2/2 workers ready, generation 2, 0 restarts"
