@@ -3,7 +3,7 @@
 # DESIGN §6, measured on loopback and printed as a table with the method
 # beside each figure; also written to target/bench/results.json.
 #
-#   bench/run.sh                  # full run, about 10 minutes
+#   bench/run.sh                  # full run, about 12 minutes
 #   BENCH_QUICK=1 bench/run.sh    # smoke run, about 3 minutes
 #   BENCH_ONLY=p5,p6 bench/run.sh # some goals only (p1..p8; p8 runs p1's builtin part)
 #
@@ -18,16 +18,23 @@
 #       connection-per-request; the master's CPU during the load.
 #   P2  bench/node/app.js under hawkey vs the same app as a Node `cluster`
 #       primary (SCHED_RR, Node's default, and SCHED_NONE).
-#   P3  master RSS/PSS with 1..256 exec'd workers, and after 1000 respawns.
+#   P3  master RSS/PSS with 1..256 exec'd workers and with 2 builtin ones;
+#       its growth over 1000 respawns, then up to 5000.
 #   P4  idle master wake-ups (voluntary context switches) with and without
 #       the systemd watchdog.
 #   P5  start -> READY=1, hawkey vs bare_launcher; 64 exec'd workers.
-#   P6  kill -9 of a worker -> replacement exec'd -> ready.
-#   P7  reloads under connection-per-request load.
+#   P6  kill -9 of a worker -> replacement forked -> exec'd -> ready (split
+#       with perf's sched/signal tracepoints when perf can record them).
+#   P7  20 reloads under connection-per-request load, interleaved with as
+#       many no-op controls (`hawkey status`).
 #   P8  per-worker request counts of P1's connection-per-request runs.
-# Throughput and latency ratios are medians over interleaved pairs (the
-# order alternates A B / B A); a comparison whose pair ratios spread more
-# than 10% (interquartile range over the median) is flagged NOISY.
+# Throughput and latency ratios are medians over interleaved rounds: each
+# round runs every variant once, the order rotating so that each variant
+# takes each position equally often, and gives one ratio per pair (>= 7).
+# A second bare_launcher ("bare2") is measured like the others: bare2/bare
+# is an A/A comparison, the method's own noise floor on this machine. A
+# comparison whose ratios spread more than 10% (interquartile range over
+# the median) is flagged NOISY.
 #
 # Every process started carries HAWKEY_BENCH_TAG in its environment; on
 # exit (normal, error, Ctrl-C) the driver stops what it started and the
@@ -93,7 +100,7 @@ WORK = f"{OUT}/work"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Sizes of everything, full and quick.
-PAIRS = 3 if QUICK else 8             # interleaved rounds per comparison
+PAIRS = 3 if QUICK else 7             # at least this many interleaved rounds per comparison
 WARMUP = 0.5 if QUICK else 1.0        # s, not counted
 DURATION = 1.5 if QUICK else 3.0      # s, counted
 THREADS = {"keepalive": 8, "close": 4}
@@ -357,17 +364,20 @@ def summarize_pairs(ratios):
             "iqr_spread": round(spread, 4), "noisy": spread > NOISY,
             "pairs": [round(r, 4) for r in ratios]}
 
-def compare(variants, base, modes, pairs=PAIRS, on_run=None):
+def compare(variants, base, modes, pairs=PAIRS, on_run=None, duration=None):
     """Runs loadgen against every variant (name -> port) in rotating order,
-    `pairs` rounds per mode; ratios of `base` over each other variant."""
+    at least `pairs` rounds per mode, rounded up to a multiple of the number
+    of variants so that each variant runs in each position of a round
+    equally often; ratios of `base` over each other variant, round by round."""
     names = list(variants)
+    rounds = -(-pairs // len(names)) * len(names)
     runs = {m: {n: [] for n in names} for m in modes}
     for mode in modes:
-        for i in range(pairs):
+        for i in range(rounds):
             order = names[i % len(names):] + names[:i % len(names)]
             for n in order:
                 before = on_run(n, mode, "before") if on_run else None
-                r = loadgen(variants[n], mode)
+                r = loadgen(variants[n], mode, duration=duration)
                 if on_run:
                     on_run(n, mode, "after", before, r)
                 runs[mode][n].append(r)
@@ -431,7 +441,8 @@ def p1_p2_node():
     rr = start_cluster("p2-cluster-rr", ports["cluster_rr"], "rr")
     no = start_cluster("p2-cluster-none", ports["cluster_none"], "none")
     wait_for("node apps", lambda: all(http_ok(p) for p in ports.values()), timeout=30)
-    out = compare(ports, "hawkey", ["close", "keepalive"])
+    # 5 variants x 10 rounds: a shorter counted window keeps the run in budget.
+    out = compare(ports, "hawkey", ["close", "keepalive"], duration=None if QUICK else 2.5)
     for p in (h, b, b2, rr, no):
         stop(p)
     return out
@@ -811,7 +822,7 @@ def table(R):
             c, aa = b[mode]["hawkey/bare"], b[mode]["bare2/bare"]
             rows.append(("P1", f"builtin {mode}: throughput hawkey/bare", pair_str(c["throughput"]), ">= 0.98",
                          verdict(c["throughput"]["median"] >= 0.98),
-                         f"median of {len(c['throughput']['pairs'])} interleaved rounds; A/A bare2/bare {pair_str(aa['throughput'])}"))
+                         f"median of {len(c['throughput']['pairs'])} rotated rounds; A/A bare2/bare {pair_str(aa['throughput'])}"))
             rows.append(("P1", f"builtin {mode}: p99 hawkey/bare", pair_str(c["p99"]), "<= 1.05",
                          verdict(c["p99"]["median"] <= 1.05), f"same runs; A/A {pair_str(aa['p99'])}"))
         mc = b["master_cpu"]["keepalive"]
