@@ -20,7 +20,7 @@ fn example(name: &str) -> PathBuf {
         .join(name);
     assert!(
         path.exists(),
-        "{} not built (cargo test builds examples)",
+        "{} not built: run `cargo build --examples` (plain `cargo test` also builds it; `--all-targets` alone does not)",
         path.display()
     );
     path

@@ -44,7 +44,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
 step "cargo test"
 # The config corpus judges its time goal on the binary users run.
 cargo build --release --locked --bin hawkey
-# --all-targets builds the examples the library tests run; doc tests after.
+# tests/library.rs runs target/debug/examples/hello. `cargo test
+# --all-targets` compiles examples only as test harnesses (into deps/), so
+# build the real example binaries first; doc tests after.
+cargo build --locked --examples
 HAWKEY_CORPUS_BIN=target/release/hawkey cargo test --locked --all-targets
 cargo test --locked --doc
 step "fuzz: the config parser (G14), 60 s"
