@@ -300,22 +300,6 @@ impl Extremes {
     }
 }
 
-/// Checks one run of an invalid case against its expected line and the
-/// goals; pushes one failure per missed figure.
-/// Cases listed in tests/configs/known-bugs.txt (see its header).
-fn known_bugs() -> std::collections::BTreeSet<String> {
-    let text =
-        std::fs::read_to_string(manifest_dir().join("tests/configs/known-bugs.txt")).unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            l.split(':')
-                .next()
-                .map(|case| format!("invalid/{}", case.trim()))
-        })
-        .collect()
-}
-
 /// The time goal is a goal for the binary users run: a release build.
 /// tests/run.sh measures one (HAWKEY_CORPUS_BIN=target/release/hawkey); a
 /// debug build, about ten times slower, only reports its times.
@@ -323,46 +307,8 @@ fn time_goal_applies() -> bool {
     std::env::var_os("HAWKEY_CORPUS_BIN").is_some() || !cfg!(debug_assertions)
 }
 
-/// One line, `FILE:LINE:COL: `: what every error guarantees.
-fn located_line(stderr: &str, rel: &str) -> bool {
-    let Some(line) = stderr.strip_suffix('\n') else {
-        return false;
-    };
-    let Some(rest) = line.strip_prefix(&format!("{rel}:")) else {
-        return false;
-    };
-    let mut parts = rest.splitn(3, ':');
-    !line.contains('\n')
-        && parts
-            .next()
-            .is_some_and(|l| l.parse::<u32>().is_ok_and(|n| n >= 1))
-        && parts
-            .next()
-            .is_some_and(|c| c.parse::<u32>().is_ok_and(|n| n >= 1))
-        && parts.next().is_some_and(|m| m.starts_with(' '))
-}
-
-/// A known bug still holds what every error guarantees, and is not yet
-/// fixed (a fixed one must leave the list).
-fn judge_known_bug(
-    label: &str,
-    rel: &str,
-    m: &Measured,
-    expected: &str,
-    failures: &mut Vec<String>,
-) {
-    if m.stderr == format!("{expected}\n") {
-        failures.push(format!(
-            "{label}: fixed: it now prints its .expected line; remove it from tests/configs/known-bugs.txt"
-        ));
-    } else if !located_line(&m.stderr, rel) {
-        failures.push(format!(
-            "{label}: not one FILE:LINE:COL line: {}",
-            shorten(&m.stderr)
-        ));
-    }
-}
-
+/// Checks one run of an invalid case against its expected line and the
+/// goals; pushes one failure per missed figure.
 fn judge(label: &str, m: &Measured, expected: &str, scratch: &TempDir, failures: &mut Vec<String>) {
     if m.stopped {
         failures.push(format!(
@@ -475,7 +421,6 @@ fn every_invalid_config_is_rejected_by_check_and_run_with_its_located_line() {
     let mut failures = Vec::new();
     let mut extremes = Extremes::default();
     let mut per_category: BTreeMap<String, usize> = BTreeMap::new();
-    let bugs = known_bugs();
     for (rel, category) in &invalid {
         *per_category.entry(category.clone()).or_default() += 1;
         let short = rel.trim_start_matches("tests/configs/");
@@ -486,18 +431,11 @@ fn every_invalid_config_is_rejected_by_check_and_run_with_its_located_line() {
                 continue;
             }
         };
-        let known_bug = bugs.contains(short);
         for command in ["check", "run"] {
             let m = measure_best(&[command], rel, &scratch);
             let label = format!("{short} ({command})");
             extremes.record(label.clone(), &m);
-            if known_bug {
-                judge_known_bug(&label, rel, &m, &expected, &mut failures);
-                // Exit, stdout, time, memory, nothing started: as for all.
-                judge(&label, &m, "", &scratch, &mut failures);
-            } else {
-                judge(&label, &m, &expected, &scratch, &mut failures);
-            }
+            judge(&label, &m, &expected, &scratch, &mut failures);
         }
     }
     let categories: Vec<String> = per_category
@@ -505,7 +443,7 @@ fn every_invalid_config_is_rejected_by_check_and_run_with_its_located_line() {
         .map(|(c, n)| format!("{c} {n}"))
         .collect();
     summary(&format!(
-        "corpus: {} invalid configs ({}), each run with check and run ({}{}): {}; {} known location bugs (tests/configs/known-bugs.txt); {} failure(s)",
+        "corpus: {} invalid configs ({}), each run with check and run ({}{}): {}; {} failure(s)",
         invalid.len(),
         categories.join(", "),
         build_name(),
@@ -515,7 +453,6 @@ fn every_invalid_config_is_rejected_by_check_and_run_with_its_located_line() {
             "; times reported, not judged: set HAWKEY_CORPUS_BIN to a release build"
         },
         extremes.describe(),
-        bugs.len(),
         failures.len(),
     ));
     report("invalid-config", &failures);

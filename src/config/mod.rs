@@ -14,6 +14,7 @@
 //! column, rejects duplicate keys and bounds alias expansion and document
 //! size, which is what a config file read by root needs.
 
+mod events;
 mod raw;
 pub mod units;
 
@@ -296,11 +297,14 @@ impl Config {
             let line = good.iter().filter(|b| **b == b'\n').count() as u32 + 1;
             let start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
             let column = String::from_utf8_lossy(&good[start..]).chars().count() as u32 + 1;
+            // The key whose value holds it, read from the file with each bad
+            // sequence replaced: what comes before it is unchanged.
+            let key = events::path_at(&String::from_utf8_lossy(e.as_bytes()), line, column);
             Located {
                 line,
                 column,
-                key: String::new(),
-                message: "invalid UTF-8 (the file must be UTF-8 text)".into(),
+                key,
+                message: "invalid UTF-8 (a config file must be UTF-8)".into(),
             }
             .at(path)
         })?;

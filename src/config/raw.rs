@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::events;
 use super::{
     Address, AppKind, Backoff, Config, Format, Heartbeat, Level, Listen, Located, Log, MAX_WORKERS,
     Mode, Pidfile, RESERVED_ENV, Ready, SignalName, Span, WorkerCount, Workers, resolve_program,
@@ -30,6 +31,35 @@ pub(super) struct RawConfig {
     control_socket: Option<Option<Spanned<PathBuf>>>,
     #[serde(default)]
     log: RawLog,
+}
+
+type Pairs = Vec<(Spanned<String>, Spanned<String>)>;
+
+/// A mapping as its entries in file order, keys located too (so an error
+/// about a key can point at it). Duplicate keys never get here: the
+/// parser refuses them.
+fn pairs<'de, D>(deserializer: D) -> Result<Pairs, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Pairs;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping of NAME: value")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut pairs = Vec::new();
+            while let Some(pair) = map.next_entry()? {
+                pairs.push(pair);
+            }
+            Ok(pairs)
+        }
+    }
+    deserializer.deserialize_map(Visitor)
 }
 
 /// Tells a key written as `null` apart from an absent one.
@@ -56,8 +86,8 @@ struct RawWorkers {
     count: Option<Spanned<RawCount>>,
     app: Option<Spanned<AppName>>,
     command: Option<Spanned<Vec<Spanned<String>>>>,
-    #[serde(default)]
-    env: BTreeMap<String, Spanned<String>>,
+    #[serde(default, deserialize_with = "pairs")]
+    env: Pairs,
     cwd: Option<Spanned<PathBuf>>,
     user: Option<Spanned<String>>,
     group: Option<Spanned<String>>,
@@ -70,8 +100,12 @@ struct RawWorkers {
     restart_backoff: Option<Spanned<RawBackoff>>,
 }
 
+/// `expecting` cannot name `MAX_WORKERS`; a test keeps the two equal.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected auto or a whole number of workers from 1 to 1024"
+)]
 enum RawCount {
     Number(i64),
     Word(String),
@@ -96,14 +130,54 @@ macro_rules! word_enum {
     ($($ty:ident { $($variant:ident => $word:literal),+ })+) => {$(
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let word = String::deserialize(deserializer)?;
-                match word.as_str() {
-                    $($word => Ok($ty::$variant),)+
-                    _ => Err(serde::de::Error::custom(format!(
-                        "unknown variant '{word}', expected one of {}",
-                        [$($word),+].join(", ")
-                    ))),
+                const WORDS: &[&str] = &[$($word),+];
+                struct Word;
+                impl<'de> serde::de::Visitor<'de> for Word {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        write!(f, "one of {}", WORDS.join(", "))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<$ty, E> {
+                        match word {
+                            $($word => Ok($ty::$variant),)+
+                            _ => Err(E::custom(format!(
+                                "unknown variant '{word}', expected one of {}",
+                                WORDS.join(", ")
+                            ))),
+                        }
+                    }
+                    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<$ty, E> {
+                        self.visit_str(&v.to_string())
+                    }
+                    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<$ty, E> {
+                        self.visit_str(&v.to_string())
+                    }
+                    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<$ty, E> {
+                        self.visit_str(&v.to_string())
+                    }
+                    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<$ty, E> {
+                        self.visit_str(&v.to_string())
+                    }
+                    fn visit_unit<E: serde::de::Error>(self) -> Result<$ty, E> {
+                        Err(E::custom(format!("expected one of {} (found null)", WORDS.join(", "))))
+                    }
+                    fn visit_none<E: serde::de::Error>(self) -> Result<$ty, E> {
+                        self.visit_unit()
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<$ty, A::Error> {
+                        Err(serde::de::Error::custom(format!(
+                            "expected one of {} (a plain value, not a list)",
+                            WORDS.join(", ")
+                        )))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<$ty, A::Error> {
+                        Err(serde::de::Error::custom(format!(
+                            "expected one of {} (a plain value, not a mapping)",
+                            WORDS.join(", ")
+                        )))
+                    }
                 }
+                deserializer.deserialize_any(Word)
             }
         }
     )+};
@@ -147,15 +221,33 @@ enum FormatName {
     Json,
 }
 
+/// The limits a config file must stay within: far above any real config,
+/// far below what would cost hawkey time or memory (alias bombs, deep
+/// nesting, huge documents). Checked by serde-saphyr while it reads.
+mod limits {
+    pub const EVENTS: usize = 200_000;
+    pub const ALIASES: usize = 1_000;
+    pub const ANCHORS: usize = 1_000;
+    pub const DEPTH: usize = 32;
+    pub const NODES: usize = 100_000;
+    pub const SCALAR_BYTES: usize = 1024 * 1024;
+    /// An alias storm: at least this many aliases, and more than
+    /// `PER_ANCHOR` for each anchor defined.
+    pub const STORM_ALIASES: usize = 100;
+    pub const PER_ANCHOR: usize = 10;
+}
+
 fn options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
-    budget.max_events = 200_000;
-    budget.max_aliases = 1_000;
-    budget.max_anchors = 1_000;
-    budget.max_depth = 32;
+    budget.max_events = limits::EVENTS;
+    budget.max_aliases = limits::ALIASES;
+    budget.max_anchors = limits::ANCHORS;
+    budget.max_depth = limits::DEPTH;
     budget.max_documents = 1;
-    budget.max_nodes = 100_000;
-    budget.max_total_scalar_bytes = 1024 * 1024;
+    budget.max_nodes = limits::NODES;
+    budget.max_total_scalar_bytes = limits::SCALAR_BYTES;
+    budget.alias_anchor_min_aliases = limits::STORM_ALIASES;
+    budget.alias_anchor_ratio_multiplier = limits::PER_ANCHOR;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options.with_snippet = false;
@@ -177,18 +269,184 @@ pub(super) fn parse(text: &str) -> Result<RawConfig, Located> {
             e.into_inner()
         })
     });
-    result.map_err(|error| {
-        let (line, column) = error
-            .location()
-            .map(|l| (l.line() as u32, l.column() as u32))
-            .unwrap_or((1, 1));
-        Located {
-            line,
-            column,
-            key: clean_path(&path),
-            message: clean_message(&error.without_snippet().to_string()),
+    result.map_err(|error| locate(text, &clean_path(&path), error.without_snippet()))
+}
+
+/// Turns serde-saphyr's error into ours: the location of the offending
+/// token, the key path whose value holds it, and words for the reader.
+fn locate(text: &str, serde_path: &str, error: &serde_saphyr::Error) -> Located {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach;
+    let (mut line, mut column) = error
+        .location()
+        .map(|l| (l.line() as u32, l.column() as u32))
+        .unwrap_or((1, 1));
+    let mut message = describe(error);
+    match error {
+        // Judged once the whole document is read, so reported at its end:
+        // find the alias where the storm began instead.
+        E::Budget {
+            breach: BudgetBreach::AliasAnchorRatio { .. },
+            ..
+        } => {
+            if let Some((line, column, key, aliases, anchors)) =
+                events::alias_storm(text, limits::STORM_ALIASES, limits::PER_ANCHOR)
+            {
+                return Located {
+                    line,
+                    column,
+                    key,
+                    message: storm(aliases, anchors),
+                };
+            }
         }
-    })
+        // The parser scans ahead of serde: a deep `[[[[...` can reach its
+        // flow nesting limit (256) before serde counts 33 levels.
+        E::ExternalMessage { msg, .. } if msg == "recursion limit exceeded" => {
+            if let Some((line, column, key)) = events::too_deep(text, limits::DEPTH) {
+                return Located {
+                    line,
+                    column,
+                    key,
+                    message: describe_depth(),
+                };
+            }
+        }
+        // serde notices a missing field at the end of the mapping; the
+        // mapping that lacks it is the token to show.
+        E::SerdeMissingField { .. } => {
+            if let Some((l, c)) = events::value_start(text, serde_path) {
+                (line, column) = (l, c);
+            }
+        }
+        _ => {}
+    }
+    if let Some((l, c, m)) = refine(text, line, column, &message) {
+        (line, column, message) = (l, c, m);
+    }
+    // serde knows the path of what it was deserializing, but the parser
+    // reads ahead of it (a broken quote in `workers.user` surfaces while
+    // serde stands at `workers`), and a key it could not read is '?' to
+    // it. Where the events find the location deeper inside serde's path,
+    // they name the value exactly; elsewhere serde's path stands: at an
+    // unknown key, or where an alias or merge repeats a node written
+    // under another key.
+    let here = events::path_at(text, line, column);
+    let key = if events::within(&here, serde_path) {
+        here
+    } else {
+        serde_path.to_string()
+    };
+    Located {
+        line,
+        column,
+        key,
+        message,
+    }
+}
+
+/// Two parser errors that point away from the mistake:
+/// - a tab indenting a key after a plain value is reported at that value
+///   ("while scanning a plain scalar, found a tab"): show the token the tab
+///   indents, in the words the parser uses for the same tab elsewhere;
+/// - a `- item` line inside a mapping is reported at the item: show the `-`.
+fn refine(text: &str, line: u32, column: u32, message: &str) -> Option<(u32, u32, String)> {
+    let lines: Vec<&str> = text.split('\n').collect();
+    if message == "while scanning a plain scalar, found a tab" {
+        for (n, l) in lines.iter().enumerate().skip(line as usize) {
+            let indent: String = l.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
+            if indent.contains('\t') && indent.len() < l.len() {
+                return Some((
+                    n as u32 + 1,
+                    indent.chars().count() as u32 + 1,
+                    "tabs disallowed within this context (block indentation)".into(),
+                ));
+            }
+            if !l.trim().is_empty() {
+                break;
+            }
+        }
+    }
+    if message.ends_with("did not find expected key") {
+        let before: String = lines
+            .get((line as usize).checked_sub(1)?)?
+            .chars()
+            .take((column as usize).saturating_sub(1))
+            .collect();
+        let entry = before.trim_end();
+        if entry.trim_start() == "-" {
+            return Some((line, entry.chars().count() as u32, message.to_string()));
+        }
+    }
+    None
+}
+
+fn max_unsigned(ty: &str) -> u64 {
+    match ty {
+        "u8" => u8::MAX.into(),
+        "u16" => u16::MAX.into(),
+        "u32" => u32::MAX.into(),
+        _ => u64::MAX,
+    }
+}
+
+fn describe_depth() -> String {
+    format!("nested more than {} levels deep", limits::DEPTH)
+}
+
+fn storm(aliases: usize, anchors: usize) -> String {
+    format!(
+        "{aliases} aliases for {anchors} anchor(s): more than {} per anchor is refused as an alias bomb",
+        limits::PER_ANCHOR
+    )
+}
+
+/// The message for the reader: serde-saphyr's own words where they are
+/// clear, ours where they speak of Rust types or internal counters.
+fn describe(error: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    match error {
+        E::Budget { breach, .. } => match breach {
+            B::Documents { .. } => "a second YAML document (a config file is one document)".into(),
+            B::Depth { .. } => describe_depth(),
+            B::Nodes { .. } => format!(
+                "more than {} values, counting what aliases repeat (refused as an alias bomb or a runaway file)",
+                limits::NODES
+            ),
+            B::ScalarBytes { .. } => format!(
+                "more than {} MiB of text, counting what aliases repeat (refused as an alias bomb)",
+                limits::SCALAR_BYTES >> 20
+            ),
+            B::Aliases { .. } => format!("more than {} aliases", limits::ALIASES),
+            B::Anchors { .. } => format!("more than {} anchors", limits::ANCHORS),
+            B::Events { .. } => format!("more than {} YAML events", limits::EVENTS),
+            B::AliasAnchorRatio { aliases, anchors } => storm(*aliases, *anchors),
+            other => format!("too large or complex a document ({other:?})"),
+        },
+        E::RecursiveReferencesRequireWeakTypes { .. } => {
+            "alias refers to the node that contains it (a recursive alias)".into()
+        }
+        E::InvalidScalar { ty, .. } => match *ty {
+            "u8" | "u16" | "u32" | "u64" | "usize" => {
+                format!("expected a whole number from 0 to {}", max_unsigned(ty))
+            }
+            "i8" | "i16" | "i32" | "i64" | "isize" => "expected a whole number".into(),
+            "f32" | "f64" => "expected a number".into(),
+            "bool" => "expected true or false".into(),
+            other => format!("invalid {other}"),
+        },
+        E::TaggedScalarCannotDeserializeIntoString { .. } => {
+            "expected a plain string (remove the '!!' tag)".into()
+        }
+        E::NullIntoString { .. } => "expected a value, found null (nothing written)".into(),
+        E::Unexpected { expected, .. } => match *expected {
+            "string scalar" => "expected a single value, not a list or mapping".into(),
+            "mapping start" => "expected a mapping (key: value)".into(),
+            other => format!("expected {other}"),
+        },
+        other => clean_message(&other.to_string()),
+    }
 }
 
 /// serde_path_to_error names positions inside our `Spanned` wrappers
@@ -473,20 +731,18 @@ impl RawWorkers {
             (AppKind::Builtin, None) => Vec::new(),
         };
         let mut env = BTreeMap::new();
-        // Name errors point at the value: the names carry no location of
-        // their own here (the key path then keeps naming the variable).
         for (name, value) in self.env {
-            let key = format!("workers.env.{name}");
-            if !valid_env_name(&name) {
+            let key = format!("workers.env.{}", name.value);
+            if !valid_env_name(&name.value) {
                 return Err(located(
-                    &value,
+                    &name,
                     key,
                     "invalid variable name (no '=', spaces, control characters or leading digit)",
                 ));
             }
-            if RESERVED_ENV.contains(&name.as_str()) {
+            if RESERVED_ENV.contains(&name.value.as_str()) {
                 return Err(located(
-                    &value,
+                    &name,
                     key,
                     "is set by hawkey for each worker and cannot be overridden",
                 ));
@@ -494,7 +750,7 @@ impl RawWorkers {
             if value.value.contains('\0') {
                 return Err(located(&value, key, "value contains a NUL byte"));
             }
-            env.insert(name, value.value);
+            env.insert(name.value, value.value);
         }
         let cwd = match self.cwd {
             None => None,

@@ -66,6 +66,25 @@ fn out_of_range_counts_point_at_the_value() {
         err("workers:\n  count: many\n"),
         "/etc/hawkey/hawkey.yaml:2:10: workers.count: invalid count 'many' (auto, or 1 to 1024)"
     );
+    // RawCount's `expecting` spells the limit out; it must be MAX_WORKERS.
+    assert_eq!(
+        err("workers:\n  count: 2.5\n"),
+        format!(
+            "/etc/hawkey/hawkey.yaml:2:10: workers.count: expected auto or a whole number of workers from 1 to {MAX_WORKERS}"
+        )
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_value_holding_them_not_its_parent() {
+    assert_eq!(
+        err("workers:\n  count: 2\n  user: 'nobody\n"),
+        "/etc/hawkey/hawkey.yaml:3:9: workers.user: unclosed quote"
+    );
+    assert_eq!(
+        err("listen:\n  - {name: a, address: \"x\\q\"}\n"),
+        "/etc/hawkey/hawkey.yaml:2:24: listen[0].address: while parsing a quoted scalar, found unknown escape character"
+    );
 }
 
 #[test]
@@ -152,7 +171,7 @@ fn listener_addresses_are_checked() {
 fn reserved_environment_names_are_refused() {
     assert_eq!(
         err("workers:\n  env:\n    LISTEN_FDS: '3'\n"),
-        "/etc/hawkey/hawkey.yaml:3:17: workers.env.LISTEN_FDS: is set by hawkey for each worker and cannot be overridden"
+        "/etc/hawkey/hawkey.yaml:3:5: workers.env.LISTEN_FDS: is set by hawkey for each worker and cannot be overridden"
     );
 }
 

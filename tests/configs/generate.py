@@ -8,7 +8,6 @@
                                          from the repository root
     tests/configs/generate.py --review   compare the binary's output with what each
                                          case says it should be; write nothing
-    tests/configs/generate.py --bugs     list the cases recorded as hawkey bugs
 
 Python 3 standard library only; the output is deterministic.
 
@@ -33,12 +32,6 @@ for every case, not only a sample:
 * The .expected file of a normal case is the binary's real output, written
   by --bless only when it is one line with that location and key path (a
   case that does not match is reported and its .expected left alone).
-* A case with `bug=` is a hawkey bug found by this corpus (accepted, wrong
-  location, missing or wrong key path, more than one line): its .expected
-  holds what hawkey SHOULD print — the location and key path from the case,
-  and either hawkey's own message (bug=KEEP) or, where hawkey has none or a
-  broken one, the given proposed message. --bless never writes the binary's
-  line for those; it says FIXED? once the binary prints the line itself.
 * Time and memory (200 ms, 64 MiB) are measured by tests/corpus.rs, not here.
 * One documented exception: a file over hawkey's 1 MiB limit is refused
   before it is parsed, so its line has no LINE:COL (`hawkey: error: FILE:
@@ -56,7 +49,6 @@ REL = "tests/configs/invalid"
 
 MARK = "\u27ea"
 M = MARK
-KEEP = object()
 
 CASES = []
 CATEGORY = [None]
@@ -66,20 +58,17 @@ def category(name):
     CATEGORY[0] = name
 
 
-def case(name, text, path, bug=None, why=None, located=True, at=None):
+def case(name, text, path, located=True, at=None):
     """One malformed config. `text` is a str (invalid bytes written as
     surrogate escapes, e.g. '\\udcff' for the byte 0xff) or bytes (then
     `at` gives the location)."""
     assert CATEGORY[0] is not None
-    assert bug is None or why, f"{name}: a bug needs a why"
     CASES.append(
         dict(
             category=CATEGORY[0],
             name=name,
             text=text,
             path=path,
-            bug=bug,
-            why=why,
             located=located,
             at=at,
         )
@@ -150,15 +139,11 @@ case(
     "unclosed-brace-listener",
     f'listen:\n  - {M}{{name: web, address: "127.0.0.1:8080"\n',
     "listen[0]",
-    bug=KEEP,
-    why="path names the parent sequence, not the listener",
 )
 case(
     "unclosed-brace-second-listener",
     f'listen: [{{name: a, address: "127.0.0.1:1"}}, {M}{{name: b\n',
     "listen[1]",
-    bug=KEEP,
-    why="path names the parent sequence, not the listener",
 )
 case("unclosed-brace-env", f"workers:\n  env: {M}{{A: x, B: y\n", "workers.env")
 case("unclosed-bracket-count", f"workers:\n  count: {M}[1, 2\n", "workers.count")
@@ -177,50 +162,36 @@ case(
     "unclosed-double-quote-pidfile",
     f'pidfile: {M}"/run/hawkey/hawkey.pid\n',
     "pidfile",
-    bug=KEEP,
-    why="no key path (a scanner error inside a top-level value)",
 )
 case(
     "unclosed-single-quote-user",
     f"workers:\n  user: {M}'root\n  group: root\n",
     "workers.user",
-    bug=KEEP,
-    why="path names the parent mapping, not the key whose value is broken",
 )
 case(
     "unclosed-quote-address",
     f'listen:\n  - name: web\n    address: {M}"127.0.0.1:8080\n',
     "listen[0].address",
-    bug=KEEP,
-    why="path names the parent mapping, not the key whose value is broken",
 )
 case(
     "unclosed-quote-env-value",
     f'workers:\n  env:\n    A: {M}"x\n',
     "workers.env.A",
-    bug=KEEP,
-    why="path names the parent mapping, not the key whose value is broken",
 )
 case(
     "unclosed-quote-in-flow-command",
     f'workers:\n  app: exec\n  command: [sleep, {M}"1]\n',
     "workers.command[1]",
-    bug=KEEP,
-    why="path names the parent sequence, not the element",
 )
 case(
     "unclosed-single-quote-level",
     f"log:\n  level: {M}'info\n",
     "log.level",
-    bug=KEEP,
-    why="path names the parent mapping, not the key whose value is broken",
 )
 case(
     "unclosed-quote-escaped-quote",
     f"log:\n  level: {M}'it''s\n",
     "log.level",
-    bug=KEEP,
-    why="path names the parent mapping, not the key whose value is broken",
 )
 # Invalid escapes (reported at the quoted scalar).
 for name, text, path in [
@@ -242,34 +213,26 @@ for name, text, path in [
         name,
         text,
         path,
-        bug=KEEP,
-        why="path names the parent (or nothing at top level), not the key whose value holds the bad escape",
     )
 # Tabs used as indentation (reported at the token the tab indents).
 case(
     "tab-indent-first-key",
     f"workers:\n\t{M}count: 1\n",
     "workers",
-    bug=KEEP,
-    why="no key path for a tab inside the workers mapping",
 )
 case(
     "tab-indent-second-key",
     f"workers:\n  count: 1\n\t{M}app: exec\n",
     "workers",
-    bug="tabs disallowed within this context (block indentation)",
-    why="reported at the end of the previous line (2:10, 'while scanning a plain scalar, found a tab'), not at the tab on line 3",
 )
-case("tab-indent-env", f"workers:\n  env:\n\t{M}A: b\n", "workers.env", bug=KEEP, why="path names workers, not workers.env whose value the tab indents")
+case("tab-indent-env", f"workers:\n  env:\n\t{M}A: b\n", "workers.env")
 case("tab-indent-after-comment", f"workers:\n  count: 1\n  # note\n\t{M}app: exec\n", "workers")
-case("tab-indent-sequence", f"workers:\n  count:\n\t{M}- 1\n", "workers.count", bug=KEEP, why="path names workers, not workers.count whose value the tab indents")
-case("tab-indent-listen", f"listen:\n\t{M}- name: web\n", "listen", bug=KEEP, why="no key path for a tab inside listen")
+case("tab-indent-sequence", f"workers:\n  count:\n\t{M}- 1\n", "workers.count")
+case("tab-indent-listen", f"listen:\n\t{M}- name: web\n", "listen")
 case(
     "tab-indent-log",
     f"log:\n  level: info\n\t{M}format: json\n",
     "log",
-    bug="tabs disallowed within this context (block indentation)",
-    why="reported at the end of the previous line, not at the tab",
 )
 # Bad indentation.
 case("dedented-key", f"workers:\n  count: 1\n {M}app: exec\n", "")
@@ -284,8 +247,6 @@ case(
     "sequence-entry-in-mapping",
     f"workers:\n  count: 1\n  {M}- 2\n",
     "workers",
-    bug=KEEP,
-    why="reported at the scalar after the '-' (3:5), not at the '-' entry indicator (3:3)",
 )
 # Stray colons.
 case("stray-colon-after-value", f"log:\n  level: info{M}: warn\n", "log")
@@ -314,33 +275,29 @@ for name, text, path in [
     ("empty-alias-level", f"log:\n  level: {M}*\n", "log.level"),
     ("two-anchors-user", f"workers:\n  user: &a {M}&b root\n", "workers.user"),
 ]:
-    case(name, text, path, bug=KEEP, why="path names the parent (or nothing at top level), not the key whose value holds the bad anchor/alias")
-case("alias-before-anchor", f"workers:\n  env:\n    A: {M}*later\n    B: &later x\n", "workers.env.A", bug=KEEP, why="path names workers.env, not workers.env.A")
+    case(name, text, path)
+case("alias-before-anchor", f"workers:\n  env:\n    A: {M}*later\n    B: &later x\n", "workers.env.A")
 # Characters YAML does not allow.
-case("nul-byte-pidfile", f"pidfile: /run/x{M}\x00y\n", "pidfile", bug=KEEP, why="no key path for a NUL byte in a top-level value")
-case("control-char-user", f"workers:\n  user: {M}ro\x01ot\n", "workers.user", bug=KEEP, why="path names workers, not workers.user")
-case("del-char-pidfile", f"pidfile: {M}/run/x\x7fy\n", "pidfile", bug=KEEP, why="no key path for a DEL character in a top-level value")
-case("control-char-quoted-name", f'listen:\n  - name: "we{M}\x02b"\n    address: "127.0.0.1:8080"\n', "listen[0].name", bug=KEEP, why="path names listen[0], not listen[0].name")
-case("reserved-at-sign-group", f"workers:\n  user: root\n  group: {M}@staff\n", "workers.group", bug=KEEP, why="path names workers, not workers.group")
-case("reserved-backtick-user", f"workers:\n  user: {M}`whoami`\n", "workers.user", bug=KEEP, why="path names workers, not workers.user")
-case("percent-plain-scalar", f"workers:\n  user: {M}%u\n", "workers.user", bug=KEEP, why="path names workers, not workers.user")
+case("nul-byte-pidfile", f"pidfile: /run/x{M}\x00y\n", "pidfile")
+case("control-char-user", f"workers:\n  user: {M}ro\x01ot\n", "workers.user")
+case("del-char-pidfile", f"pidfile: {M}/run/x\x7fy\n", "pidfile")
+case("control-char-quoted-name", f'listen:\n  - name: "we{M}\x02b"\n    address: "127.0.0.1:8080"\n', "listen[0].name")
+case("reserved-at-sign-group", f"workers:\n  user: root\n  group: {M}@staff\n", "workers.group")
+case("reserved-backtick-user", f"workers:\n  user: {M}`whoami`\n", "workers.user")
+case("percent-plain-scalar", f"workers:\n  user: {M}%u\n", "workers.user")
 case("trailing-after-quoted", f'log:\n  level: "info"{M}x\n', "log")
-case("bad-block-scalar-header", f"log:\n  level: {M}|x\n    info\n", "log.level", bug=KEEP, why="path names log, not log.level")
+case("bad-block-scalar-header", f"log:\n  level: {M}|x\n    info\n", "log.level")
 # Bytes that are not UTF-8: hawkey reports no location at all.
-NOT_UTF8 = "invalid UTF-8 (a config file must be UTF-8)"
-NOT_UTF8_WHY = "no FILE:LINE:COL and no key path: 'hawkey: error: failed to read config ...: stream did not contain valid UTF-8'"
-case("latin1-pidfile", f"pidfile: /run/caf{M}\udce9.pid\n", "pidfile", bug=NOT_UTF8, why=NOT_UTF8_WHY)
-case("truncated-utf8-env", f'workers:\n  env:\n    A: "x{M}\udcc3"\n', "workers.env.A", bug=NOT_UTF8, why=NOT_UTF8_WHY)
-case("invalid-byte-ff-name", f'listen:\n  - name: we{M}\udcffb\n    address: "127.0.0.1:8080"\n', "listen[0].name", bug=NOT_UTF8, why=NOT_UTF8_WHY)
-case("utf8-surrogate-level", f"log:\n  level: in{M}\udced\udca0\udc80fo\n", "log.level", bug=NOT_UTF8, why=NOT_UTF8_WHY)
-case("latin1-in-comment", f"# caf{M}\udce9\nworkers:\n  count: 2\n", "", bug=NOT_UTF8, why=NOT_UTF8_WHY)
-case("latin1-in-key", f"work{M}\udce9rs:\n  count: 2\n", "", bug=NOT_UTF8, why=NOT_UTF8_WHY)
+case("latin1-pidfile", f"pidfile: /run/caf{M}\udce9.pid\n", "pidfile")
+case("truncated-utf8-env", f'workers:\n  env:\n    A: "x{M}\udcc3"\n', "workers.env.A")
+case("invalid-byte-ff-name", f'listen:\n  - name: we{M}\udcffb\n    address: "127.0.0.1:8080"\n', "listen[0].name")
+case("utf8-surrogate-level", f"log:\n  level: in{M}\udced\udca0\udc80fo\n", "log.level")
+case("latin1-in-comment", f"# caf{M}\udce9\nworkers:\n  count: 2\n", "")
+case("latin1-in-key", f"work{M}\udce9rs:\n  count: 2\n", "")
 case(
     "utf16-file",
     "workers:\n  count: 2\n".encode("utf-16"),
     "",
-    bug=NOT_UTF8,
-    why=NOT_UTF8_WHY,
     at=(1, 1),
 )
 # Newlines in names and values (one line per error).
@@ -348,15 +305,11 @@ case(
     "newline-in-unknown-key",
     f'workers:\n  {M}"a\\nb": 1\n',
     "workers.a\\nb",
-    bug="unknown field 'a\\nb', expected one of count, app, command, env, cwd, user, group, ready, ready_timeout, heartbeat_timeout, stop_signal, stop_timeout, restart_backoff",
-    why="two lines on stderr: the key path holds a raw newline",
 )
 case(
     "newline-in-env-name",
     f'workers:\n  env: {{"A\\nB": {M}[x]}}\n',
     "workers.env.A\\nB",
-    bug="expected string scalar",
-    why="two lines on stderr: the key path holds a raw newline",
 )
 
 category("type")
@@ -383,8 +336,6 @@ case(
     "listen-address-missing",
     f"listen:\n  - {M}name: web\n    backlog: 10\n",
     "listen[0]",
-    bug=KEEP,
-    why="points at the last key of the listener (3:5), not at the listener that lacks the field",
 )
 case("listen-address-list", f"listen:\n  - name: web\n    address: {M}[127.0.0.1, 8080]\n", "listen[0].address")
 case("listen-address-mapping", f"listen:\n  - name: web\n    address: {M}{{host: 127.0.0.1, port: 8080}}\n", "listen[0].address")
@@ -414,8 +365,6 @@ case(
     "app-mapping",
     f"workers:\n  app: {M}{{builtin: null}}\n",
     "workers.app",
-    bug="expected one of builtin, exec (a plain value, not a mapping)",
-    why="ACCEPTED: a mapping {builtin: null} is taken as app: builtin (serde's externally-tagged enum form)",
 )
 case("app-number", f"workers:\n  app: {M}1\n", "workers.app")
 case("app-bool", f"workers:\n  app: {M}true\n", "workers.app")
@@ -445,8 +394,6 @@ case(
     "ready-mapping",
     exec_workers(f"  ready: {M}{{notify: ~}}\n"),
     "workers.ready",
-    bug="expected one of started, notify (a plain value, not a mapping)",
-    why="ACCEPTED: a mapping {notify: ~} is taken as ready: notify (serde's externally-tagged enum form)",
 )
 case("ready-bool", exec_workers(f"  ready: {M}yes\n"), "workers.ready")
 case("ready-number", exec_workers(f"  ready: {M}1\n"), "workers.ready")
@@ -482,15 +429,11 @@ case(
     "log-level-mapping",
     f"log:\n  level: {M}{{info: null}}\n",
     "log.level",
-    bug="expected one of error, warn, info, debug, trace (a plain value, not a mapping)",
-    why="ACCEPTED: a mapping {info: null} is taken as level: info (serde's externally-tagged enum form)",
 )
 case(
     "log-level-mapping-unknown",
     f"log:\n  level: {M}{{loud: 1}}\n",
     "log.level",
-    bug="expected one of error, warn, info, debug, trace (a plain value, not a mapping)",
-    why="points inside the mapping at its key (2:11, \"unknown variant 'loud'\") instead of at the mapping",
 )
 case("log-level-number", f"log:\n  level: {M}3\n", "log.level")
 case("log-level-bool", f"log:\n  level: {M}true\n", "log.level")
@@ -499,8 +442,6 @@ case(
     "log-format-mapping",
     f"log:\n  format: {M}{{json: 1}}\n",
     "log.format",
-    bug="expected one of auto, journald, text, json (a plain value, not a mapping)",
-    why="points inside the mapping at its value with path log.format.json ('unexpected value for unit enum variant')",
 )
 case("log-format-bool", f"log:\n  format: {M}false\n", "log.format")
 
@@ -519,8 +460,6 @@ case(
     "count-newline-in-value",
     f'workers:\n  count: {M}"a\\nb"\n',
     "workers.count",
-    bug="invalid count 'a\\nb' (auto, or 1 to 1024)",
-    why="two lines on stderr: the value is echoed with a raw newline",
 )
 case("backlog-zero", listener(f"    backlog: {M}0\n"), "listen[0].backlog")
 case("backlog-65536", listener(f"    backlog: {M}65536\n"), "listen[0].backlog")
@@ -563,15 +502,11 @@ case(
     "backoff-initial-zero",
     f"workers:\n  restart_backoff: {{initial: {M}0s, max: 1s}}\n",
     "workers.restart_backoff.initial",
-    bug=KEEP,
-    why="points at the restart_backoff mapping, not at the initial value its key path names",
 )
 case(
     "backoff-initial-zero-block",
     f"workers:\n  restart_backoff:\n    max: 1s\n    initial: {M}0ms\n",
     "workers.restart_backoff.initial",
-    bug=KEEP,
-    why="points at the first key of the mapping (max, 3:5), not at the initial value (4:14)",
 )
 case(
     "stop-timeout-newline",
@@ -656,8 +591,6 @@ case(
     "newline",
     f'{ADDR}{M}"1.2.3.4:5\\nx"\n',
     "listen[0].address",
-    bug="invalid address '1.2.3.4:5\\nx' (host:port, [v6]:port or unix:/absolute/path)",
-    why="two lines on stderr: the value is echoed with a raw newline",
 )
 case("in-second-listener", f'listen:\n  - {{name: a, address: "127.0.0.1:1"}}\n  - {{name: b, address: {M}"localhost:2"}}\n', "listen[1].address")
 case("duplicate-name", f'listen:\n  - name: web\n    address: "127.0.0.1:8080"\n  - name: {M}web\n    address: "127.0.0.1:8081"\n', "listen[1].name")
@@ -680,8 +613,6 @@ case(
     "name-newline",
     f'listen:\n  - name: {M}"a\\nb"\n    address: "127.0.0.1:8080"\n',
     "listen[0].name",
-    bug="invalid name 'a\\nb' (1 to 255 printable characters, no ':' or spaces)",
-    why="two lines on stderr: the value is echoed with a raw newline",
 )
 case("mode-on-tcp", listener(f'    mode: {M}"0660"\n'), "listen[0].mode")
 case("mode-on-tcp-flow", f'listen: [{{name: a, address: "[::1]:80", mode: {M}"0600"}}]\n', "listen[0].mode")
@@ -810,27 +741,22 @@ case("backoff-initial-over-max", f"workers:\n  restart_backoff: {M}{{initial: 2s
 case("backoff-initial-over-max-block", f"workers:\n  restart_backoff:\n    {M}initial: 2s\n    max: 1s\n", "workers.restart_backoff")
 case("backoff-initial-over-default-max", f"workers:\n  restart_backoff: {M}{{initial: 1m}}\n", "workers.restart_backoff")
 case("backoff-max-under-default-initial", f"workers:\n  restart_backoff: {M}{{max: 10ms}}\n", "workers.restart_backoff")
-RESERVED_WHY = "points at the value, not at the reserved/invalid variable name the error is about"
 for name in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "HAWKEY_WORKER", "HAWKEY_GENERATION", "HAWKEY_ROLE"]:
     case(
         f"env-reserved-{name.lower().replace('_', '-')}",
         f"workers:\n  env:\n    PATH: /usr/bin:/bin\n    {M}{name}: x\n",
         f"workers.env.{name}",
-        bug=KEEP,
-        why=RESERVED_WHY,
     )
-case("env-reserved-flow", f"workers:\n  env: {{{M}LISTEN_FDS: '3'}}\n", "workers.env.LISTEN_FDS", bug=KEEP, why=RESERVED_WHY)
-case("env-name-with-equals", f'workers:\n  env: {{{M}"A=B": x}}\n', "workers.env.A=B", bug=KEEP, why=RESERVED_WHY)
-case("env-name-leading-equals", f'workers:\n  env:\n    {M}"=A": x\n', "workers.env.=A", bug=KEEP, why=RESERVED_WHY)
-case("env-name-leading-digit", f"workers:\n  env:\n    {M}1ST: x\n", "workers.env.1ST", bug=KEEP, why=RESERVED_WHY)
-case("env-name-number", f"workers:\n  env: {{{M}1: x}}\n", "workers.env.1", bug=KEEP, why=RESERVED_WHY)
-case("env-name-empty", f'workers:\n  env: {{{M}"": x}}\n', "workers.env.", bug=KEEP, why=RESERVED_WHY)
+case("env-reserved-flow", f"workers:\n  env: {{{M}LISTEN_FDS: '3'}}\n", "workers.env.LISTEN_FDS")
+case("env-name-with-equals", f'workers:\n  env: {{{M}"A=B": x}}\n', "workers.env.A=B")
+case("env-name-leading-equals", f'workers:\n  env:\n    {M}"=A": x\n', "workers.env.=A")
+case("env-name-leading-digit", f"workers:\n  env:\n    {M}1ST: x\n", "workers.env.1ST")
+case("env-name-number", f"workers:\n  env: {{{M}1: x}}\n", "workers.env.1")
+case("env-name-empty", f'workers:\n  env: {{{M}"": x}}\n', "workers.env.")
 case(
     "env-name-nul",
     f'workers:\n  env: {{{M}"A\\0B": x}}\n',
-    "workers.env.A\\0B",
-    bug="invalid variable name (no '=', NUL or leading digit)",
-    why="points at the value, and prints a raw NUL byte in the key path",
+    "workers.env.A\\u{0}B",
 )
 case("env-value-nul", f'workers:\n  env: {{A: {M}"a\\0b"}}\n', "workers.env.A")
 case("pidfile-relative", f"pidfile: {M}hawkey.pid\n", "pidfile")
@@ -854,28 +780,21 @@ case(
     "user-newline",
     f'workers:\n  user: {M}"a\\nb"\n',
     "workers.user",
-    bug="no such user 'a\\nb'",
-    why="two lines on stderr: the value is echoed with a raw newline",
 )
-NOT_EXEC_WHY = "points at the start of the command sequence ('[' or '-'), not at the program its key path names"
-case("command-not-executable", f"workers:\n  app: exec\n  command: [{M}/etc/passwd]\n", "workers.command[0]", bug=KEEP, why=NOT_EXEC_WHY)
-case("command-is-directory", f"workers:\n  app: exec\n  command: [{M}/etc, x]\n", "workers.command[0]", bug=KEEP, why=NOT_EXEC_WHY)
-case("command-missing-absolute", f"workers:\n  app: exec\n  command:\n    - {M}/nonexistent/bin/app\n    - --port\n", "workers.command[0]", bug=KEEP, why=NOT_EXEC_WHY)
-case("command-not-in-path", f"workers:\n  app: exec\n  command: [{M}hawkey-no-such-program, serve]\n", "workers.command[0]", bug=KEEP, why=NOT_EXEC_WHY)
-case("command-relative-missing", f"workers:\n  app: exec\n  command: [{M}./missing.sh]\n", "workers.command[0]", bug=KEEP, why=NOT_EXEC_WHY)
+case("command-not-executable", f"workers:\n  app: exec\n  command: [{M}/etc/passwd]\n", "workers.command[0]")
+case("command-is-directory", f"workers:\n  app: exec\n  command: [{M}/etc, x]\n", "workers.command[0]")
+case("command-missing-absolute", f"workers:\n  app: exec\n  command:\n    - {M}/nonexistent/bin/app\n    - --port\n", "workers.command[0]")
+case("command-not-in-path", f"workers:\n  app: exec\n  command: [{M}hawkey-no-such-program, serve]\n", "workers.command[0]")
+case("command-relative-missing", f"workers:\n  app: exec\n  command: [{M}./missing.sh]\n", "workers.command[0]")
 case(
     "command-nul-program",
     f'workers:\n  app: exec\n  command: [{M}"/bin/sh\\0x"]\n',
     "workers.command[0]",
-    bug=KEEP,
-    why="points at the command sequence and names workers.command, not the element holding the NUL",
 )
 case(
     "command-nul-argument",
     f'workers:\n  app: exec\n  command:\n    - /bin/sh\n    - {M}"a\\0b"\n',
     "workers.command[1]",
-    bug=KEEP,
-    why="points at the command sequence and names workers.command, not the element holding the NUL",
 )
 
 category("bomb")
@@ -897,67 +816,50 @@ case(
     "scalar-amplification-env",
     "workers:\n  env:\n    A: &big " + big + "\n    B0: *big\n    B1: " + M + "*big\n" + "".join(f"    B{i}: *big\n" for i in range(2, 999)),
     "workers.env.B1",
-    bug=KEEP,
-    why="path names workers.env, not the variable whose alias breaks the scalar budget",
 )
 case(
     "scalar-amplification-command",
     "workers:\n  app: exec\n  command: [/bin/sh, &big " + big + ", *big, " + M + "*big" + ", *big" * 996 + "]\n",
     "workers.command[3]",
-    bug=KEEP,
-    why="path names workers.command, not the element whose alias breaks the scalar budget",
 )
 case(
     "many-anchors",
     "workers:\n  env:\n" + "".join(f"    V{i}: &v{i} x\n" for i in range(1000)) + f"    V1000: &v1000 {M}x\n" + "".join(f"    V{i}: &v{i} x\n" for i in range(1001, 1100)),
     "workers.env.V1000",
-    bug=KEEP,
-    why="path names workers.env, not the variable whose anchor breaks the anchor budget",
 )
 case(
     "many-aliases",
     "workers:\n  env:\n    A: &v x\n" + "".join(f"    V{i}: *v\n" for i in range(1000)) + f"    V1000: {M}*v\n" + "".join(f"    V{i}: *v\n" for i in range(1001, 1100)),
     "workers.env.V1000",
-    bug=KEEP,
-    why="path names workers.env, not the variable whose alias breaks the alias budget",
 )
 case(
     "alias-storm-listen",
     "listen:\n  - &l {name: a, address: '127.0.0.1:1'}\n" + "".join("  - *l\n" for _ in range(99)) + f"  - {M}*l\n" + "".join("  - *l\n" for _ in range(899)),
     "listen[100]",
-    bug="budget breached: AliasAnchorRatio { aliases: 100, anchors: 1 }",
-    why="reported at the end of the file (1002:1) with no key path: the alias/anchor ratio is checked only after the whole document",
 )
-case("deep-flow-count", "workers:\n  count: " + "[" * 30 + M + "[" * 3 + "]" * 33 + "\n", "workers.count" + "[0]" * 29)
-DEEP_WHY = "a 10 000-deep flow sequence is refused by a 'recursion limit' 256 levels down (2:265), not by the configured depth budget of 32 at the 31st bracket"
+case("deep-flow-count", "workers:\n  count: " + "[" * 30 + M + "[" * 3 + "]" * 33 + "\n", "workers.count" + "[0]" * 30)
 case(
     "deep-flow-count-10000",
     "workers:\n  count: " + "[" * 30 + M + "[" * 9970 + "]" * 10000 + "\n",
-    "workers.count" + "[0]" * 29,
-    bug="budget breached: Depth { depth: 33 }",
-    why=DEEP_WHY,
+    "workers.count" + "[0]" * 30,
 )
 case(
     "deep-flow-unclosed-10000",
     "workers:\n  count: " + "[" * 30 + M + "[" * 9970 + "\n",
-    "workers.count" + "[0]" * 29,
-    bug="budget breached: Depth { depth: 33 }",
-    why=DEEP_WHY,
+    "workers.count" + "[0]" * 30,
 )
 deep = "workers:\n  count:\n"
 for i in range(40):
     deep += "    " + " " * i + ("-" if i != 30 else M + "-") + "\n"
-case("deep-block-count", deep, "workers.count" + "[0]" * 29)
-case("deep-mapping-count", "workers:\n  count: " + "{a: " * 30 + M + "{a: " * 10 + "x" + "}" * 40 + "\n", "workers.count" + ".a" * 29)
+case("deep-block-count", deep, "workers.count" + "[0]" * 30)
+case("deep-mapping-count", "workers:\n  count: " + "{a: " * 30 + M + "{a: " * 10 + "x" + "}" * 40 + "\n", "workers.count" + ".a" * 30)
 case("deep-mapping-unknown-log", "log:\n" + "".join("  " * (i + 1) + (M if i == 0 else "") + f"k{i}:\n" for i in range(200)), "log.k0")
-case("recursive-alias-count", f"workers:\n  count: &a [{M}*a]\n", "workers.count[0]", bug=KEEP, why="path names workers.count, not the element holding the recursive alias")
-case("recursive-alias-workers", f"workers: &w\n  count: 2\n  env: {M}*w\n", "workers.env", bug=KEEP, why="path names workers, not workers.env")
+case("recursive-alias-count", f"workers:\n  count: &a [{M}*a]\n", "workers.count[0]")
+case("recursive-alias-workers", f"workers: &w\n  count: 2\n  env: {M}*w\n", "workers.env")
 case(
     "flat-100k-nodes-count",
     "workers:\n  count: [" + "1," * 99_995 + M + "1," * 5 + "1]\n",
     "workers.count[99995]",
-    bug=KEEP,
-    why="path names workers.count, not the element that breaks the node budget",
 )
 
 category("huge")
@@ -1003,8 +905,6 @@ case(
     "one-line-env-beyond-node-budget",
     flow,
     "workers.env.V49997",
-    bug=KEEP,
-    why="path names workers.env, not the variable whose value breaks the node budget",
 )
 
 
@@ -1047,47 +947,9 @@ def intended_prefix(fname, at, path):
     return loc + (f"{path}: " if path else "")
 
 
-def ancestors(path):
-    """path, its parents, and "" (longest first)."""
-    out = [path]
-    p = path
-    while p:
-        cut = max(p.rfind("."), p.rfind("["))
-        p = p[:cut] if cut > 0 else ""
-        out.append(p)
-    return out
-
-
-def actual_message(fname, stderr, path):
-    """hawkey's message with its FILE:LINE:COL and key path taken off."""
-    line = stderr.rstrip("\n")
-    rel = f"{REL}/{fname}.yaml"
-    assert line.startswith(rel + ":"), line
-    rest = line[len(rel) + 1 :]
-    rest = rest.split(": ", 1)[1]  # LINE:COL
-    for a in ancestors(path):
-        if a and rest.startswith(a + ": "):
-            return rest[len(a) + 2 :]
-    return rest
-
-
-def should_line(fname, at, c, stderr):
-    if c["bug"] is KEEP:
-        message = actual_message(fname, stderr, c["path"])
-    else:
-        message = c["bug"]
-    return intended_prefix(fname, at, c["path"]) + message
-
-
 def main(argv):
     mode = argv[1] if len(argv) > 1 else ""
     cases = build()
-    if mode == "--bugs":
-        for fname, _, at, c in cases:
-            if c["bug"] is not None:
-                print(f"{fname}.yaml: {c['why']}")
-        return 0
-    verbose = "-v" in argv
     if mode not in ("", "--bless", "--review"):
         print(__doc__)
         return 2
@@ -1119,19 +981,13 @@ def main(argv):
                 problems += 1
                 expected = None
                 print(f"MISMATCH {fname}: exit {code}: {stderr.strip()[:300]}")
-        elif c["bug"] is None:
+        else:
             prefix = intended_prefix(fname, at, c["path"])
             expected = stderr.rstrip("\n")
             if code != 78 or not one_line or not stderr.startswith(prefix):
                 problems += 1
                 expected = None
                 print(f"MISMATCH {fname}: exit {code}\n    want {prefix}...\n    got  {stderr.strip()[:300]}")
-        else:
-            expected = should_line(fname, at, c, stderr)
-            if code == 78 and stderr == expected + "\n":
-                print(f"FIXED? {fname}: hawkey now prints what it should; drop its bug= note")
-            elif verbose:
-                print(f"BUG {fname}: {c['why']}\n    should {expected[:300]}\n    is     exit {code}: {stderr.strip()[:300]}")
         if mode == "--bless" and expected is not None:
             with open(os.path.join(INVALID, fname + ".expected"), "w", encoding="utf-8", errors="surrogateescape") as f:
                 f.write(expected + "\n")
