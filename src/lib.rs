@@ -53,6 +53,7 @@ pub mod exit;
 pub mod listener;
 pub mod logging;
 pub mod master;
+mod memory;
 pub mod notify;
 pub mod pidfile;
 pub mod reap;

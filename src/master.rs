@@ -437,6 +437,10 @@ impl<'p> Master<'p> {
                         self.started.elapsed().as_millis()
                     );
                 }
+                // Start-up (or a reload) is over: its one-off code need
+                // not stay in the master's page tables.
+                let released = crate::memory::release_startup_pages();
+                tracing::debug!("released {released} KiB of start-up pages");
                 let line = self.status_line();
                 self.notify(&[
                     NotifyState::Ready,
