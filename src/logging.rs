@@ -86,6 +86,13 @@ pub fn resolve(format: Format, journal_stream: Option<&OsStr>) -> Sink {
     }
 }
 
+/// Colour only for a person at a terminal: not into files, pipes or a
+/// log collector, and never when `NO_COLOR` is set (no-color.org).
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global subscriber. `identifier` is the journal's
 /// `SYSLOG_IDENTIFIER`. Returns the sink in use (text if journald was asked
 /// for but cannot be reached).
@@ -112,6 +119,7 @@ pub fn init(level: &str, sink: Sink, identifier: &str) -> Sink {
     }
     let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour())
         .with_target(false)
         .with_max_level(filter);
     let _ = match sink {

@@ -109,3 +109,20 @@ fn auto_uses_journald_exactly_when_stderr_is_the_journal_stream() {
     hawkey.signal(libc::SIGTERM);
     assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }
+
+/// Text logs into a file or pipe carry no colour codes, NO_COLOR or not:
+/// colour is for a terminal.
+#[test]
+fn text_logs_off_a_terminal_have_no_escape_sequences() {
+    let dir = TempDir::new("log-colour");
+    let config = config(&dir, "{level: debug, format: text}");
+    let mut cmd = command(&config);
+    cmd.env_remove("NO_COLOR");
+    let mut hawkey = Hawkey::spawn(cmd);
+    hawkey.wait_workers(1, "sleep", Duration::from_secs(5));
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    let text = hawkey.log_text();
+    assert!(text.contains("worker started"), "{text}");
+    assert!(!text.contains('\u{1b}'), "escape sequences in {text:?}");
+}
