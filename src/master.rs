@@ -192,6 +192,9 @@ struct Master<'p> {
     next_ping: Option<Instant>,
     unhealthy_logged: bool,
     ready_announced: bool,
+    /// Release the start-up pages before the loop next sleeps (see
+    /// `memory`): set when the pool becomes ready.
+    release_pages: bool,
 }
 
 impl<'p> Master<'p> {
@@ -284,6 +287,7 @@ impl<'p> Master<'p> {
             next_ping: watchdog.map(|_| Instant::now()),
             unhealthy_logged: false,
             ready_announced: false,
+            release_pages: false,
         };
         if let Some(w) = watchdog {
             tracing::info!(
@@ -370,6 +374,10 @@ impl<'p> Master<'p> {
             self.generations.retain(|g, _| in_use.contains(g));
             self.update_status();
             self.ping_watchdog();
+            if std::mem::take(&mut self.release_pages) {
+                let released = crate::memory::release_startup_pages();
+                tracing::debug!("released {released} KiB of start-up pages");
+            }
             self.wait()?;
         }
     }
@@ -438,9 +446,9 @@ impl<'p> Master<'p> {
                     );
                 }
                 // Start-up (or a reload) is over: its one-off code need
-                // not stay in the master's page tables.
-                let released = crate::memory::release_startup_pages();
-                tracing::debug!("released {released} KiB of start-up pages");
+                // not stay in the master's page tables. Done once the loop
+                // is about to sleep, after the rest of this turn's work.
+                self.release_pages = true;
                 let line = self.status_line();
                 self.notify(&[
                     NotifyState::Ready,
