@@ -37,6 +37,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
@@ -57,10 +58,8 @@ impl App for Builtin {
 
 /// The worker function for `app: builtin` (what `hawkey::main` runs in each builtin worker):
 /// [`serve`] on the inherited sockets, [`Worker::ready`] once accepting, and a graceful stop
-/// on SIGTERM, SIGINT or SIGQUIT.
-///
-/// The master sends `workers.stop_signal` (SIGTERM by default); any other signal there ends
-/// a builtin worker at once, by its default action, rather than gracefully.
+/// on SIGTERM, SIGINT, SIGQUIT or the configured `workers.stop_signal`
+/// ([`Worker::stop_signal`]), unless that is one no process can catch (SIGKILL).
 pub fn app(mut worker: Worker) -> Result<(), BoxError> {
     let sockets = worker
         .take_listeners()
@@ -86,7 +85,9 @@ pub fn app(mut worker: Worker) -> Result<(), BoxError> {
         || {
             // Should the handlers fail to install, stop at once rather than run a worker
             // that a stop signal would kill mid-request.
-            let signals = stop_signals().map_err(|err| signal_error = Some(err)).ok();
+            let signals = stop_signals(worker.stop_signal())
+                .map_err(|err| signal_error = Some(err))
+                .ok();
             let interval = worker.heartbeat_interval();
             let worker = &worker;
             async move {
@@ -120,16 +121,27 @@ pub fn app(mut worker: Worker) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Installs handlers for the stop signals; the future resolves on the first one to arrive.
-fn stop_signals() -> io::Result<impl Future<Output = ()>> {
+/// Installs handlers for the stop signals (SIGTERM, SIGINT, SIGQUIT and `configured`); the
+/// future resolves on the first one to arrive.
+fn stop_signals(configured: Signal) -> io::Result<impl Future<Output = ()>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut quit = signal(SignalKind::quit())?;
+    // SIGKILL cannot be caught: then the master's signal ends the worker at once, as asked.
+    let mut other = match configured {
+        Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT | Signal::SIGKILL => None,
+        other => Some(signal(SignalKind::from_raw(other as i32))?),
+    };
     Ok(async move {
+        let configured_name = configured.as_str();
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
             _ = quit.recv() => "SIGQUIT",
+            Some(()) = async { match other.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            } } => configured_name,
         };
         tracing::info!(signal = name, "stop signal received");
     })

@@ -46,6 +46,7 @@ const FILTERED_ENV: &[&str] = &[
     "WATCHDOG_PID",
     "HAWKEY_WORKER",
     "HAWKEY_GENERATION",
+    "HAWKEY_STOP_SIGNAL",
     "HAWKEY_ROLE",
     "HAWKEY_LOG",
 ];
@@ -236,6 +237,12 @@ impl Plan {
         env.push(env_entry(
             b"HAWKEY_GENERATION",
             inputs.generation.to_string().as_bytes(),
+        )?);
+        // The signal the master will stop this worker with, so that an
+        // app (the built-in one too) can drain on it.
+        env.push(env_entry(
+            b"HAWKEY_STOP_SIGNAL",
+            workers.stop_signal.0.as_str().as_bytes(),
         )?);
         if builtin || workers.ready == Ready::Notify {
             env.push(env_entry(b"NOTIFY_SOCKET", inputs.inbox.as_bytes())?);

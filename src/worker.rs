@@ -17,6 +17,7 @@ use std::net::TcpListener;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 
+use nix::sys::signal::Signal;
 use nix::sys::socket::AddressFamily;
 use sd_notify::NotifyState;
 
@@ -68,6 +69,7 @@ pub struct Worker {
     listeners: Vec<Listener>,
     notifier: Notifier,
     heartbeat_timeout: Option<std::time::Duration>,
+    stop_signal: Signal,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +122,12 @@ impl Worker {
         self.notifier.send(&[NotifyState::Watchdog])
     }
 
+    /// The signal the master stops this worker with (`workers.stop_signal`,
+    /// passed as `HAWKEY_STOP_SIGNAL`; SIGTERM if absent): drain on it.
+    pub fn stop_signal(&self) -> Signal {
+        self.stop_signal
+    }
+
     /// A free-form status line for the master (`STATUS=`).
     pub fn status(&self, text: &str) -> io::Result<()> {
         self.notifier.send(&[NotifyState::Status(text)])
@@ -162,12 +170,19 @@ impl Worker {
                     == Some(std::process::id())
             })
             .map(std::time::Duration::from_micros);
+        let stop_signal = match std::env::var("HAWKEY_STOP_SIGNAL") {
+            Ok(name) => name
+                .parse()
+                .map_err(|_| Error::Environment("HAWKEY_STOP_SIGNAL"))?,
+            Err(_) => Signal::SIGTERM,
+        };
         Ok(Worker {
             slot,
             generation,
             listeners,
             notifier,
             heartbeat_timeout,
+            stop_signal,
         })
     }
 }

@@ -184,6 +184,46 @@ fn graceful_stop_lets_in_flight_requests_finish() {
     assert!(!hawkey.log_text().contains("stop timeout"));
 }
 
+/// A configured `stop_signal` other than SIGTERM/SIGINT/SIGQUIT drains the
+/// built-in app too: the master passes it as HAWKEY_STOP_SIGNAL.
+#[test]
+fn the_configured_stop_signal_drains_builtin_workers() {
+    let dir = TempDir::new("builtin-stop-signal");
+    let port = free_port();
+    let config = write_config(
+        &dir,
+        &format!(
+            "listen:\n  - {{name: http, address: '127.0.0.1:{port}'}}\nworkers:\n  count: 1\n  stop_signal: SIGUSR2\n  stop_timeout: 10s\npidfile: null\n"
+        ),
+    );
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
+    let workers = hawkey.workers();
+    assert_eq!(
+        env_of(workers[0], "HAWKEY_STOP_SIGNAL").as_deref(),
+        Some("SIGUSR2")
+    );
+    let baseline = socket_fds(&workers);
+    let client = std::thread::spawn(move || http_get(port, "/delay/1000"));
+    wait_until(Duration::from_secs(5), "the request to be accepted", || {
+        (socket_fds(&workers) > baseline).then_some(())
+    });
+    hawkey.signal(libc::SIGTERM);
+    let (status, body) = client.join().unwrap().expect("in-flight request completes");
+    assert_eq!(
+        (status, body.starts_with("slept 1000ms")),
+        (200, true),
+        "{body}"
+    );
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    let log = hawkey.log_text();
+    assert!(
+        log.contains("signal=\"SIGUSR2\"") || log.contains("SIGUSR2"),
+        "{log}"
+    );
+    assert!(log.contains("builtin app stopped"), "{log}");
+    assert!(!log.contains("stop timeout"), "{log}");
+}
+
 #[test]
 fn a_killed_builtin_worker_is_replaced_and_the_pool_serves_again() {
     let dir = TempDir::new("builtin-kill");

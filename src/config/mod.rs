@@ -380,6 +380,7 @@ pub const RESERVED_ENV: &[&str] = &[
     "NOTIFY_SOCKET",
     "HAWKEY_WORKER",
     "HAWKEY_GENERATION",
+    "HAWKEY_STOP_SIGNAL",
     "HAWKEY_ROLE",
 ];
 
