@@ -44,7 +44,7 @@
 //! the master's side (fork or pipe failure). Workers crash-looping inside
 //! their backoff leave the pool healthy: the master is doing its job.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -336,6 +336,10 @@ struct Reload {
 
 pub struct Pool {
     settings: Settings,
+    /// Each live generation's stop signal and timeout: a worker is stopped
+    /// the way the configuration it was started with says, also when it
+    /// drains after a reload that changed them.
+    stops: BTreeMap<u64, (Signal, Duration)>,
     /// How many slots should exist (changes with SIGTTIN/SIGTTOU and reloads).
     target: usize,
     slots: Vec<Slot>,
@@ -353,6 +357,7 @@ impl Pool {
     pub fn new(settings: Settings, generation: u64) -> Pool {
         Pool {
             target: settings.count.max(1),
+            stops: BTreeMap::from([(generation, (settings.stop_signal, settings.stop_timeout))]),
             settings,
             slots: Vec::new(),
             phase: Phase::Running,
@@ -503,7 +508,20 @@ impl Pool {
         self.schedule(now, &mut actions);
         self.advance_reload(now, &mut actions);
         self.check_done(&mut actions);
+        let in_use = self.generations_in_use();
+        self.stops.retain(|g, _| in_use.contains(g));
         actions
+    }
+
+    /// How a worker of `generation` is stopped: its signal and when it is
+    /// killed if it has not exited.
+    fn stop_of(&self, generation: u64, now: Instant) -> (Signal, Instant) {
+        let (signal, timeout) = self
+            .stops
+            .get(&generation)
+            .copied()
+            .unwrap_or((self.settings.stop_signal, self.settings.stop_timeout));
+        (signal, now + timeout)
     }
 
     fn on_spawned(
@@ -540,14 +558,14 @@ impl Pool {
         }
         if self.phase != Phase::Running {
             // A stop arrived while this worker was being forked.
-            let kill_at = now + settings.stop_timeout;
+            let (signal, kill_at) = self.stop_of(generation, now);
+            let Some(s) = self.slots.get_mut(slot) else {
+                return;
+            };
             if successor {
-                s.successor = Some((
-                    generation,
-                    starting.signal(settings.stop_signal, kill_at, now, actions),
-                ));
+                s.successor = Some((generation, starting.signal(signal, kill_at, now, actions)));
             } else {
-                s.state = starting.signal(settings.stop_signal, kill_at, now, actions);
+                s.state = starting.signal(signal, kill_at, now, actions);
             }
         } else if settings.ready_on_start {
             self.on_ready(pid, now, actions);
@@ -585,7 +603,7 @@ impl Pool {
 
     fn on_ready(&mut self, pid: Pid, now: Instant, actions: &mut Vec<Action>) {
         let heartbeat = self.settings.heartbeat;
-        let (stop_signal, stop_timeout) = (self.settings.stop_signal, self.settings.stop_timeout);
+        let stops = &self.stops;
         let Some(s) = self.slots.iter_mut().find(|s| {
             s.state.pid() == Some(pid) || s.successor.is_some_and(|(_, st)| st.pid() == Some(pid))
         }) else {
@@ -609,8 +627,13 @@ impl Pool {
                 );
             }
             (old, Some((generation, State::Starting { since, .. }))) => {
-                // The replacement is ready: it serves, the old worker drains.
-                let retired = old.signal(stop_signal, now + stop_timeout, now, actions);
+                // The replacement is ready: it serves, the old worker drains,
+                // stopped as its own generation says.
+                let (signal, timeout) = stops
+                    .get(&s.generation)
+                    .copied()
+                    .unwrap_or((self.settings.stop_signal, self.settings.stop_timeout));
+                let retired = old.signal(signal, now + timeout, now, actions);
                 if retired.pid().is_some() {
                     s.retiring.push((s.generation, retired));
                 }
@@ -856,6 +879,8 @@ impl Pool {
             failure: None,
         });
         self.settings = settings;
+        self.stops
+            .insert(generation, (settings.stop_signal, settings.stop_timeout));
         self.target = settings.count.max(1);
         self.generation = generation;
         actions.push(Action::AnnounceReloading);
@@ -928,13 +953,14 @@ impl Pool {
             return;
         }
         // Slots the new configuration no longer has stop last.
-        let (stop_signal, kill_at) = (self.settings.stop_signal, now + self.settings.stop_timeout);
-        for s in self.slots.iter_mut().filter(|s| s.id >= target) {
+        for id in target..self.slots.len() {
+            let (signal, kill_at) = self.stop_of(self.slots[id].generation, now);
+            let s = &mut self.slots[id];
             if matches!(
                 s.state,
                 State::Starting { .. } | State::Ready { .. } | State::Pending { .. }
             ) {
-                s.state = s.state.signal(stop_signal, kill_at, now, actions);
+                s.state = s.state.signal(signal, kill_at, now, actions);
             }
         }
         let reload = self.reload.take().expect("checked above");
@@ -982,15 +1008,20 @@ impl Pool {
                 );
             }
         }
-        let signal = if fast {
-            Signal::SIGKILL
-        } else {
-            self.settings.stop_signal
+        // Each worker as its generation says; SIGKILL for a fast stop.
+        let how = |generation| {
+            let (signal, kill_at) = self.stop_of(generation, now);
+            (if fast { Signal::SIGKILL } else { signal }, kill_at)
         };
-        let kill_at = now + self.settings.stop_timeout;
-        for s in &mut self.slots {
+        let plan: Vec<_> = self
+            .slots
+            .iter()
+            .map(|s| (how(s.generation), s.successor.map(|(g, _)| how(g))))
+            .collect();
+        for (s, (mine, successor)) in self.slots.iter_mut().zip(plan) {
+            let (signal, kill_at) = mine;
             s.state = s.state.signal(signal, kill_at, now, actions);
-            if let Some((g, st)) = s.successor {
+            if let (Some((g, st)), Some((signal, kill_at))) = (s.successor, successor) {
                 // A replacement still being forked is stopped by on_spawned.
                 s.successor = Some((g, st.signal(signal, kill_at, now, actions)));
             }
@@ -1025,7 +1056,7 @@ impl Pool {
         }
         self.target -= 1;
         tracing::info!("SIGTTOU: shrinking the pool to {} workers", self.target);
-        let (signal, kill_at) = (self.settings.stop_signal, now + self.settings.stop_timeout);
+        let (signal, kill_at) = self.stop_of(self.slots[self.target].generation, now);
         let s = &mut self.slots[self.target];
         s.state = s.state.signal(signal, kill_at, now, actions);
     }

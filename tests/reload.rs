@@ -328,3 +328,46 @@ fn a_second_reload_while_one_runs_is_refused_with_75() {
     hawkey.signal(libc::SIGTERM);
     assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
+
+/// A worker replaced by a reload is stopped the way its own generation
+/// says, not the new one: an app that drains on SIGTERM is not sent the
+/// new configuration's SIGUSR1 (which would end it at once).
+#[test]
+fn replaced_workers_get_their_own_generations_stop_signal() {
+    let dir = TempDir::new("reload-stop-signal");
+    let port = free_port();
+    let log = dir.join("signals.log");
+    // Records the signal it is stopped with, then exits; ready once its
+    // handlers are in place.
+    let app = format!(
+        "import os,signal,sys,time\ndef bye(n, _):\n    open('{}', 'a').write(f'{{os.environ[\"HAWKEY_GENERATION\"]}} {{signal.Signals(n).name}} {{os.environ[\"HAWKEY_STOP_SIGNAL\"]}}\\n')\n    sys.exit(0)\nfor s in (signal.SIGTERM, signal.SIGUSR1):\n    signal.signal(s, bye)\nimport socket\na = os.environ['NOTIFY_SOCKET']\nn = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\nn.connect('\\0' + a[1:] if a[0] == '@' else a)\nn.send(b'READY=1')\nwhile True:\n    time.sleep(1)\n",
+        log.display()
+    );
+    std::fs::write(dir.join("app.py"), app).unwrap();
+    let yaml = |signal: &str| {
+        format!(
+            "listen:\n  - {{name: http, address: '127.0.0.1:{port}'}}\nworkers:\n  count: 1\n  app: exec\n  ready: notify\n  command: [python3, '{}']\n  stop_signal: {signal}\n  stop_timeout: 10s\npidfile: null\ncontrol_socket: {}\n",
+            dir.join("app.py").display(),
+            dir.join("hawkey.sock").display()
+        )
+    };
+    let config = write_config(&dir, &yaml("SIGTERM"));
+    let (mut hawkey, _notify) = start(&dir, &config);
+    std::fs::write(&config, yaml("SIGUSR1")).unwrap();
+    let (code, out, err) = hawkey_cli(&["reload", "--wait"], &config);
+    assert_eq!(code, 0, "{out}{err}");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the replaced worker did not record its stop: {}",
+            hawkey.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(read(), "1 SIGTERM SIGTERM\n");
+    hawkey.signal(libc::SIGTERM);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    assert_eq!(read(), "1 SIGTERM SIGTERM\n2 SIGUSR1 SIGUSR1\n");
+}

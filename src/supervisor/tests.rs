@@ -753,6 +753,54 @@ fn a_reload_replaces_slots_one_by_one_and_never_has_fewer_ready_than_n() {
 }
 
 #[test]
+fn workers_are_stopped_as_their_own_generation_says() {
+    let t0 = Instant::now();
+    // Generation 1: SIGTERM, killed after 25 s; generation 2: SIGQUIT, 1 s.
+    let mut pool = ready_pool(1, t0);
+    let mut quick = settings(1);
+    quick.stop_signal = Signal::SIGQUIT;
+    quick.stop_timeout = Duration::from_secs(1);
+    let actions = reload_all(&mut pool, quick, 2, 200, t0);
+    let signal = |pid: Pid, signal| Action::Signal { pid, signal };
+    // The replaced worker drains as it was started to: SIGTERM...
+    assert!(
+        actions.contains(&signal(pid(100), Signal::SIGTERM)),
+        "{actions:?}"
+    );
+    assert!(!actions.contains(&signal(pid(100), Signal::SIGQUIT)));
+    // ... and its own 25 s, not the new generation's 1 s.
+    let kill = signal(pid(100), Signal::SIGKILL);
+    assert!(
+        !pool
+            .handle(Event::Tick, t0 + Duration::from_secs(2))
+            .contains(&kill)
+    );
+    assert!(
+        pool.handle(Event::Tick, t0 + Duration::from_secs(25))
+            .contains(&kill)
+    );
+    pool.handle(
+        Event::Exited {
+            pid: pid(100),
+            exit: KILLED,
+        },
+        t0 + Duration::from_secs(25),
+    );
+    assert_eq!(pool.generations_in_use(), BTreeSet::from([2]));
+    // The new worker stops with the new generation's signal and timeout.
+    let t1 = t0 + Duration::from_secs(30);
+    let actions = pool.handle(Event::Stop { fast: false }, t1);
+    assert!(
+        actions.contains(&signal(pid(200), Signal::SIGQUIT)),
+        "{actions:?}"
+    );
+    assert!(
+        pool.handle(Event::Tick, t1 + Duration::from_secs(1))
+            .contains(&signal(pid(200), Signal::SIGKILL))
+    );
+}
+
+#[test]
 fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_serving() {
     let t0 = Instant::now();
     let mut pool = ready_pool(2, t0);
