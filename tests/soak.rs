@@ -1,7 +1,11 @@
 //! Soak (DESIGN goal G16): load, a worker kill every 5 s and a reload every
 //! 60 s, for `HAWKEY_SOAK_SECS` seconds (default 300, the CI run; set it
-//! higher for a longer soak). The master's RSS and fd count must stay
+//! higher for a longer soak). The master's memory and fd count must stay
 //! flat, with no zombie and no refused connection. Figures are printed.
+//! Memory is judged on its anonymous part (heap, stacks: what a leak
+//! grows); its file-backed part is released by design whenever a reload
+//! completes and faults back in as respawns run (src/memory.rs), so total
+//! RSS moves in a ~1 MiB sawtooth that says nothing about leaks.
 
 mod support;
 
@@ -9,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn rss_kib(pid: i32) -> u64 {
-    proc_status(pid, "VmRSS")
+fn status_kib(pid: i32, field: &str) -> u64 {
+    proc_status(pid, field)
         .unwrap()
         .trim_end_matches(" kB")
         .trim()
@@ -41,7 +45,7 @@ fn a_soak_with_kills_and_reloads_keeps_the_master_flat_and_refuses_no_connection
     let master = hawkey.pid();
     let load = Load::start(port, 2, "/delay/1", Duration::from_secs(secs + 60));
     let t0 = Instant::now();
-    let mut samples: Vec<(u64, u64, usize)> = Vec::new();
+    let mut samples: Vec<(u64, u64, u64, usize)> = Vec::new();
     let (mut kills, mut reloads) = (0, 0);
     let mut next_kill = Duration::from_secs(5);
     let mut next_reload = Duration::from_secs(60);
@@ -84,7 +88,12 @@ fn a_soak_with_kills_and_reloads_keeps_the_master_flat_and_refuses_no_connection
                 })
                 .min()
                 .unwrap();
-            samples.push((now.as_secs(), rss_kib(master), fds));
+            samples.push((
+                now.as_secs(),
+                status_kib(master, "VmRSS"),
+                status_kib(master, "RssAnon"),
+                fds,
+            ));
             // A zombie may exist for the instant before the master reaps;
             // one seen twice a second apart is a leak.
             if !zombies.is_empty() {
@@ -101,7 +110,7 @@ fn a_soak_with_kills_and_reloads_keeps_the_master_flat_and_refuses_no_connection
     }
     let counts = load.finish();
     eprintln!("soak: {secs}s, {kills} kills, {reloads} reloads, load {counts:?}");
-    eprintln!("soak: master (seconds, RSS KiB, fds): {samples:?}");
+    eprintln!("soak: master (seconds, RSS KiB, anonymous KiB, fds): {samples:?}");
     assert_eq!(counts.connect_errors, 0, "soak: connect errors {counts:?}");
     assert!(
         counts.failed as usize <= kills * 2,
@@ -109,25 +118,26 @@ fn a_soak_with_kills_and_reloads_keeps_the_master_flat_and_refuses_no_connection
         counts.failed
     );
     // Flat: once allocations settled (after the first minute and the first
-    // reload, whose new generation's structures the allocator keeps), RSS
-    // grows by less than 512 KiB and the fd count not at all.
+    // reload, whose new generation's structures the allocator keeps), the
+    // anonymous memory grows by less than 512 KiB and the fd count not at
+    // all.
     let settle = if secs >= 130 { 65 } else { secs / 2 };
-    let settled: Vec<&(u64, u64, usize)> =
-        samples.iter().filter(|(t, _, _)| *t >= settle).collect();
+    let settled: Vec<&(u64, u64, u64, usize)> = samples.iter().filter(|s| s.0 >= settle).collect();
     let (first, last) = (settled.first().unwrap(), settled.last().unwrap());
-    let max_rss = settled.iter().map(|s| s.1).max().unwrap();
+    let max_anon = settled.iter().map(|s| s.2).max().unwrap();
     assert!(
-        max_rss <= first.1 + 512,
-        "soak: master RSS grew from {} KiB to {max_rss} KiB",
-        first.1
+        max_anon <= first.2 + 512,
+        "soak: master anonymous memory grew from {} KiB to {max_anon} KiB",
+        first.2
     );
     assert!(
-        settled.iter().all(|s| s.2 == first.2),
+        settled.iter().all(|s| s.3 == first.3),
         "soak: master fd count changed: {samples:?}"
     );
+    let max_rss = settled.iter().map(|s| s.1).max().unwrap();
     eprintln!(
-        "soak: RSS {} KiB -> {} KiB, fds {} -> {}",
-        first.1, last.1, first.2, last.2
+        "soak: anonymous {} KiB -> {} KiB (max {max_anon}), RSS {} KiB -> {} KiB (max {max_rss}), fds {} -> {}",
+        first.2, last.2, first.1, last.1, first.3, last.3
     );
     hawkey.signal(libc::SIGTERM);
     assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
