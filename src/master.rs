@@ -592,11 +592,10 @@ impl<'p> Master<'p> {
                 self.queue.push_back(Event::WorkerStatus { pid, text });
             }
         }
-        if let Some(requested) = requested
-            && woke.saturating_duration_since(now) > requested + STALL_SLACK
-        {
-            self.queue.push_back(Event::Stalled);
-        }
+        // Stopped while asleep: woken well after the timeout. Stopped while
+        // busy (the timeout was computed after): SIGCONT says so.
+        let mut stalled = requested
+            .is_some_and(|requested| woke.saturating_duration_since(now) > requested + STALL_SLACK);
         for request in self.signals.drain() {
             match request {
                 SignalRequest::Stop(signal) => {
@@ -611,7 +610,11 @@ impl<'p> Master<'p> {
                 SignalRequest::Grow => self.queue.push_back(Event::Grow),
                 SignalRequest::Shrink => self.queue.push_back(Event::Shrink),
                 SignalRequest::Reap => {}
+                SignalRequest::Continued => stalled = true,
             }
+        }
+        if stalled {
+            self.queue.push_back(Event::Stalled);
         }
         // Reap on every wake-up, not only on SIGCHLD: cheap, and a merged
         // or early signal can never leave a zombie behind.

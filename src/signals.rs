@@ -14,6 +14,7 @@
 //! | SIGHUP            | reload                                             |
 //! | SIGTTIN / SIGTTOU | one worker more / fewer                            |
 //! | SIGCHLD           | a child changed state: reap                        |
+//! | SIGCONT           | the master was stopped: heartbeat deadlines afresh |
 //!
 //! Workers get an empty mask and default dispositions back before they
 //! exec (see `spawn`).
@@ -34,9 +35,11 @@ pub enum Request {
     Shrink,
     /// SIGCHLD: one or more children exited.
     Reap,
+    /// SIGCONT: the master was stopped (SIGSTOP, SIGTSTP) and goes on.
+    Continued,
 }
 
-const HANDLED: [Signal; 8] = [
+const HANDLED: [Signal; 9] = [
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGQUIT,
@@ -44,6 +47,7 @@ const HANDLED: [Signal; 8] = [
     Signal::SIGTTIN,
     Signal::SIGTTOU,
     Signal::SIGCHLD,
+    Signal::SIGCONT,
     Signal::SIGUSR2,
 ];
 
@@ -63,6 +67,9 @@ fn meaning(signal: Signal) -> Option<Request> {
         Signal::SIGTTIN => Request::Grow,
         Signal::SIGTTOU => Request::Shrink,
         Signal::SIGCHLD => Request::Reap,
+        // Blocking SIGCONT does not keep it from resuming the process; it
+        // then waits on the signalfd to say the master was stopped.
+        Signal::SIGCONT => Request::Continued,
         // Blocked so that a stray SIGUSR2 (einhorn and unicorn use it for
         // upgrades) cannot kill the master; it has no meaning here yet.
         _ => return None,

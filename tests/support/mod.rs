@@ -165,16 +165,18 @@ impl Hawkey {
     }
 
     /// Waits for a log line containing `needle`.
+    /// Waits for a log line containing `needle`; on timeout, fails with
+    /// the whole log so far.
     pub fn wait_log(&self, needle: &str, timeout: Duration) {
-        wait_until(timeout, &format!("log line {needle:?}"), || {
-            self.log
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains(needle))
-                .then_some(())
-        });
-        let _ = self;
+        let deadline = Instant::now() + timeout;
+        while self.count_log(needle) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for log line {needle:?}; the log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn count_log(&self, needle: &str) -> usize {
