@@ -639,16 +639,10 @@ impl<'p> Master<'p> {
     /// `NotifyAccess=all` lets a service's helpers, by cgroup. Anyone else
     /// is not heard.
     fn credited_worker(&self, sender: Sender) -> Option<nix::unistd::Pid> {
-        let is_worker = |pid: nix::unistd::Pid| {
-            self.pool.slots().iter().any(|s| {
-                s.state.pid() == Some(pid)
-                    || s.successor.is_some_and(|(_, st)| st.pid() == Some(pid))
-            })
-        };
-        if is_worker(sender.pid) {
+        if self.pool.has_worker(sender.pid) {
             return Some(sender.pid);
         }
-        sender.group.filter(|g| is_worker(*g))
+        sender.group.filter(|g| self.pool.has_worker(*g))
     }
 
     fn on_control(&mut self, client: ClientId, request: Request) {

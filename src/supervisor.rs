@@ -223,6 +223,12 @@ impl Slot {
         }
     }
 
+    /// Whether `pid` is this slot's serving worker or its replacement
+    /// being started (not one retiring after a reload).
+    pub fn runs(&self, pid: Pid) -> bool {
+        self.state.pid() == Some(pid) || self.successor.is_some_and(|(_, st)| st.pid() == Some(pid))
+    }
+
     fn has_process(&self) -> bool {
         self.state.pid().is_some()
             || self.state == State::Spawning
@@ -332,6 +338,22 @@ struct Reload {
     previous: Option<(Settings, u64)>,
     /// Why the reload is being rolled back.
     failure: Option<String>,
+}
+
+/// How a worker of `generation` is stopped: its signal, and when it is
+/// killed if it has not exited. A function of the two fields (not a `Pool`
+/// method) so it can be used while a slot is borrowed.
+fn stop_of(
+    stops: &BTreeMap<u64, (Signal, Duration)>,
+    current: &Settings,
+    generation: u64,
+    now: Instant,
+) -> (Signal, Instant) {
+    let (signal, timeout) = stops
+        .get(&generation)
+        .copied()
+        .unwrap_or((current.stop_signal, current.stop_timeout));
+    (signal, now + timeout)
 }
 
 pub struct Pool {
@@ -513,15 +535,9 @@ impl Pool {
         actions
     }
 
-    /// How a worker of `generation` is stopped: its signal and when it is
-    /// killed if it has not exited.
-    fn stop_of(&self, generation: u64, now: Instant) -> (Signal, Instant) {
-        let (signal, timeout) = self
-            .stops
-            .get(&generation)
-            .copied()
-            .unwrap_or((self.settings.stop_signal, self.settings.stop_timeout));
-        (signal, now + timeout)
+    /// Whether `pid` is a serving worker or a replacement being started.
+    pub fn has_worker(&self, pid: Pid) -> bool {
+        self.slots.iter().any(|s| s.runs(pid))
     }
 
     fn on_spawned(
@@ -558,10 +574,7 @@ impl Pool {
         }
         if self.phase != Phase::Running {
             // A stop arrived while this worker was being forked.
-            let (signal, kill_at) = self.stop_of(generation, now);
-            let Some(s) = self.slots.get_mut(slot) else {
-                return;
-            };
+            let (signal, kill_at) = stop_of(&self.stops, &settings, generation, now);
             if successor {
                 s.successor = Some((generation, starting.signal(signal, kill_at, now, actions)));
             } else {
@@ -603,10 +616,7 @@ impl Pool {
 
     fn on_ready(&mut self, pid: Pid, now: Instant, actions: &mut Vec<Action>) {
         let heartbeat = self.settings.heartbeat;
-        let stops = &self.stops;
-        let Some(s) = self.slots.iter_mut().find(|s| {
-            s.state.pid() == Some(pid) || s.successor.is_some_and(|(_, st)| st.pid() == Some(pid))
-        }) else {
+        let Some(s) = self.slots.iter_mut().find(|s| s.runs(pid)) else {
             return;
         };
         let ready = |since| State::Ready {
@@ -629,11 +639,8 @@ impl Pool {
             (old, Some((generation, State::Starting { since, .. }))) => {
                 // The replacement is ready: it serves, the old worker drains,
                 // stopped as its own generation says.
-                let (signal, timeout) = stops
-                    .get(&s.generation)
-                    .copied()
-                    .unwrap_or((self.settings.stop_signal, self.settings.stop_timeout));
-                let retired = old.signal(signal, now + timeout, now, actions);
+                let (signal, kill_at) = stop_of(&self.stops, &self.settings, s.generation, now);
+                let retired = old.signal(signal, kill_at, now, actions);
                 if retired.pid().is_some() {
                     s.retiring.push((s.generation, retired));
                 }
@@ -953,9 +960,8 @@ impl Pool {
             return;
         }
         // Slots the new configuration no longer has stop last.
-        for id in target..self.slots.len() {
-            let (signal, kill_at) = self.stop_of(self.slots[id].generation, now);
-            let s = &mut self.slots[id];
+        for s in self.slots.iter_mut().filter(|s| s.id >= target) {
+            let (signal, kill_at) = stop_of(&self.stops, &self.settings, s.generation, now);
             if matches!(
                 s.state,
                 State::Starting { .. } | State::Ready { .. } | State::Pending { .. }
@@ -1010,18 +1016,14 @@ impl Pool {
         }
         // Each worker as its generation says; SIGKILL for a fast stop.
         let how = |generation| {
-            let (signal, kill_at) = self.stop_of(generation, now);
+            let (signal, kill_at) = stop_of(&self.stops, &self.settings, generation, now);
             (if fast { Signal::SIGKILL } else { signal }, kill_at)
         };
-        let plan: Vec<_> = self
-            .slots
-            .iter()
-            .map(|s| (how(s.generation), s.successor.map(|(g, _)| how(g))))
-            .collect();
-        for (s, (mine, successor)) in self.slots.iter_mut().zip(plan) {
-            let (signal, kill_at) = mine;
+        for s in &mut self.slots {
+            let (signal, kill_at) = how(s.generation);
             s.state = s.state.signal(signal, kill_at, now, actions);
-            if let (Some((g, st)), Some((signal, kill_at))) = (s.successor, successor) {
+            if let Some((g, st)) = s.successor {
+                let (signal, kill_at) = how(g);
                 // A replacement still being forked is stopped by on_spawned.
                 s.successor = Some((g, st.signal(signal, kill_at, now, actions)));
             }
@@ -1056,8 +1058,8 @@ impl Pool {
         }
         self.target -= 1;
         tracing::info!("SIGTTOU: shrinking the pool to {} workers", self.target);
-        let (signal, kill_at) = self.stop_of(self.slots[self.target].generation, now);
         let s = &mut self.slots[self.target];
+        let (signal, kill_at) = stop_of(&self.stops, &self.settings, s.generation, now);
         s.state = s.state.signal(signal, kill_at, now, actions);
     }
 
