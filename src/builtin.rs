@@ -133,15 +133,13 @@ fn stop_signals(configured: Signal) -> io::Result<impl Future<Output = ()>> {
         other => Some(signal(SignalKind::from_raw(other as i32))?),
     };
     Ok(async move {
-        let configured_name = configured.as_str();
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
             _ = quit.recv() => "SIGQUIT",
-            Some(()) = async { match other.as_mut() {
-                Some(s) => s.recv().await,
-                None => std::future::pending().await,
-            } } => configured_name,
+            _ = async { other.as_mut()?.recv().await }, if other.is_some() => {
+                configured.as_str()
+            }
         };
         tracing::info!(signal = name, "stop signal received");
     })
