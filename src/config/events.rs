@@ -20,6 +20,30 @@ fn pos(marker: &Marker) -> Pos {
     (marker.line(), marker.col())
 }
 
+/// A marker as errors print it: line and column, both from 1.
+fn printed(marker: &Marker) -> (u32, u32) {
+    (marker.line() as u32, marker.col() as u32 + 1)
+}
+
+/// The printed line and column just after `before` (the text up to a
+/// position): what an error at that position says.
+pub(super) fn position_after(before: &str) -> (u32, u32) {
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |n| n + 1)..]
+        .chars()
+        .count()
+        + 1;
+    (line as u32, column as u32)
+}
+
+/// Where the text the parser scanned past its last event (ending at
+/// `last_end`) starts, and whether an element of a flow sequence has begun
+/// there (right after its '[' or a ',').
+fn gap_start(text: &str, last_end: Pos) -> (usize, bool) {
+    let start = offset(text, last_end);
+    (start, text[..start].trim_end().ends_with(['[', ',']))
+}
+
 /// One open collection, and the slot in it being filled.
 enum Frame<'a> {
     /// `key` is `Some` once a key is read and until its value is complete.
@@ -271,7 +295,7 @@ pub(super) fn path_at(text: &str, line: u32, column: u32) -> String {
         // and keys written between its last event and the error are read
         // here from the text.
         Some((mut cursor, last_end)) => {
-            let start = offset(text, last_end);
+            let (start, entered) = gap_start(text, last_end);
             let gap = text.get(start..offset(text, at)).unwrap_or("");
             if let (Some(key), Some(Frame::Map { key: slot })) =
                 (cursor.empty_value.take(), cursor.frames.last_mut())
@@ -281,8 +305,6 @@ pub(super) fn path_at(text: &str, line: u32, column: u32) -> String {
                     *slot = Some(key);
                 }
             }
-            // Right after a flow '[' or ',' the next element has begun.
-            let entered = text[..start].trim_end().ends_with(['[', ',']);
             if cursor.scan_gap(gap, entered, usize::MAX) == Ok(false) {
                 // Between the elements of a sequence: the error is the
                 // sequence's, not an element's.
@@ -313,11 +335,8 @@ pub(super) fn too_deep(text: &str, max: usize) -> Option<(u32, u32, String)> {
     let mut found = None;
     let failed = walk(text, |event, span, cursor| match event {
         Event::MappingStart(..) | Event::SequenceStart(..) if cursor.frames.len() >= max => {
-            found = Some((
-                span.start.line() as u32,
-                span.start.col() as u32 + 1,
-                cursor.path(),
-            ));
+            let (line, column) = printed(&span.start);
+            found = Some((line, column, cursor.path()));
             Step::Stop
         }
         _ => Step::Go,
@@ -326,18 +345,12 @@ pub(super) fn too_deep(text: &str, max: usize) -> Option<(u32, u32, String)> {
         return found;
     }
     let (mut cursor, last_end) = failed?;
-    let start = offset(text, last_end);
-    let entered = text[..start].trim_end().ends_with(['[', ',']);
+    let (start, entered) = gap_start(text, last_end);
     let i = start + cursor.scan_gap(&text[start..], entered, max).err()?;
     // The cursor now stands inside the offending collection: its slot is
     // the path without that last frame.
     cursor.frames.pop();
-    let before = &text[..i];
-    let line = before.matches('\n').count() as u32 + 1;
-    let column = before[before.rfind('\n').map_or(0, |n| n + 1)..]
-        .chars()
-        .count() as u32
-        + 1;
+    let (line, column) = position_after(&text[..i]);
     Some((line, column, cursor.path()))
 }
 
@@ -347,7 +360,7 @@ pub(super) fn value_start(text: &str, path: &str) -> Option<(u32, u32)> {
     let mut found = None;
     walk(text, |_, span, cursor| {
         if !cursor.at_key() && cursor.path() == path {
-            found = Some((span.start.line() as u32, span.start.col() as u32 + 1));
+            found = Some(printed(&span.start));
             Step::Stop
         } else {
             Step::Go
@@ -371,13 +384,8 @@ pub(super) fn alias_storm(
             Event::Alias(_) => {
                 aliases += 1;
                 if aliases >= min && aliases > per_anchor.saturating_mul(anchors) {
-                    found = Some((
-                        span.start.line() as u32,
-                        span.start.col() as u32 + 1,
-                        cursor.path(),
-                        aliases,
-                        anchors,
-                    ));
+                    let (line, column) = printed(&span.start);
+                    found = Some((line, column, cursor.path(), aliases, anchors));
                     return Step::Stop;
                 }
             }

@@ -294,9 +294,7 @@ impl Config {
         let text = String::from_utf8(bytes).map_err(|e| {
             // Locate the first byte that is not UTF-8, like any other error.
             let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-            let line = good.iter().filter(|b| **b == b'\n').count() as u32 + 1;
-            let start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            let column = String::from_utf8_lossy(&good[start..]).chars().count() as u32 + 1;
+            let (line, column) = events::position_after(&String::from_utf8_lossy(good));
             // The key whose value holds it, read from the file with each bad
             // sequence replaced: what comes before it is unchanged.
             let key = events::path_at(&String::from_utf8_lossy(e.as_bytes()), line, column);
