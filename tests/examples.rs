@@ -74,19 +74,6 @@ fn sockets_of(pids: &[i32]) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every datagram until the next READY=1, asserting the pool never showed
-/// fewer than `n` ready workers.
-fn reload_messages(notify: &NotifySocket, n: usize) -> Vec<String> {
-    let messages = notify.until("READY=1", Duration::from_secs(30));
-    for m in &messages {
-        if let Some(status) = m.lines().find_map(|l| l.strip_prefix("STATUS=")) {
-            let ready: usize = status.split('/').next().unwrap().parse().unwrap();
-            assert!(ready >= n, "fewer than {n} ready during a reload: {status}");
-        }
-    }
-    messages
-}
-
 /// Each worker's own `STATUS=` line, as `hawkey status --json` shows it.
 fn worker_statuses(config: &Path) -> Vec<String> {
     let (code, out, err) = hawkey_cli(&["status", "--json"], config);

@@ -27,19 +27,6 @@ fn start(dir: &TempDir, config: &Path) -> (Hawkey, NotifySocket) {
     (hawkey, notify)
 }
 
-/// Every datagram until the next READY=1, asserting the pool never showed
-/// fewer than `n` ready workers.
-fn reload_messages(notify: &NotifySocket, n: usize) -> Vec<String> {
-    let messages = notify.until("READY=1", Duration::from_secs(30));
-    for m in &messages {
-        if let Some(status) = m.lines().find_map(|l| l.strip_prefix("STATUS=")) {
-            let ready: usize = status.split('/').next().unwrap().parse().unwrap();
-            assert!(ready >= n, "fewer than {n} ready during a reload: {status}");
-        }
-    }
-    messages
-}
-
 fn fifty_reloads_under_load(config: &Path, dir: &TempDir, port: u16, path: &str) {
     let (mut hawkey, notify) = start(dir, config);
     let load = Load::start(port, 4, path, LIMIT);

@@ -355,6 +355,19 @@ pub fn parse_response(response: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// Every datagram until the next READY=1, asserting the pool never showed
+/// fewer than `n` ready workers.
+pub fn reload_messages(notify: &NotifySocket, n: usize) -> Vec<String> {
+    let messages = notify.until("READY=1", Duration::from_secs(30));
+    for m in &messages {
+        if let Some(status) = m.lines().find_map(|l| l.strip_prefix("STATUS=")) {
+            let ready: usize = status.split('/').next().unwrap().parse().unwrap();
+            assert!(ready >= n, "fewer than {n} ready during a reload: {status}");
+        }
+    }
+    messages
+}
+
 /// Writes a config file and returns its path.
 pub fn write_config(dir: &TempDir, yaml: &str) -> PathBuf {
     let path = dir.join("hawkey.yaml");
