@@ -1,23 +1,125 @@
-//! Exit statuses of `hawkey`, from sysexits(3) where one fits.
-//!
-//! | status | meaning                                              |
-//! |--------|------------------------------------------------------|
-//! | 0      | ok; stopped on request                               |
-//! | 1      | runtime failure (cannot bind, cannot fork, …)        |
-//! | 64     | usage: bad command line                              |
-//! | 69     | no worker could start                                |
-//! | 73     | pidfile or runtime directory unusable                |
-//! | 75     | another instance holds the pidfile lock              |
-//! | 78     | invalid configuration                                |
-//! | 3      | `hawkey status`: not running (LSB)                   |
-//! | 77     | not permitted to control this master                 |
+//! Exit statuses of `hawkey`, from sysexits(3) where one fits: the one
+//! table. Every error maps to a [`Status`]; the README's table is tested
+//! against [`Status::ALL`], and `Response::Error` carries [`Status::code`].
 
-pub const OK: u8 = 0;
-pub const FAILURE: u8 = 1;
-pub const USAGE: u8 = 64;
-pub const NO_WORKER: u8 = 69;
-pub const CANT_CREATE: u8 = 73;
-pub const TEMP_FAIL: u8 = 75;
-pub const CONFIG: u8 = 78;
-pub const NOT_RUNNING: u8 = 3;
-pub const NO_PERMISSION: u8 = 77;
+/// How a `hawkey` command ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Stopped on request; command done.
+    Ok,
+    /// Runtime failure (cannot bind, cannot fork, …); a reload rolled back.
+    Failure,
+    /// `hawkey status` (and the other control commands): not running (LSB).
+    NotRunning,
+    /// Usage error: a bad command line or control request (`EX_USAGE`).
+    Usage,
+    /// No worker could start (`EX_UNAVAILABLE`).
+    NoWorker,
+    /// Pidfile or runtime directory unusable (`EX_CANTCREAT`).
+    CantCreate,
+    /// Another instance holds the pidfile lock; a reload is already in
+    /// progress (`EX_TEMPFAIL`).
+    TempFail,
+    /// Not permitted to control this master (`EX_NOPERM`).
+    NoPermission,
+    /// Invalid configuration (`EX_CONFIG`).
+    Config,
+}
+
+impl Status {
+    /// Every status, in the order of the README's table.
+    pub(crate) const ALL: [Status; 9] = [
+        Status::Ok,
+        Status::Failure,
+        Status::NotRunning,
+        Status::Usage,
+        Status::NoWorker,
+        Status::CantCreate,
+        Status::TempFail,
+        Status::NoPermission,
+        Status::Config,
+    ];
+
+    /// The process exit status.
+    pub(crate) const fn code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Failure => 1,
+            Status::NotRunning => 3,
+            Status::Usage => 64,
+            Status::NoWorker => 69,
+            Status::CantCreate => 73,
+            Status::TempFail => 75,
+            Status::NoPermission => 77,
+            Status::Config => 78,
+        }
+    }
+
+    /// The status with this code; a code hawkey never uses is a failure.
+    pub(crate) fn from_code(code: u8) -> Status {
+        Status::ALL
+            .into_iter()
+            .find(|s| s.code() == code)
+            .unwrap_or(Status::Failure)
+    }
+
+    /// What the status means to an operator, as the README's table says.
+    pub(crate) const fn meaning(self) -> &'static str {
+        match self {
+            Status::Ok => "stopped on request; command done",
+            Status::Failure => {
+                "runtime failure (cannot bind, cannot fork, …); a reload rolled back"
+            }
+            Status::NotRunning => "`hawkey status`, `reload`, `stop`: not running",
+            Status::Usage => "usage error",
+            Status::NoWorker => "no worker could start",
+            Status::CantCreate => {
+                "pidfile or runtime directory unusable (e.g. a symlink at the pidfile path)"
+            }
+            Status::TempFail => {
+                "another instance holds the pidfile lock; a reload is already in progress"
+            }
+            Status::NoPermission => "not permitted to control this master",
+            Status::Config => "invalid configuration",
+        }
+    }
+}
+
+impl From<Status> for std::process::ExitCode {
+    fn from(status: Status) -> Self {
+        std::process::ExitCode::from(status.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct() {
+        let mut codes: Vec<u8> = Status::ALL.iter().map(|s| s.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), Status::ALL.len());
+    }
+
+    #[test]
+    fn the_readme_table_is_this_table() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("## Exit codes\n")
+            .nth(1)
+            .expect("README.md has an Exit codes section");
+        let rows: Vec<&str> = section
+            .lines()
+            .skip_while(|l| !l.starts_with("| status"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let expected: Vec<String> = Status::ALL
+            .iter()
+            .map(|s| format!("| {} | {} |", s.code(), s.meaning()))
+            .collect();
+        assert_eq!(rows, expected);
+    }
+}

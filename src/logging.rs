@@ -17,14 +17,18 @@ use crate::config::{Format, Level};
 
 /// The format actually used once `auto` is resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sink {
+pub(crate) enum Sink {
+    /// Native journal entries with fields.
     Journald,
+    /// Readable lines on stderr.
     Text,
+    /// JSON lines on stderr.
     Json,
 }
 
 impl Sink {
-    pub fn name(self) -> &'static str {
+    /// The name used in `HAWKEY_LOG` and `log.format`.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Sink::Journald => "journald",
             Sink::Text => "text",
@@ -32,7 +36,8 @@ impl Sink {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Sink> {
+    /// The sink [`Sink::name`] names.
+    pub(crate) fn from_name(name: &str) -> Option<Sink> {
         match name {
             "journald" => Some(Sink::Journald),
             "text" => Some(Sink::Text),
@@ -42,7 +47,8 @@ impl Sink {
     }
 }
 
-pub fn level_name(level: Level) -> &'static str {
+/// The name of a configured level, as [`filter`] reads it.
+pub(crate) fn level_name(level: Level) -> &'static str {
     match level {
         Level::Error => "error",
         Level::Warn => "warn",
@@ -52,18 +58,14 @@ pub fn level_name(level: Level) -> &'static str {
     }
 }
 
+/// The filter for a level name (`info`, …; what [`level_name`] gives),
+/// by tracing's own parser; an unknown name is `info`.
 fn filter(level: &str) -> LevelFilter {
-    match level {
-        "error" => LevelFilter::ERROR,
-        "warn" => LevelFilter::WARN,
-        "debug" => LevelFilter::DEBUG,
-        "trace" => LevelFilter::TRACE,
-        _ => LevelFilter::INFO,
-    }
+    level.parse().unwrap_or(LevelFilter::INFO)
 }
 
 /// Whether `journal_stream` (`JOURNAL_STREAM`, "DEV:INO") is our stderr.
-pub fn stderr_is_journal(journal_stream: Option<&OsStr>) -> bool {
+pub(crate) fn stderr_is_journal(journal_stream: Option<&OsStr>) -> bool {
     let Some((dev, ino)) = journal_stream
         .and_then(|v| v.to_str())
         .and_then(|v| v.split_once(':'))
@@ -77,7 +79,7 @@ pub fn stderr_is_journal(journal_stream: Option<&OsStr>) -> bool {
 }
 
 /// Resolves `auto`.
-pub fn resolve(format: Format, journal_stream: Option<&OsStr>) -> Sink {
+pub(crate) fn resolve(format: Format, journal_stream: Option<&OsStr>) -> Sink {
     match format {
         Format::Auto if stderr_is_journal(journal_stream) => Sink::Journald,
         Format::Auto | Format::Text => Sink::Text,
@@ -96,7 +98,7 @@ fn colour() -> bool {
 /// Installs the global subscriber. `identifier` is the journal's
 /// `SYSLOG_IDENTIFIER`. Returns the sink in use (text if journald was asked
 /// for but cannot be reached).
-pub fn init(level: &str, sink: Sink, identifier: &str) -> Sink {
+pub(crate) fn init(level: &str, sink: Sink, identifier: &str) -> Sink {
     use tracing_subscriber::prelude::*;
     let filter = filter(level);
     if sink == Sink::Journald {
@@ -127,4 +129,14 @@ pub fn init(level: &str, sink: Sink, identifier: &str) -> Sink {
         _ => fmt.try_init(),
     };
     sink
+}
+
+/// An errno as a message reads it: "address already in use".
+pub(crate) fn errno_text(errno: nix::errno::Errno) -> String {
+    let text = errno.desc();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }

@@ -15,6 +15,7 @@
 //! size, which is what a config file read by root needs.
 
 mod events;
+pub(crate) mod paths;
 mod raw;
 pub mod units;
 

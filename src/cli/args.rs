@@ -1,4 +1,5 @@
-//! The command line. Man page and completions are generated from it.
+//! The command line, defined once: the man page and the completions are
+//! generated from it (`hawkey generate`, used by the packaging).
 
 use std::path::PathBuf;
 

@@ -50,8 +50,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::reap::Exit;
 use crate::config::Span;
-use crate::reap::Exit;
+pub(crate) use notice::{Decision, Level, Notice};
+
+mod notice;
 
 /// Ready this long, a worker counts as having started well: its next death
 /// is not part of a crash loop.
@@ -75,6 +78,23 @@ pub struct Settings {
     pub stop_timeout: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+}
+
+impl Settings {
+    /// Settings for a pool that exists only until the first generation's
+    /// replace it (the master's start-up).
+    pub(crate) fn placeholder() -> Settings {
+        Settings {
+            count: 1,
+            ready_on_start: false,
+            ready_timeout: Duration::ZERO,
+            heartbeat: None,
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::ZERO,
+            backoff_initial: Duration::ZERO,
+            backoff_max: Duration::ZERO,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -490,8 +510,10 @@ impl Pool {
             .min()
     }
 
-    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
-        let mut actions = Vec::new();
+    /// Decides what to do about `event` at `now`: the actions to carry out,
+    /// in order, and what to tell the operator.
+    pub(crate) fn handle(&mut self, event: Event, now: Instant) -> Decision {
+        let mut out = Decision::default();
         match event {
             Event::Start => {
                 self.slots = (0..self.target)
@@ -502,37 +524,37 @@ impl Pool {
                 slot,
                 generation,
                 pid,
-            } => self.on_spawned(slot, generation, pid, now, &mut actions),
+            } => self.on_spawned(slot, generation, pid, now, &mut out),
             Event::SpawnFailed {
                 slot,
                 generation,
                 error,
                 master_fault,
-            } => self.on_spawn_failed(slot, generation, &error, master_fault, now, &mut actions),
-            Event::Ready { pid } => self.on_ready(pid, now, &mut actions),
+            } => self.on_spawn_failed(slot, generation, &error, master_fault, now, &mut out),
+            Event::Ready { pid } => self.on_ready(pid, now, &mut out),
             Event::Heartbeat { pid } => self.on_heartbeat(pid, now),
             Event::WorkerStatus { pid, text } => {
                 if let Some(s) = self.slots.iter_mut().find(|s| s.state.pid() == Some(pid)) {
                     s.worker_status = Some(text);
                 }
             }
-            Event::Exited { pid, exit } => self.on_exit(pid, exit, now, &mut actions),
-            Event::Stop { fast } => self.stop(fast, ExitCode::Clean, now, &mut actions),
-            Event::Grow => self.grow(now),
-            Event::Shrink => self.shrink(now, &mut actions),
+            Event::Exited { pid, exit } => self.on_exit(pid, exit, now, &mut out),
+            Event::Stop { fast } => self.stop(fast, ExitCode::Clean, now, &mut out),
+            Event::Grow => self.grow(now, &mut out),
+            Event::Shrink => self.shrink(now, &mut out),
             Event::Reload {
                 settings,
                 generation,
-            } => self.start_reload(settings, generation, &mut actions),
-            Event::Stalled => self.after_stall(now),
-            Event::Tick => self.on_tick(now, &mut actions),
+            } => self.start_reload(settings, generation, &mut out),
+            Event::Stalled => self.after_stall(now, &mut out),
+            Event::Tick => self.on_tick(now, &mut out),
         }
-        self.schedule(now, &mut actions);
-        self.advance_reload(now, &mut actions);
-        self.check_done(&mut actions);
+        self.schedule(now, &mut out);
+        self.advance_reload(now, &mut out);
+        self.check_done(&mut out);
         let in_use = self.generations_in_use();
         self.stops.retain(|g, _| in_use.contains(g));
-        actions
+        out
     }
 
     /// Whether `pid` is a serving worker or a replacement being started.
@@ -546,7 +568,7 @@ impl Pool {
         generation: u64,
         pid: Pid,
         now: Instant,
-        actions: &mut Vec<Action>,
+        out: &mut Decision,
     ) {
         self.master_fault = false;
         let settings = self.settings;
@@ -558,11 +580,11 @@ impl Pool {
         let Some(s) = self.slots.get_mut(slot) else {
             return;
         };
-        tracing::debug!(
-            hawkey_worker = slot,
-            worker_pid = pid.as_raw(),
-            generation,
-            "worker started"
+        out.notices.push(
+            Notice::new(Level::Debug, "worker started".into())
+                .slot(slot)
+                .pid(pid)
+                .generation(generation),
         );
         let successor = matches!(s.successor, Some((g, State::Spawning)) if g == generation);
         if successor {
@@ -576,12 +598,15 @@ impl Pool {
             // A stop arrived while this worker was being forked.
             let (signal, kill_at) = stop_of(&self.stops, &settings, generation, now);
             if successor {
-                s.successor = Some((generation, starting.signal(signal, kill_at, now, actions)));
+                s.successor = Some((
+                    generation,
+                    starting.signal(signal, kill_at, now, &mut out.actions),
+                ));
             } else {
-                s.state = starting.signal(signal, kill_at, now, actions);
+                s.state = starting.signal(signal, kill_at, now, &mut out.actions);
             }
         } else if settings.ready_on_start {
-            self.on_ready(pid, now, actions);
+            self.on_ready(pid, now, out);
         }
     }
 
@@ -592,10 +617,14 @@ impl Pool {
         error: &str,
         master_fault: bool,
         now: Instant,
-        actions: &mut Vec<Action>,
+        out: &mut Decision,
     ) {
         self.master_fault = master_fault;
-        tracing::error!(hawkey_worker = slot, generation, "{error}");
+        out.notices.push(
+            Notice::new(Level::Error, format!("{error}"))
+                .slot(slot)
+                .generation(generation),
+        );
         let Some(s) = self.slots.get_mut(slot) else {
             return;
         };
@@ -604,17 +633,17 @@ impl Pool {
             self.reload_failed(
                 format!("worker {slot} of generation {generation}: {error}"),
                 now,
-                actions,
+                out,
             );
             return;
         }
         s.state = State::Stopped;
         if self.phase == Phase::Running {
-            self.after_death(slot, true, now, actions);
+            self.after_death(slot, true, now, out);
         }
     }
 
-    fn on_ready(&mut self, pid: Pid, now: Instant, actions: &mut Vec<Action>) {
+    fn on_ready(&mut self, pid: Pid, now: Instant, out: &mut Decision) {
         let heartbeat = self.settings.heartbeat;
         let Some(s) = self.slots.iter_mut().find(|s| s.runs(pid)) else {
             return;
@@ -628,32 +657,37 @@ impl Pool {
         match (s.state, s.successor) {
             (State::Starting { pid: p, since, .. }, _) if p == pid => {
                 s.state = ready(since);
-                tracing::info!(
-                    hawkey_worker = s.id,
-                    worker_pid = pid.as_raw(),
-                    generation = s.generation,
-                    "worker {} (pid {pid}) is ready",
-                    s.id
+                out.notices.push(
+                    Notice::new(Level::Info, format!("worker {} (pid {pid}) is ready", s.id))
+                        .slot(s.id)
+                        .pid(pid)
+                        .generation(s.generation),
                 );
             }
             (old, Some((generation, State::Starting { since, .. }))) => {
                 // The replacement is ready: it serves, the old worker drains,
                 // stopped as its own generation says.
                 let (signal, kill_at) = stop_of(&self.stops, &self.settings, s.generation, now);
-                let retired = old.signal(signal, kill_at, now, actions);
+                let retired = old.signal(signal, kill_at, now, &mut out.actions);
                 if retired.pid().is_some() {
                     s.retiring.push((s.generation, retired));
                 }
-                tracing::info!(
-                    hawkey_worker = s.id,
-                    worker_pid = pid.as_raw(),
-                    generation,
-                    "worker {} (pid {pid}) of generation {generation} is ready{}",
-                    s.id,
-                    match old.pid() {
-                        Some(o) => format!(", stopping pid {o} of generation {}", s.generation),
-                        None => String::new(),
-                    }
+                out.notices.push(
+                    Notice::new(
+                        Level::Info,
+                        format!(
+                            "worker {} (pid {pid}) of generation {generation} is ready{}",
+                            s.id,
+                            match old.pid() {
+                                Some(o) =>
+                                    format!(", stopping pid {o} of generation {}", s.generation),
+                                None => String::new(),
+                            }
+                        ),
+                    )
+                    .slot(s.id)
+                    .pid(pid)
+                    .generation(generation),
                 );
                 s.state = ready(since);
                 s.generation = generation;
@@ -665,7 +699,7 @@ impl Pool {
         self.any_ready_ever = true;
         if !self.announced && self.reload.is_none() && self.all_ready() {
             self.announced = true;
-            actions.push(Action::AnnounceReady);
+            out.actions.push(Action::AnnounceReady);
         }
     }
 
@@ -690,22 +724,19 @@ impl Pool {
 
     /// A process exited: a draining worker, a failed replacement, or a
     /// serving worker. Log it in operator terms, then decide what next.
-    fn on_exit(&mut self, pid: Pid, exit: Exit, now: Instant, actions: &mut Vec<Action>) {
-        let log_info = |id: usize, generation: u64| {
-            tracing::info!(
-                hawkey_worker = id,
-                worker_pid = pid.as_raw(),
-                generation,
-                exit_status = exit.code(),
-                signal = exit.signal(),
-                "worker {id} (pid {pid}) {exit}"
-            );
+    fn on_exit(&mut self, pid: Pid, exit: Exit, now: Instant, out: &mut Decision) {
+        let exited = |id: usize, generation: u64| {
+            Notice::new(Level::Info, format!("worker {id} (pid {pid}) {exit}"))
+                .slot(id)
+                .pid(pid)
+                .generation(generation)
+                .exit(exit)
         };
         // A replaced worker finished draining.
         for s in &mut self.slots {
             if let Some(i) = s.retiring.iter().position(|(_, st)| st.pid() == Some(pid)) {
                 let (generation, _) = s.retiring.remove(i);
-                log_info(s.id, generation);
+                out.notices.push(exited(s.id, generation));
                 return;
             }
         }
@@ -718,7 +749,7 @@ impl Pool {
             let (generation, state) = s.successor.take().expect("found above");
             let id = s.id;
             if self.phase != Phase::Running {
-                log_info(id, generation);
+                out.notices.push(exited(id, generation));
                 return;
             }
             let why = match state {
@@ -727,7 +758,7 @@ impl Pool {
                 }
                 _ => exit.to_string(),
             };
-            self.new_worker_failed(id, pid, generation, exit, &why, now, actions);
+            self.new_worker_failed(id, pid, generation, exit, &why, now, out);
             return;
         }
         let phase = self.phase;
@@ -735,7 +766,9 @@ impl Pool {
         let Some(s) = self.slots.iter_mut().find(|s| s.state.pid() == Some(pid)) else {
             // An orphan adopted as subreaper, or a spawn that failed (and
             // was reaped) before its pid reached us.
-            tracing::debug!(pid = pid.as_raw(), "reaped {pid}, not a worker: {exit}");
+            out.notices.push(
+                Notice::new(Level::Debug, format!("reaped {pid}, not a worker: {exit}")).pid(pid),
+            );
             return;
         };
         let before = s.state;
@@ -751,17 +784,17 @@ impl Pool {
             // A new slot's worker of the reload's generation never became
             // ready: the reload fails like a replacement would.
             self.slots[id].state = State::Pending { at: now };
-            self.new_worker_failed(id, pid, generation, exit, &exit.to_string(), now, actions);
+            self.new_worker_failed(id, pid, generation, exit, &exit.to_string(), now, out);
             return;
         }
         if phase != Phase::Running || id >= target {
-            log_info(id, generation);
+            out.notices.push(exited(id, generation));
             return;
         }
         if matches!(before, State::Stopping { .. }) {
             // Stopped on purpose (a shrink reversed by a grow): replace.
             s.state = State::Pending { at: now };
-            log_info(id, generation);
+            out.notices.push(exited(id, generation));
             return;
         }
         // Backoff is for an app that fails by itself: one that died soon
@@ -780,7 +813,7 @@ impl Pool {
             _ => true,
         };
         s.killed_for_heartbeat = false;
-        self.after_death(id, quick, now, actions);
+        self.after_death(id, quick, now, out);
         let delay = match self.slots[id].state {
             State::Pending { at } => at.saturating_duration_since(now),
             _ => Duration::ZERO,
@@ -790,13 +823,15 @@ impl Pool {
             (_, true) => "restarting".to_string(),
             (_, false) => format!("restarting in {}", Span(delay)),
         };
-        tracing::warn!(
-            hawkey_worker = id,
-            worker_pid = pid.as_raw(),
-            generation,
-            exit_status = exit.code(),
-            signal = exit.signal(),
-            "worker {id} (pid {pid}) {exit}, {next}"
+        out.notices.push(
+            Notice::new(
+                Level::Warn,
+                format!("worker {id} (pid {pid}) {exit}, {next}"),
+            )
+            .slot(id)
+            .pid(pid)
+            .generation(generation)
+            .exit(exit),
         );
     }
 
@@ -811,26 +846,28 @@ impl Pool {
         exit: Exit,
         why: &str,
         now: Instant,
-        actions: &mut Vec<Action>,
+        out: &mut Decision,
     ) {
-        tracing::warn!(
-            hawkey_worker = id,
-            worker_pid = pid.as_raw(),
-            generation,
-            exit_status = exit.code(),
-            signal = exit.signal(),
-            "new worker {id} (pid {pid}) of generation {generation} {why}"
+        out.notices.push(
+            Notice::new(
+                Level::Warn,
+                format!("new worker {id} (pid {pid}) of generation {generation} {why}"),
+            )
+            .slot(id)
+            .pid(pid)
+            .generation(generation)
+            .exit(exit),
         );
         self.reload_failed(
             format!("worker {id} (pid {pid}) of generation {generation} {why}"),
             now,
-            actions,
+            out,
         );
     }
 
     /// Schedules the replacement of a worker that died (or never started),
     /// with backoff when `quick`, and gives up when nothing ever started.
-    fn after_death(&mut self, slot: usize, quick: bool, now: Instant, actions: &mut Vec<Action>) {
+    fn after_death(&mut self, slot: usize, quick: bool, now: Instant, out: &mut Decision) {
         let (initial, max) = (self.settings.backoff_initial, self.settings.backoff_max);
         let any_ready_ever = self.any_ready_ever;
         let Some(s) = self.slots.get_mut(slot) else {
@@ -854,33 +891,34 @@ impl Pool {
                 .iter()
                 .all(|s| s.startup_failures >= STARTUP_ATTEMPTS)
             {
-                tracing::error!(
-                    "no worker became ready after {STARTUP_ATTEMPTS} attempts per slot; giving up"
-                );
-                self.stop(false, ExitCode::NoWorkerStarted, now, actions);
+                out.notices.push(Notice::new(Level::Error, format!("no worker became ready after {STARTUP_ATTEMPTS} attempts per slot; giving up")));
+                self.stop(false, ExitCode::NoWorkerStarted, now, out);
             }
         }
     }
 
-    fn start_reload(&mut self, settings: Settings, generation: u64, actions: &mut Vec<Action>) {
+    fn start_reload(&mut self, settings: Settings, generation: u64, out: &mut Decision) {
         let reject = |reason: &str| {
             Action::ReloadFinished(ReloadOutcome::Rejected {
                 reason: reason.to_string(),
             })
         };
         if self.phase != Phase::Running {
-            actions.push(reject("hawkey is stopping"));
+            out.actions.push(reject("hawkey is stopping"));
             return;
         }
         if self.reload.is_some() {
-            actions.push(reject("a reload is already in progress"));
+            out.actions.push(reject("a reload is already in progress"));
             return;
         }
-        tracing::info!(
-            "reloading: generation {} -> {generation}, {} workers",
-            self.generation,
-            settings.count.max(1)
-        );
+        out.notices.push(Notice::new(
+            Level::Info,
+            format!(
+                "reloading: generation {} -> {generation}, {} workers",
+                self.generation,
+                settings.count.max(1)
+            ),
+        ));
         self.reload = Some(Reload {
             previous: Some((self.settings, self.generation)),
             failure: None,
@@ -890,20 +928,17 @@ impl Pool {
             .insert(generation, (settings.stop_signal, settings.stop_timeout));
         self.target = settings.count.max(1);
         self.generation = generation;
-        actions.push(Action::AnnounceReloading);
+        out.actions.push(Action::AnnounceReloading);
     }
 
     /// A replacement failed: roll back, or give up rolling back.
-    fn reload_failed(&mut self, reason: String, _now: Instant, actions: &mut Vec<Action>) {
+    fn reload_failed(&mut self, reason: String, _now: Instant, out: &mut Decision) {
         match self.reload.take() {
             Some(Reload {
                 previous: Some((settings, generation)),
                 ..
             }) => {
-                tracing::warn!(
-                    "reload to generation {} failed: {reason}; rolling back to generation {generation}",
-                    self.generation
-                );
+                out.notices.push(Notice::new(Level::Warn, format!("reload to generation {} failed: {reason}; rolling back to generation {generation}", self.generation)));
                 self.settings = settings;
                 self.target = settings.count.max(1);
                 self.generation = generation;
@@ -917,18 +952,22 @@ impl Pool {
                 failure,
             }) => {
                 let first = failure.unwrap_or_default();
-                tracing::error!("rolling back failed too: {reason}; the pool recovers by restarts");
-                actions.push(Action::ReloadFinished(ReloadOutcome::RolledBack {
-                    reason: format!("{first}; rolling back failed too: {reason}"),
-                }));
-                actions.push(Action::AnnounceReady);
+                out.notices.push(Notice::new(
+                    Level::Error,
+                    format!("rolling back failed too: {reason}; the pool recovers by restarts"),
+                ));
+                out.actions
+                    .push(Action::ReloadFinished(ReloadOutcome::RolledBack {
+                        reason: format!("{first}; rolling back failed too: {reason}"),
+                    }));
+                out.actions.push(Action::AnnounceReady);
             }
             None => {}
         }
     }
 
     /// Starts the next replacement of a reload, or finishes it.
-    fn advance_reload(&mut self, now: Instant, actions: &mut Vec<Action>) {
+    fn advance_reload(&mut self, now: Instant, out: &mut Decision) {
         if self.phase != Phase::Running || self.reload.is_none() {
             return;
         }
@@ -942,7 +981,7 @@ impl Pool {
             .find(|s| s.id < target && s.generation != generation && s.state.is_ready())
         {
             s.successor = Some((generation, State::Spawning));
-            actions.push(Action::Spawn {
+            out.actions.push(Action::Spawn {
                 slot: s.id,
                 generation,
             });
@@ -966,7 +1005,7 @@ impl Pool {
                 s.state,
                 State::Starting { .. } | State::Ready { .. } | State::Pending { .. }
             ) {
-                s.state = s.state.signal(signal, kill_at, now, actions);
+                s.state = s.state.signal(signal, kill_at, now, &mut out.actions);
             }
         }
         let reload = self.reload.take().expect("checked above");
@@ -976,42 +1015,59 @@ impl Pool {
         };
         match &outcome {
             ReloadOutcome::Done { generation } => {
-                tracing::info!("reload finished: generation {generation}")
+                out.notices.push(Notice::new(
+                    Level::Info,
+                    format!("reload finished: generation {generation}"),
+                ));
             }
             ReloadOutcome::RolledBack { reason } => {
-                tracing::warn!(
-                    "reload failed and was rolled back to generation {generation}: {reason}"
-                )
+                out.notices.push(Notice::new(
+                    Level::Warn,
+                    format!(
+                        "reload failed and was rolled back to generation {generation}: {reason}"
+                    ),
+                ));
             }
             ReloadOutcome::Rejected { .. } => {}
         }
-        actions.push(Action::ReloadFinished(outcome));
-        actions.push(Action::AnnounceReady);
+        out.actions.push(Action::ReloadFinished(outcome));
+        out.actions.push(Action::AnnounceReady);
     }
 
-    fn stop(&mut self, fast: bool, code: ExitCode, now: Instant, actions: &mut Vec<Action>) {
+    fn stop(&mut self, fast: bool, code: ExitCode, now: Instant, out: &mut Decision) {
         if let Phase::Stopping { .. } = self.phase {
             if !fast {
-                tracing::info!("already stopping");
+                out.notices
+                    .push(Notice::new(Level::Info, "already stopping".into()));
                 return;
             }
-            tracing::info!("fast stop: killing the remaining workers");
+            out.notices.push(Notice::new(
+                Level::Info,
+                "fast stop: killing the remaining workers".into(),
+            ));
         } else {
             self.phase = Phase::Stopping { code };
-            actions.push(Action::AnnounceStopping);
+            out.actions.push(Action::AnnounceStopping);
             if self.reload.take().is_some() {
-                actions.push(Action::ReloadFinished(ReloadOutcome::Rejected {
-                    reason: "hawkey is stopping".into(),
-                }));
+                out.actions
+                    .push(Action::ReloadFinished(ReloadOutcome::Rejected {
+                        reason: "hawkey is stopping".into(),
+                    }));
             }
             if fast {
-                tracing::info!("fast stop: killing every worker");
+                out.notices.push(Notice::new(
+                    Level::Info,
+                    "fast stop: killing every worker".into(),
+                ));
             } else {
-                tracing::info!(
-                    "stopping: sending {} to every worker, SIGKILL after {}",
-                    self.settings.stop_signal.as_str(),
-                    Span(self.settings.stop_timeout)
-                );
+                out.notices.push(Notice::new(
+                    Level::Info,
+                    format!(
+                        "stopping: sending {} to every worker, SIGKILL after {}",
+                        self.settings.stop_signal.as_str(),
+                        Span(self.settings.stop_timeout)
+                    ),
+                ));
             }
         }
         // Each worker as its generation says; SIGKILL for a fast stop.
@@ -1021,26 +1077,29 @@ impl Pool {
         };
         for s in &mut self.slots {
             let (signal, kill_at) = how(s.generation);
-            s.state = s.state.signal(signal, kill_at, now, actions);
+            s.state = s.state.signal(signal, kill_at, now, &mut out.actions);
             if let Some((g, st)) = s.successor {
                 let (signal, kill_at) = how(g);
                 // A replacement still being forked is stopped by on_spawned.
-                s.successor = Some((g, st.signal(signal, kill_at, now, actions)));
+                s.successor = Some((g, st.signal(signal, kill_at, now, &mut out.actions)));
             }
             if fast {
                 for (_, st) in &mut s.retiring {
-                    *st = st.signal(Signal::SIGKILL, kill_at, now, actions);
+                    *st = st.signal(Signal::SIGKILL, kill_at, now, &mut out.actions);
                 }
             }
         }
     }
 
-    fn grow(&mut self, now: Instant) {
+    fn grow(&mut self, now: Instant, out: &mut Decision) {
         if self.phase != Phase::Running || self.target >= crate::config::MAX_WORKERS as usize {
             return;
         }
         self.target += 1;
-        tracing::info!("SIGTTIN: growing the pool to {} workers", self.target);
+        out.notices.push(Notice::new(
+            Level::Info,
+            format!("SIGTTIN: growing the pool to {} workers", self.target),
+        ));
         if self.slots.len() < self.target {
             let id = self.slots.len();
             self.slots.push(Slot::new(id, self.generation, now));
@@ -1048,26 +1107,35 @@ impl Pool {
         // Otherwise the slot is still retiring; its exit respawns it.
     }
 
-    fn shrink(&mut self, now: Instant, actions: &mut Vec<Action>) {
+    fn shrink(&mut self, now: Instant, out: &mut Decision) {
         if self.phase != Phase::Running {
             return;
         }
         if self.target <= 1 {
-            tracing::info!("SIGTTOU: the pool is at its minimum of 1 worker");
+            out.notices.push(Notice::new(
+                Level::Info,
+                "SIGTTOU: the pool is at its minimum of 1 worker".into(),
+            ));
             return;
         }
         self.target -= 1;
-        tracing::info!("SIGTTOU: shrinking the pool to {} workers", self.target);
+        out.notices.push(Notice::new(
+            Level::Info,
+            format!("SIGTTOU: shrinking the pool to {} workers", self.target),
+        ));
         let s = &mut self.slots[self.target];
         let (signal, kill_at) = stop_of(&self.stops, &self.settings, s.generation, now);
-        s.state = s.state.signal(signal, kill_at, now, actions);
+        s.state = s.state.signal(signal, kill_at, now, &mut out.actions);
     }
 
-    fn after_stall(&mut self, now: Instant) {
+    fn after_stall(&mut self, now: Instant, out: &mut Decision) {
         let Some(heartbeat) = self.settings.heartbeat else {
             return;
         };
-        tracing::warn!("the master was not running for a while; heartbeat deadlines start afresh");
+        out.notices.push(Notice::new(
+            Level::Warn,
+            "the master was not running for a while; heartbeat deadlines start afresh".into(),
+        ));
         for s in &mut self.slots {
             if let State::Ready { beat_by, .. } = &mut s.state {
                 *beat_by = Some(now + heartbeat);
@@ -1075,7 +1143,7 @@ impl Pool {
         }
     }
 
-    fn on_tick(&mut self, now: Instant, actions: &mut Vec<Action>) {
+    fn on_tick(&mut self, now: Instant, out: &mut Decision) {
         let Pool {
             settings, slots, ..
         } = self;
@@ -1084,72 +1152,66 @@ impl Pool {
             let generation = s.generation;
             match s.state {
                 State::Starting { pid, deadline, .. } if deadline <= now => {
-                    tracing::warn!(
-                        hawkey_worker = id,
-                        worker_pid = pid.as_raw(),
-                        generation,
-                        "worker {id} (pid {pid}) not ready after {}, killing it",
-                        Span(settings.ready_timeout)
+                    out.notices.push(
+                        Notice::new(
+                            Level::Warn,
+                            format!(
+                                "worker {id} (pid {pid}) not ready after {}, killing it",
+                                Span(settings.ready_timeout)
+                            ),
+                        )
+                        .slot(id)
+                        .pid(pid)
+                        .generation(generation),
                     );
-                    s.state = s.state.signal(Signal::SIGKILL, now, now, actions);
+                    s.state = s.state.signal(Signal::SIGKILL, now, now, &mut out.actions);
                 }
                 State::Ready {
                     pid,
                     beat_by: Some(beat_by),
                     ..
                 } if beat_by <= now => {
-                    tracing::warn!(
-                        hawkey_worker = id,
-                        worker_pid = pid.as_raw(),
-                        generation,
-                        "worker {id} (pid {pid}) sent no heartbeat for {}, killing it",
-                        Span(settings.heartbeat.unwrap_or_default())
+                    out.notices.push(
+                        Notice::new(
+                            Level::Warn,
+                            format!(
+                                "worker {id} (pid {pid}) sent no heartbeat for {}, killing it",
+                                Span(settings.heartbeat.unwrap_or_default())
+                            ),
+                        )
+                        .slot(id)
+                        .pid(pid)
+                        .generation(generation),
                     );
-                    s.state = s.state.signal(Signal::SIGKILL, now, now, actions);
+                    s.state = s.state.signal(Signal::SIGKILL, now, now, &mut out.actions);
                     s.killed_for_heartbeat = true;
                 }
                 State::Stopping { pid, kill_at, .. } if kill_at <= now => {
-                    tracing::warn!(
-                        hawkey_worker = id,
-                        worker_pid = pid.as_raw(),
-                        generation,
-                        "worker {id} (pid {pid}) still running at the stop timeout, killing it"
-                    );
-                    s.state = s.state.signal(Signal::SIGKILL, now, now, actions);
+                    out.notices.push(Notice::new(Level::Warn, format!("worker {id} (pid {pid}) still running at the stop timeout, killing it")).slot(id).pid(pid).generation(generation));
+                    s.state = s.state.signal(Signal::SIGKILL, now, now, &mut out.actions);
                 }
                 _ => {}
             }
             if let Some((g, State::Starting { pid, deadline, .. })) = s.successor
                 && deadline <= now
             {
-                tracing::warn!(
-                    hawkey_worker = id,
-                    worker_pid = pid.as_raw(),
-                    generation = g,
-                    "new worker {id} (pid {pid}) of generation {g} not ready after {}, killing it",
-                    Span(settings.ready_timeout)
-                );
+                out.notices.push(Notice::new(Level::Warn, format!("new worker {id} (pid {pid}) of generation {g} not ready after {}, killing it", Span(settings.ready_timeout))).slot(id).pid(pid).generation(g));
                 let st = s.successor.expect("matched").1;
-                s.successor = Some((g, st.signal(Signal::SIGKILL, now, now, actions)));
+                s.successor = Some((g, st.signal(Signal::SIGKILL, now, now, &mut out.actions)));
             }
             for (g, st) in &mut s.retiring {
                 if let State::Stopping { pid, kill_at, .. } = *st
                     && kill_at <= now
                 {
-                    tracing::warn!(
-                        hawkey_worker = id,
-                        worker_pid = pid.as_raw(),
-                        generation = *g,
-                        "replaced worker {id} (pid {pid}) still running at the stop timeout, killing it"
-                    );
-                    *st = st.signal(Signal::SIGKILL, now, now, actions);
+                    out.notices.push(Notice::new(Level::Warn, format!("replaced worker {id} (pid {pid}) still running at the stop timeout, killing it")).slot(id).pid(pid).generation(*g));
+                    *st = st.signal(Signal::SIGKILL, now, now, &mut out.actions);
                 }
             }
         }
     }
 
     /// Starts every pending slot that is due.
-    fn schedule(&mut self, now: Instant, actions: &mut Vec<Action>) {
+    fn schedule(&mut self, now: Instant, out: &mut Decision) {
         if self.phase != Phase::Running {
             return;
         }
@@ -1164,7 +1226,7 @@ impl Pool {
                 && at <= now
             {
                 s.state = State::Spawning;
-                actions.push(Action::Spawn {
+                out.actions.push(Action::Spawn {
                     slot: s.id,
                     generation: self.generation,
                 });
@@ -1181,12 +1243,12 @@ impl Pool {
         }
     }
 
-    fn check_done(&mut self, actions: &mut Vec<Action>) {
+    fn check_done(&mut self, out: &mut Decision) {
         if let Phase::Stopping { code } = self.phase
             && !self.slots.iter().any(Slot::has_process)
-            && !actions.iter().any(|a| matches!(a, Action::Exit(_)))
+            && !out.actions.iter().any(|a| matches!(a, Action::Exit(_)))
         {
-            actions.push(Action::Exit(code));
+            out.actions.push(Action::Exit(code));
         }
     }
 }

@@ -1,92 +1,22 @@
-//! The `sd_notify(3)` protocol, both ways.
+//! The master's end of its workers' `sd_notify(3)` messages.
 //!
-//! Upstream, the master tells its own manager (systemd, `NOTIFY_SOCKET`)
-//! `READY=1`, `STATUS=`, `STOPPING=1` and `MAINPID=`. Outside systemd
-//! `NOTIFY_SOCKET` is unset and every send is a no-op. The message words
-//! come from the `sd-notify` crate; the socket is ours, connected once at
-//! start-up from the value read then, so nothing reads the environment
-//! later and tests can point it anywhere.
-//!
-//! Downstream, the master plays systemd's part for its workers: it binds one
-//! datagram socket in the abstract namespace (`@hawkey/<pid>/notify`, no
-//! file to clean up, gone with the master) with `SO_PASSCRED`, so the
-//! kernel stamps each message with the sender's pid and a message is
-//! credited to the worker with that pid only. Builtin workers always get it
-//! as their `NOTIFY_SOCKET`; exec workers with `ready: notify` too. Never
-//! systemd's own socket: the master filters that out of every worker's
-//! environment.
+//! The master plays systemd's part for its workers: it binds one datagram
+//! socket in the abstract namespace (`@hawkey/<pid>/notify`, no file to
+//! clean up, gone with the master) with `SO_PASSCRED`, so the kernel stamps
+//! each message with the sender's pid and a message is credited to the
+//! worker with that pid only. Builtin workers always get it as their
+//! `NOTIFY_SOCKET`; exec workers with `ready: notify` too. Never systemd's
+//! own socket: the master filters that out of every worker's environment.
+//! Workers send with [`crate::worker::notify::Notifier`].
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, IoSliceMut};
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
 use nix::unistd::Pid;
-use sd_notify::NotifyState;
-
-/// A connected notify socket, or nothing when `NOTIFY_SOCKET` is unset.
-#[derive(Debug)]
-pub struct Notifier {
-    socket: Option<UnixDatagram>,
-}
-
-fn address(value: &OsStr) -> io::Result<SocketAddr> {
-    let bytes = value.as_bytes();
-    match bytes.first() {
-        Some(b'@') => SocketAddr::from_abstract_name(&bytes[1..]),
-        Some(b'/') => SocketAddr::from_pathname(value),
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "unsupported NOTIFY_SOCKET '{}' (a path or @abstract name)",
-                value.to_string_lossy()
-            ),
-        )),
-    }
-}
-
-impl Notifier {
-    /// A notifier that sends nothing.
-    pub fn none() -> Notifier {
-        Notifier { socket: None }
-    }
-
-    /// Connects to the socket named by a `NOTIFY_SOCKET` value.
-    pub fn connect(value: Option<&OsStr>) -> io::Result<Notifier> {
-        let Some(value) = value.filter(|v| !v.is_empty()) else {
-            return Ok(Notifier::none());
-        };
-        let socket = UnixDatagram::unbound()?;
-        socket.connect_addr(&address(value)?)?;
-        // Never block the supervision loop on a slow reader: a full queue
-        // drops the message (send reports WouldBlock) instead.
-        socket.set_nonblocking(true)?;
-        Ok(Notifier {
-            socket: Some(socket),
-        })
-    }
-
-    pub fn is_enabled(&self) -> bool {
-        self.socket.is_some()
-    }
-
-    /// Sends the states as one datagram, without waiting: if the reader's
-    /// queue is full the error is `WouldBlock` and the message is dropped.
-    pub fn send(&self, states: &[NotifyState<'_>]) -> io::Result<()> {
-        let Some(socket) = &self.socket else {
-            return Ok(());
-        };
-        let mut text = String::new();
-        for state in states {
-            text.push_str(&state.to_string());
-            text.push('\n');
-        }
-        socket.send(text.as_bytes()).map(drop)
-    }
-}
 
 /// What a worker said in one datagram.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -237,6 +167,8 @@ impl std::os::fd::AsFd for Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::notify::Notifier;
+    use sd_notify::NotifyState;
 
     #[test]
     fn messages_parse_like_systemd() {
@@ -275,12 +207,5 @@ mod tests {
             }
         }
         assert!(dropped, "the queue never filled");
-    }
-
-    #[test]
-    fn no_socket_means_no_op() {
-        assert!(!Notifier::connect(None).unwrap().is_enabled());
-        Notifier::none().send(&[NotifyState::Ready]).unwrap();
-        assert!(Notifier::connect(Some(OsStr::new("vsock:1:2"))).is_err());
     }
 }

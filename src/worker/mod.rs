@@ -9,7 +9,15 @@
 //!
 //! The app must accept on those sockets, call [`Worker::ready`] once it
 //! does (the master counts the worker as started only then), and on
-//! `SIGTERM` stop accepting, finish what it is doing and return.
+//! its stop signal ([`Worker::stop_signal`], `SIGTERM` unless configured)
+//! stop accepting, finish what it is doing and return.
+//!
+//! # Parts
+//!
+//! - this module: [`App`], [`Worker`] and what it hands out.
+//! - `bootstrap`: what runs in a re-executed worker before the app.
+//! - `notify`: the `sd_notify(3)` client, used by workers to tell the
+//!   master and by the master to tell systemd.
 
 use std::ffi::OsString;
 use std::io;
@@ -21,7 +29,11 @@ use nix::sys::signal::Signal;
 use nix::sys::socket::AddressFamily;
 use sd_notify::NotifyState;
 
-use crate::notify::Notifier;
+use crate::env;
+use notify::Notifier;
+
+pub(crate) mod bootstrap;
+pub(crate) mod notify;
 
 /// A boxed error an app may return; it is logged and the worker exits 1.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -138,20 +150,20 @@ impl Worker {
     /// generation and the notify socket.
     pub(crate) fn from_environment() -> Result<Worker, Error> {
         let var = |name: &'static str| std::env::var(name).map_err(|_| Error::Environment(name));
-        let slot = var("HAWKEY_WORKER")?
+        let slot = var(env::HAWKEY_WORKER)?
             .parse()
-            .map_err(|_| Error::Environment("HAWKEY_WORKER"))?;
-        let generation = var("HAWKEY_GENERATION")?
+            .map_err(|_| Error::Environment(env::HAWKEY_WORKER))?;
+        let generation = var(env::HAWKEY_GENERATION)?
             .parse()
-            .map_err(|_| Error::Environment("HAWKEY_GENERATION"))?;
-        let notify: Option<OsString> = std::env::var_os("NOTIFY_SOCKET");
+            .map_err(|_| Error::Environment(env::HAWKEY_GENERATION))?;
+        let notify: Option<OsString> = std::env::var_os(env::NOTIFY_SOCKET);
         let notifier = Notifier::connect(notify.as_deref()).map_err(Error::Notify)?;
         let mut listeners = Vec::new();
         for (fd, name) in sd_notify::listen_fds_with_names().map_err(Error::Sockets)? {
             // SAFETY: listen_fds_with_names checked LISTEN_PID is this
             // process: these fds were passed to us and nothing owns them.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-            let socket = match crate::listener::family(&owned) {
+            let socket = match socket_family(&owned) {
                 Some(AddressFamily::Inet | AddressFamily::Inet6) => {
                     Socket::Tcp(TcpListener::from(owned))
                 }
@@ -160,20 +172,12 @@ impl Worker {
             };
             listeners.push(Listener { name, socket });
         }
-        let heartbeat_timeout = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|u| u.parse::<u64>().ok())
-            .filter(|_| {
-                std::env::var("WATCHDOG_PID")
-                    .ok()
-                    .and_then(|p| p.parse::<u32>().ok())
-                    == Some(std::process::id())
-            })
-            .map(std::time::Duration::from_micros);
-        let stop_signal = match std::env::var("HAWKEY_STOP_SIGNAL") {
+        // WATCHDOG_USEC, if WATCHDOG_PID is unset or this process.
+        let heartbeat_timeout = sd_notify::watchdog_enabled().filter(|t| !t.is_zero());
+        let stop_signal = match std::env::var(env::HAWKEY_STOP_SIGNAL) {
             Ok(name) => name
                 .parse()
-                .map_err(|_| Error::Environment("HAWKEY_STOP_SIGNAL"))?,
+                .map_err(|_| Error::Environment(env::HAWKEY_STOP_SIGNAL))?,
             Err(_) => Signal::SIGTERM,
         };
         Ok(Worker {
@@ -185,4 +189,13 @@ impl Worker {
             stop_signal,
         })
     }
+}
+
+/// The socket's address family, to tell TCP from unix listeners.
+fn socket_family(fd: impl std::os::fd::AsFd) -> Option<AddressFamily> {
+    use nix::sys::socket::SockaddrLike;
+    use std::os::fd::AsRawFd;
+    let addr: nix::sys::socket::SockaddrStorage =
+        nix::sys::socket::getsockname(fd.as_fd().as_raw_fd()).ok()?;
+    addr.family()
 }

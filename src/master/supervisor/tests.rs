@@ -17,6 +17,11 @@ fn settings(count: usize) -> Settings {
     }
 }
 
+/// The actions `pool` decides on for `event` (its notices aside).
+fn handle(pool: &mut Pool, event: Event, now: Instant) -> Vec<Action> {
+    pool.handle(event, now).actions
+}
+
 fn pid(n: i32) -> Pid {
     Pid::from_raw(n)
 }
@@ -24,7 +29,7 @@ fn pid(n: i32) -> Pid {
 /// A pool of `count` workers, all spawned (pids 100, 101, …) and ready.
 fn ready_pool(count: usize, t0: Instant) -> Pool {
     let mut pool = Pool::new(settings(count), 1);
-    let actions = pool.handle(Event::Start, t0);
+    let actions = handle(&mut pool, Event::Start, t0);
     assert_eq!(
         actions,
         (0..count)
@@ -35,7 +40,8 @@ fn ready_pool(count: usize, t0: Instant) -> Pool {
             .collect::<Vec<_>>()
     );
     for slot in 0..count {
-        pool.handle(
+        handle(
+            &mut pool,
             Event::Spawned {
                 slot,
                 generation: 1,
@@ -45,7 +51,8 @@ fn ready_pool(count: usize, t0: Instant) -> Pool {
         );
     }
     for slot in 0..count {
-        let actions = pool.handle(
+        let actions = handle(
+            &mut pool,
             Event::Ready {
                 pid: pid(100 + slot as i32),
             },
@@ -76,7 +83,8 @@ fn ready_is_announced_once_when_every_slot_is_ready() {
     );
     // A replacement becoming ready later does not announce again.
     let t1 = t0 + Duration::from_secs(10);
-    let actions = pool.handle(
+    let actions = handle(
+        &mut pool,
         Event::Exited {
             pid: pid(101),
             exit: KILLED,
@@ -90,7 +98,8 @@ fn ready_is_announced_once_when_every_slot_is_ready() {
             generation: 1
         }]
     );
-    pool.handle(
+    handle(
+        &mut pool,
         Event::Spawned {
             slot: 1,
             generation: 1,
@@ -98,7 +107,7 @@ fn ready_is_announced_once_when_every_slot_is_ready() {
         },
         t1,
     );
-    assert!(pool.handle(Event::Ready { pid: pid(200) }, t1).is_empty());
+    assert!(handle(&mut pool, Event::Ready { pid: pid(200) }, t1).is_empty());
     assert_eq!(
         pool.status_line(),
         "3/3 workers ready, generation 1, 1 restarts"
@@ -110,7 +119,8 @@ fn a_worker_that_ran_well_is_replaced_at_once() {
     let t0 = Instant::now();
     let mut pool = ready_pool(2, t0);
     let later = t0 + STABLE_AFTER + Duration::from_millis(1);
-    let actions = pool.handle(
+    let actions = handle(
+        &mut pool,
         Event::Exited {
             pid: pid(100),
             exit: KILLED,
@@ -138,7 +148,8 @@ fn quick_deaths_back_off_exponentially_up_to_the_cap() {
         // Dies 10ms after becoming ready: a crash loop.
         let current = pool.slots()[0].state.pid().unwrap();
         now += Duration::from_millis(10);
-        let actions = pool.handle(
+        let actions = handle(
+            &mut pool,
             Event::Exited {
                 pid: current,
                 exit: Exit::Code(1),
@@ -155,19 +166,17 @@ fn quick_deaths_back_off_exponentially_up_to_the_cap() {
         delays.push(at - now);
         assert_eq!(pool.next_deadline(), Some(at));
         // Nothing happens just before the deadline; the spawn happens at it.
-        assert!(
-            pool.handle(Event::Tick, at - Duration::from_millis(1))
-                .is_empty()
-        );
+        assert!(handle(&mut pool, Event::Tick, at - Duration::from_millis(1)).is_empty());
         now = at;
         assert_eq!(
-            pool.handle(Event::Tick, now),
+            handle(&mut pool, Event::Tick, now),
             vec![Action::Spawn {
                 slot: 0,
                 generation: 1
             }]
         );
-        pool.handle(
+        handle(
+            &mut pool,
             Event::Spawned {
                 slot: 0,
                 generation: 1,
@@ -175,7 +184,7 @@ fn quick_deaths_back_off_exponentially_up_to_the_cap() {
             },
             now,
         );
-        pool.handle(Event::Ready { pid: pid(next_pid) }, now);
+        handle(&mut pool, Event::Ready { pid: pid(next_pid) }, now);
     }
     let ms: Vec<u128> = delays.iter().map(|d| d.as_millis()).collect();
     assert_eq!(
@@ -188,7 +197,8 @@ fn quick_deaths_back_off_exponentially_up_to_the_cap() {
     let current = pool.slots()[0].state.pid().unwrap();
     now += STABLE_AFTER * 2;
     assert_eq!(
-        pool.handle(
+        handle(
+            &mut pool,
             Event::Exited {
                 pid: current,
                 exit: Exit::Code(1)
@@ -206,7 +216,7 @@ fn quick_deaths_back_off_exponentially_up_to_the_cap() {
 fn a_pool_where_no_worker_ever_becomes_ready_gives_up_with_69() {
     let t0 = Instant::now();
     let mut pool = Pool::new(settings(2), 1);
-    pool.handle(Event::Start, t0);
+    handle(&mut pool, Event::Start, t0);
     let mut now = t0;
     let mut exit = None;
     let mut spawned = 0;
@@ -214,11 +224,12 @@ fn a_pool_where_no_worker_ever_becomes_ready_gives_up_with_69() {
         for slot in 0..2 {
             if let State::Pending { at } = pool.slots()[slot].state {
                 now = now.max(at);
-                pool.handle(Event::Tick, now);
+                handle(&mut pool, Event::Tick, now);
             }
             if pool.slots()[slot].state == State::Spawning {
                 let p = pid(1000 + round * 2 + slot as i32);
-                pool.handle(
+                handle(
+                    &mut pool,
                     Event::Spawned {
                         slot,
                         generation: 1,
@@ -227,7 +238,8 @@ fn a_pool_where_no_worker_ever_becomes_ready_gives_up_with_69() {
                     now,
                 );
                 spawned += 1;
-                let actions = pool.handle(
+                let actions = handle(
+                    &mut pool,
                     Event::Exited {
                         pid: p,
                         exit: Exit::Code(1),
@@ -256,7 +268,8 @@ fn a_failing_slot_does_not_give_up_once_the_pool_has_served() {
     let mut now = t0;
     for i in 0..10 {
         let current = pool.slots()[0].state.pid().unwrap();
-        let actions = pool.handle(
+        let actions = handle(
+            &mut pool,
             Event::Exited {
                 pid: current,
                 exit: Exit::Code(1),
@@ -268,8 +281,9 @@ fn a_failing_slot_does_not_give_up_once_the_pool_has_served() {
             panic!()
         };
         now = at;
-        pool.handle(Event::Tick, now);
-        pool.handle(
+        handle(&mut pool, Event::Tick, now);
+        handle(
+            &mut pool,
             Event::Spawned {
                 slot: 0,
                 generation: 1,
@@ -285,8 +299,9 @@ fn a_failing_slot_does_not_give_up_once_the_pool_has_served() {
 fn spawn_failures_count_as_quick_deaths() {
     let t0 = Instant::now();
     let mut pool = Pool::new(settings(1), 1);
-    pool.handle(Event::Start, t0);
-    let actions = pool.handle(
+    handle(&mut pool, Event::Start, t0);
+    let actions = handle(
+        &mut pool,
         Event::SpawnFailed {
             slot: 0,
             generation: 1,
@@ -308,7 +323,7 @@ fn spawn_failures_count_as_quick_deaths() {
 fn graceful_stop_signals_every_worker_then_kills_at_the_timeout() {
     let t0 = Instant::now();
     let mut pool = ready_pool(2, t0);
-    let actions = pool.handle(Event::Stop { fast: false }, t0);
+    let actions = handle(&mut pool, Event::Stop { fast: false }, t0);
     assert_eq!(
         actions,
         vec![
@@ -324,7 +339,8 @@ fn graceful_stop_signals_every_worker_then_kills_at_the_timeout() {
         ]
     );
     // Worker 0 stops in time; worker 1 ignores SIGTERM.
-    let actions = pool.handle(
+    let actions = handle(
+        &mut pool,
         Event::Exited {
             pid: pid(100),
             exit: Exit::Code(0),
@@ -334,19 +350,17 @@ fn graceful_stop_signals_every_worker_then_kills_at_the_timeout() {
     assert!(actions.is_empty(), "no respawn while stopping: {actions:?}");
     let deadline = t0 + Duration::from_secs(25);
     assert_eq!(pool.next_deadline(), Some(deadline));
-    assert!(
-        pool.handle(Event::Tick, deadline - Duration::from_millis(1))
-            .is_empty()
-    );
+    assert!(handle(&mut pool, Event::Tick, deadline - Duration::from_millis(1)).is_empty());
     assert_eq!(
-        pool.handle(Event::Tick, deadline),
+        handle(&mut pool, Event::Tick, deadline),
         vec![Action::Signal {
             pid: pid(101),
             signal: Signal::SIGKILL
         }]
     );
     assert_eq!(
-        pool.handle(
+        handle(
+            &mut pool,
             Event::Exited {
                 pid: pid(101),
                 exit: KILLED
@@ -361,10 +375,10 @@ fn graceful_stop_signals_every_worker_then_kills_at_the_timeout() {
 fn a_second_stop_request_is_ignored_and_a_fast_stop_escalates() {
     let t0 = Instant::now();
     let mut pool = ready_pool(1, t0);
-    pool.handle(Event::Stop { fast: false }, t0);
-    assert!(pool.handle(Event::Stop { fast: false }, t0).is_empty());
+    handle(&mut pool, Event::Stop { fast: false }, t0);
+    assert!(handle(&mut pool, Event::Stop { fast: false }, t0).is_empty());
     assert_eq!(
-        pool.handle(Event::Stop { fast: true }, t0),
+        handle(&mut pool, Event::Stop { fast: true }, t0),
         vec![Action::Signal {
             pid: pid(100),
             signal: Signal::SIGKILL
@@ -376,7 +390,7 @@ fn a_second_stop_request_is_ignored_and_a_fast_stop_escalates() {
 fn fast_stop_kills_at_once() {
     let t0 = Instant::now();
     let mut pool = ready_pool(2, t0);
-    let actions = pool.handle(Event::Stop { fast: true }, t0);
+    let actions = handle(&mut pool, Event::Stop { fast: true }, t0);
     assert_eq!(actions.len(), 3);
     assert!(actions[1..].iter().all(|a| matches!(
         a,
@@ -391,8 +405,9 @@ fn fast_stop_kills_at_once() {
 fn stop_during_start_up_stops_what_was_started_and_starts_nothing_more() {
     let t0 = Instant::now();
     let mut pool = Pool::new(settings(3), 1);
-    pool.handle(Event::Start, t0);
-    pool.handle(
+    handle(&mut pool, Event::Start, t0);
+    handle(
+        &mut pool,
         Event::Spawned {
             slot: 0,
             generation: 1,
@@ -401,7 +416,7 @@ fn stop_during_start_up_stops_what_was_started_and_starts_nothing_more() {
         t0,
     );
     // Slot 1 is still being forked, slot 2 not yet.
-    let actions = pool.handle(Event::Stop { fast: false }, t0);
+    let actions = handle(&mut pool, Event::Stop { fast: false }, t0);
     assert_eq!(
         actions[1],
         Action::Signal {
@@ -410,7 +425,8 @@ fn stop_during_start_up_stops_what_was_started_and_starts_nothing_more() {
         }
     );
     // The fork in flight completes: that worker is stopped too.
-    let actions = pool.handle(
+    let actions = handle(
+        &mut pool,
         Event::Spawned {
             slot: 1,
             generation: 1,
@@ -425,7 +441,8 @@ fn stop_during_start_up_stops_what_was_started_and_starts_nothing_more() {
             signal: Signal::SIGTERM
         }]
     );
-    pool.handle(
+    handle(
+        &mut pool,
         Event::Spawned {
             slot: 2,
             generation: 1,
@@ -433,21 +450,24 @@ fn stop_during_start_up_stops_what_was_started_and_starts_nothing_more() {
         },
         t0,
     );
-    pool.handle(
+    handle(
+        &mut pool,
         Event::Exited {
             pid: pid(100),
             exit: Exit::Code(0),
         },
         t0,
     );
-    pool.handle(
+    handle(
+        &mut pool,
         Event::Exited {
             pid: pid(101),
             exit: Exit::Code(0),
         },
         t0,
     );
-    let actions = pool.handle(
+    let actions = handle(
+        &mut pool,
         Event::Exited {
             pid: pid(102),
             exit: Exit::Code(0),
@@ -461,8 +481,9 @@ fn stop_during_start_up_stops_what_was_started_and_starts_nothing_more() {
 fn a_worker_not_ready_in_time_is_killed_and_replaced_with_backoff() {
     let t0 = Instant::now();
     let mut pool = Pool::new(settings(1), 1);
-    pool.handle(Event::Start, t0);
-    pool.handle(
+    handle(&mut pool, Event::Start, t0);
+    handle(
+        &mut pool,
         Event::Spawned {
             slot: 0,
             generation: 1,
@@ -473,13 +494,14 @@ fn a_worker_not_ready_in_time_is_killed_and_replaced_with_backoff() {
     let deadline = t0 + Duration::from_secs(30);
     assert_eq!(pool.next_deadline(), Some(deadline));
     assert_eq!(
-        pool.handle(Event::Tick, deadline),
+        handle(&mut pool, Event::Tick, deadline),
         vec![Action::Signal {
             pid: pid(100),
             signal: Signal::SIGKILL
         }]
     );
-    pool.handle(
+    handle(
+        &mut pool,
         Event::Exited {
             pid: pid(100),
             exit: KILLED,
@@ -504,8 +526,9 @@ fn ready_on_start_workers_are_ready_once_spawned() {
         },
         1,
     );
-    pool.handle(Event::Start, t0);
-    let actions = pool.handle(
+    handle(&mut pool, Event::Start, t0);
+    let actions = handle(
+        &mut pool,
         Event::Spawned {
             slot: 0,
             generation: 1,
@@ -521,13 +544,14 @@ fn grow_and_shrink_change_the_pool_but_never_below_one() {
     let t0 = Instant::now();
     let mut pool = ready_pool(2, t0);
     assert_eq!(
-        pool.handle(Event::Grow, t0),
+        handle(&mut pool, Event::Grow, t0),
         vec![Action::Spawn {
             slot: 2,
             generation: 1
         }]
     );
-    pool.handle(
+    handle(
+        &mut pool,
         Event::Spawned {
             slot: 2,
             generation: 1,
@@ -535,21 +559,22 @@ fn grow_and_shrink_change_the_pool_but_never_below_one() {
         },
         t0,
     );
-    pool.handle(Event::Ready { pid: pid(102) }, t0);
+    handle(&mut pool, Event::Ready { pid: pid(102) }, t0);
     assert_eq!(
         pool.status_line(),
         "3/3 workers ready, generation 1, 0 restarts"
     );
     // Shrink stops the highest slot gracefully and does not replace it.
     assert_eq!(
-        pool.handle(Event::Shrink, t0),
+        handle(&mut pool, Event::Shrink, t0),
         vec![Action::Signal {
             pid: pid(102),
             signal: Signal::SIGTERM
         }]
     );
     assert!(
-        pool.handle(
+        handle(
+            &mut pool,
             Event::Exited {
                 pid: pid(102),
                 exit: Exit::Code(0)
@@ -559,8 +584,9 @@ fn grow_and_shrink_change_the_pool_but_never_below_one() {
         .is_empty()
     );
     assert_eq!(pool.slots().len(), 2);
-    pool.handle(Event::Shrink, t0);
-    pool.handle(
+    handle(&mut pool, Event::Shrink, t0);
+    handle(
+        &mut pool,
         Event::Exited {
             pid: pid(101),
             exit: Exit::Code(0),
@@ -568,7 +594,10 @@ fn grow_and_shrink_change_the_pool_but_never_below_one() {
         t0,
     );
     assert_eq!(pool.slots().len(), 1);
-    assert!(pool.handle(Event::Shrink, t0).is_empty(), "never below 1");
+    assert!(
+        handle(&mut pool, Event::Shrink, t0).is_empty(),
+        "never below 1"
+    );
     assert_eq!(pool.slots().len(), 1);
 }
 
@@ -576,10 +605,11 @@ fn grow_and_shrink_change_the_pool_but_never_below_one() {
 fn a_grow_while_a_slot_retires_restarts_it_after_it_exits() {
     let t0 = Instant::now();
     let mut pool = ready_pool(2, t0);
-    pool.handle(Event::Shrink, t0);
-    assert!(pool.handle(Event::Grow, t0).is_empty());
+    handle(&mut pool, Event::Shrink, t0);
+    assert!(handle(&mut pool, Event::Grow, t0).is_empty());
     assert_eq!(
-        pool.handle(
+        handle(
+            &mut pool,
             Event::Exited {
                 pid: pid(101),
                 exit: Exit::Code(0)
@@ -598,7 +628,8 @@ fn unknown_pids_are_orphans_and_change_nothing() {
     let t0 = Instant::now();
     let mut pool = ready_pool(1, t0);
     assert!(
-        pool.handle(
+        handle(
+            &mut pool,
             Event::Exited {
                 pid: pid(9999),
                 exit: Exit::Code(0)
@@ -607,7 +638,7 @@ fn unknown_pids_are_orphans_and_change_nothing() {
         )
         .is_empty()
     );
-    assert!(pool.handle(Event::Ready { pid: pid(9999) }, t0).is_empty());
+    assert!(handle(&mut pool, Event::Ready { pid: pid(9999) }, t0).is_empty());
     assert_eq!(
         pool.status_line(),
         "1/1 workers ready, generation 1, 0 restarts"
@@ -624,7 +655,8 @@ fn reload_all(
     t: Instant,
 ) -> Vec<Action> {
     let mut all = Vec::new();
-    let mut pending = pool.handle(
+    let mut pending = handle(
+        pool,
         Event::Reload {
             settings,
             generation,
@@ -648,7 +680,8 @@ fn reload_all(
             return all;
         }
         for slot in spawns {
-            pending.extend(pool.handle(
+            pending.extend(handle(
+                pool,
                 Event::Spawned {
                     slot,
                     generation,
@@ -656,7 +689,7 @@ fn reload_all(
                 },
                 t,
             ));
-            pending.extend(pool.handle(Event::Ready { pid: pid(next) }, t));
+            pending.extend(handle(pool, Event::Ready { pid: pid(next) }, t));
             next += 1;
         }
     }
@@ -667,7 +700,8 @@ fn reload_all(
 fn a_reload_replaces_slots_one_by_one_and_never_has_fewer_ready_than_n() {
     let t0 = Instant::now();
     let mut pool = ready_pool(3, t0);
-    let actions = pool.handle(
+    let actions = handle(
+        &mut pool,
         Event::Reload {
             settings: settings(3),
             generation: 2,
@@ -688,7 +722,8 @@ fn a_reload_replaces_slots_one_by_one_and_never_has_fewer_ready_than_n() {
     for (i, old) in [100, 101, 102].into_iter().enumerate() {
         let new = pid(200 + i as i32);
         assert!(
-            pool.handle(
+            handle(
+                &mut pool,
                 Event::Spawned {
                     slot: i,
                     generation: 2,
@@ -703,7 +738,7 @@ fn a_reload_replaces_slots_one_by_one_and_never_has_fewer_ready_than_n() {
             3,
             "the old worker serves while the new one starts"
         );
-        let actions = pool.handle(Event::Ready { pid: new }, t0);
+        let actions = handle(&mut pool, Event::Ready { pid: new }, t0);
         // The old worker is stopped only now, and the next slot begins.
         assert_eq!(
             actions[0],
@@ -735,7 +770,8 @@ fn a_reload_replaces_slots_one_by_one_and_never_has_fewer_ready_than_n() {
     // The drained workers' exits are expected: no respawn.
     for old in [100, 101, 102] {
         assert!(
-            pool.handle(
+            handle(
+                &mut pool,
                 Event::Exited {
                     pid: pid(old),
                     exit: Exit::Code(0)
@@ -770,16 +806,10 @@ fn workers_are_stopped_as_their_own_generation_says() {
     assert!(!actions.contains(&signal(pid(100), Signal::SIGQUIT)));
     // ... and its own 25 s, not the new generation's 1 s.
     let kill = signal(pid(100), Signal::SIGKILL);
-    assert!(
-        !pool
-            .handle(Event::Tick, t0 + Duration::from_secs(2))
-            .contains(&kill)
-    );
-    assert!(
-        pool.handle(Event::Tick, t0 + Duration::from_secs(25))
-            .contains(&kill)
-    );
-    pool.handle(
+    assert!(!handle(&mut pool, Event::Tick, t0 + Duration::from_secs(2)).contains(&kill));
+    assert!(handle(&mut pool, Event::Tick, t0 + Duration::from_secs(25)).contains(&kill));
+    handle(
+        &mut pool,
         Event::Exited {
             pid: pid(100),
             exit: KILLED,
@@ -789,13 +819,13 @@ fn workers_are_stopped_as_their_own_generation_says() {
     assert_eq!(pool.generations_in_use(), BTreeSet::from([2]));
     // The new worker stops with the new generation's signal and timeout.
     let t1 = t0 + Duration::from_secs(30);
-    let actions = pool.handle(Event::Stop { fast: false }, t1);
+    let actions = handle(&mut pool, Event::Stop { fast: false }, t1);
     assert!(
         actions.contains(&signal(pid(200), Signal::SIGQUIT)),
         "{actions:?}"
     );
     assert!(
-        pool.handle(Event::Tick, t1 + Duration::from_secs(1))
+        handle(&mut pool, Event::Tick, t1 + Duration::from_secs(1))
             .contains(&signal(pid(200), Signal::SIGKILL))
     );
 }
@@ -804,7 +834,8 @@ fn workers_are_stopped_as_their_own_generation_says() {
 fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_serving() {
     let t0 = Instant::now();
     let mut pool = ready_pool(2, t0);
-    pool.handle(
+    handle(
+        &mut pool,
         Event::Reload {
             settings: settings(2),
             generation: 2,
@@ -812,7 +843,8 @@ fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_se
         t0,
     );
     // Slot 0 is replaced fine.
-    pool.handle(
+    handle(
+        &mut pool,
         Event::Spawned {
             slot: 0,
             generation: 2,
@@ -820,7 +852,7 @@ fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_se
         },
         t0,
     );
-    let a = pool.handle(Event::Ready { pid: pid(200) }, t0);
+    let a = handle(&mut pool, Event::Ready { pid: pid(200) }, t0);
     assert_eq!(
         a[1],
         Action::Spawn {
@@ -829,7 +861,8 @@ fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_se
         }
     );
     // Slot 1's new worker crashes before it is ready.
-    pool.handle(
+    handle(
+        &mut pool,
         Event::Spawned {
             slot: 1,
             generation: 2,
@@ -837,7 +870,8 @@ fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_se
         },
         t0,
     );
-    let a = pool.handle(
+    let a = handle(
+        &mut pool,
         Event::Exited {
             pid: pid(201),
             exit: Exit::Code(1),
@@ -859,7 +893,8 @@ fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_se
         "{}",
         pool.status_line()
     );
-    pool.handle(
+    handle(
+        &mut pool,
         Event::Spawned {
             slot: 0,
             generation: 1,
@@ -867,7 +902,7 @@ fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_se
         },
         t0,
     );
-    let a = pool.handle(Event::Ready { pid: pid(300) }, t0);
+    let a = handle(&mut pool, Event::Ready { pid: pid(300) }, t0);
     assert_eq!(
         a[0],
         Action::Signal {
@@ -893,14 +928,16 @@ fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_se
 fn a_new_worker_that_misses_ready_timeout_is_killed_and_the_reload_rolled_back() {
     let t0 = Instant::now();
     let mut pool = ready_pool(1, t0);
-    pool.handle(
+    handle(
+        &mut pool,
         Event::Reload {
             settings: settings(1),
             generation: 2,
         },
         t0,
     );
-    pool.handle(
+    handle(
+        &mut pool,
         Event::Spawned {
             slot: 0,
             generation: 2,
@@ -910,13 +947,14 @@ fn a_new_worker_that_misses_ready_timeout_is_killed_and_the_reload_rolled_back()
     );
     let late = t0 + Duration::from_secs(30);
     assert_eq!(
-        pool.handle(Event::Tick, late),
+        handle(&mut pool, Event::Tick, late),
         vec![Action::Signal {
             pid: pid(200),
             signal: Signal::SIGKILL
         }]
     );
-    let a = pool.handle(
+    let a = handle(
+        &mut pool,
         Event::Exited {
             pid: pid(200),
             exit: KILLED,
@@ -940,7 +978,8 @@ fn a_new_worker_that_misses_ready_timeout_is_killed_and_the_reload_rolled_back()
 fn a_reload_while_one_runs_or_while_stopping_is_rejected() {
     let t0 = Instant::now();
     let mut pool = ready_pool(1, t0);
-    pool.handle(
+    handle(
+        &mut pool,
         Event::Reload {
             settings: settings(1),
             generation: 2,
@@ -948,7 +987,8 @@ fn a_reload_while_one_runs_or_while_stopping_is_rejected() {
         t0,
     );
     assert_eq!(
-        pool.handle(
+        handle(
+            &mut pool,
             Event::Reload {
                 settings: settings(1),
                 generation: 3
@@ -959,7 +999,7 @@ fn a_reload_while_one_runs_or_while_stopping_is_rejected() {
             reason: "a reload is already in progress".into()
         })]
     );
-    let a = pool.handle(Event::Stop { fast: false }, t0);
+    let a = handle(&mut pool, Event::Stop { fast: false }, t0);
     assert!(a.contains(&Action::ReloadFinished(ReloadOutcome::Rejected {
         reason: "hawkey is stopping".into()
     })));
@@ -1020,8 +1060,9 @@ fn heartbeat_settings() -> Settings {
 fn a_worker_that_stops_sending_heartbeats_is_killed_and_replaced_at_once() {
     let t0 = Instant::now();
     let mut pool = Pool::new(heartbeat_settings(), 1);
-    pool.handle(Event::Start, t0);
-    pool.handle(
+    handle(&mut pool, Event::Start, t0);
+    handle(
+        &mut pool,
         Event::Spawned {
             slot: 0,
             generation: 1,
@@ -1029,19 +1070,16 @@ fn a_worker_that_stops_sending_heartbeats_is_killed_and_replaced_at_once() {
         },
         t0,
     );
-    pool.handle(Event::Ready { pid: pid(100) }, t0);
+    handle(&mut pool, Event::Ready { pid: pid(100) }, t0);
     assert_eq!(pool.next_deadline(), Some(t0 + Duration::from_secs(3)));
     // Beats keep it alive.
     let t1 = t0 + Duration::from_secs(2);
-    pool.handle(Event::Heartbeat { pid: pid(100) }, t1);
-    assert!(
-        pool.handle(Event::Tick, t0 + Duration::from_secs(4))
-            .is_empty()
-    );
+    handle(&mut pool, Event::Heartbeat { pid: pid(100) }, t1);
+    assert!(handle(&mut pool, Event::Tick, t0 + Duration::from_secs(4)).is_empty());
     // Silence for the whole timeout: SIGKILL.
     let t2 = t1 + Duration::from_secs(3);
     assert_eq!(
-        pool.handle(Event::Tick, t2),
+        handle(&mut pool, Event::Tick, t2),
         vec![Action::Signal {
             pid: pid(100),
             signal: Signal::SIGKILL
@@ -1053,7 +1091,8 @@ fn a_worker_that_stops_sending_heartbeats_is_killed_and_replaced_at_once() {
     );
     // It hung; it did not crash-loop: replaced without backoff.
     assert_eq!(
-        pool.handle(
+        handle(
+            &mut pool,
             Event::Exited {
                 pid: pid(100),
                 exit: KILLED
@@ -1072,8 +1111,9 @@ fn a_worker_that_stops_sending_heartbeats_is_killed_and_replaced_at_once() {
 fn after_the_master_stalls_heartbeat_deadlines_start_afresh() {
     let t0 = Instant::now();
     let mut pool = Pool::new(heartbeat_settings(), 1);
-    pool.handle(Event::Start, t0);
-    pool.handle(
+    handle(&mut pool, Event::Start, t0);
+    handle(
+        &mut pool,
         Event::Spawned {
             slot: 0,
             generation: 1,
@@ -1081,12 +1121,12 @@ fn after_the_master_stalls_heartbeat_deadlines_start_afresh() {
         },
         t0,
     );
-    pool.handle(Event::Ready { pid: pid(100) }, t0);
+    handle(&mut pool, Event::Ready { pid: pid(100) }, t0);
     // The master was stopped for 10s: no heartbeat was heard.
     let t1 = t0 + Duration::from_secs(10);
-    assert!(pool.handle(Event::Stalled, t1).is_empty());
+    assert!(handle(&mut pool, Event::Stalled, t1).is_empty());
     assert!(
-        pool.handle(Event::Tick, t1).is_empty(),
+        handle(&mut pool, Event::Tick, t1).is_empty(),
         "no worker killed for the master's own stall"
     );
     assert_eq!(pool.next_deadline(), Some(t1 + Duration::from_secs(3)));
@@ -1096,8 +1136,9 @@ fn after_the_master_stalls_heartbeat_deadlines_start_afresh() {
 fn a_master_side_spawn_failure_makes_the_pool_unhealthy_until_a_spawn_works() {
     let t0 = Instant::now();
     let mut pool = Pool::new(settings(1), 1);
-    pool.handle(Event::Start, t0);
-    pool.handle(
+    handle(&mut pool, Event::Start, t0);
+    handle(
+        &mut pool,
         Event::SpawnFailed {
             slot: 0,
             generation: 1,
@@ -1108,8 +1149,9 @@ fn a_master_side_spawn_failure_makes_the_pool_unhealthy_until_a_spawn_works() {
     );
     assert!(!pool.healthy(t0));
     let t1 = t0 + Duration::from_millis(100);
-    pool.handle(Event::Tick, t1);
-    pool.handle(
+    handle(&mut pool, Event::Tick, t1);
+    handle(
+        &mut pool,
         Event::Spawned {
             slot: 0,
             generation: 1,
@@ -1130,7 +1172,8 @@ fn a_ready_worker_killed_from_outside_is_replaced_at_once_however_often() {
         now += Duration::from_millis(10);
         let current = pool.slots()[0].state.pid().unwrap();
         assert_eq!(
-            pool.handle(
+            handle(
+                &mut pool,
                 Event::Exited {
                     pid: current,
                     exit: KILLED
@@ -1143,7 +1186,8 @@ fn a_ready_worker_killed_from_outside_is_replaced_at_once_however_often() {
             }],
             "no backoff for an outside kill"
         );
-        pool.handle(
+        handle(
+            &mut pool,
             Event::Spawned {
                 slot: 0,
                 generation: 1,
@@ -1151,12 +1195,13 @@ fn a_ready_worker_killed_from_outside_is_replaced_at_once_however_often() {
             },
             now,
         );
-        pool.handle(Event::Ready { pid: pid(next) }, now);
+        handle(&mut pool, Event::Ready { pid: pid(next) }, now);
     }
     // An app that crashes by itself still backs off.
     let current = pool.slots()[0].state.pid().unwrap();
     assert!(
-        pool.handle(
+        handle(
+            &mut pool,
             Event::Exited {
                 pid: current,
                 exit: Exit::Code(1)

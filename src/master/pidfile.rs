@@ -8,7 +8,7 @@
 //! `EX_TEMPFAIL`, 75), and once every worker is ready it tells scripts and
 //! `PIDFile=` which pid the master has. Run by hand it lives in
 //! `$XDG_RUNTIME_DIR/hawkey/`, run as root in `/run/hawkey/`, and under
-//! systemd in the first `$RUNTIME_DIRECTORY` (see [`runtime_dir`]).
+//! systemd in the first `$RUNTIME_DIRECTORY` (see `config::paths::runtime_dir`).
 //!
 //! # Locking protocol
 //!
@@ -74,9 +74,10 @@
 use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, File, Metadata, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::exit::Status;
 
 /// How many times [`acquire`] reopens the path when the inode it locked was
 /// replaced or removed meanwhile.
@@ -121,10 +122,12 @@ impl Error {
     /// The process exit status for this error, from `sysexits.h`:
     /// `EX_TEMPFAIL` (75) when another hawkey holds the lock, so trying again
     /// later may work; `EX_CANTCREAT` (73) for everything else.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn status(&self) -> Status {
         match self {
-            Error::Locked { .. } => 75,
-            Error::Symlink { .. } | Error::NotRegular { .. } | Error::Io { .. } => 73,
+            Error::Locked { .. } => Status::TempFail,
+            Error::Symlink { .. } | Error::NotRegular { .. } | Error::Io { .. } => {
+                Status::CantCreate
+            }
         }
     }
 }
@@ -376,35 +379,6 @@ fn parse_pid(content: &[u8]) -> Option<u32> {
     (pid > 0 && pid <= i32::MAX as u32).then_some(pid)
 }
 
-/// Runtime directory: `runtime_directory` (systemd's $RUNTIME_DIRECTORY; if
-/// it holds several colon-separated paths, the first) if Some; else
-/// "/run/hawkey" when `euid_is_root`; else `xdg_runtime_dir`/hawkey if Some;
-/// else None.
-///
-/// An empty or relative value counts as unset: systemd always passes
-/// absolute paths, and the XDG base directory spec says relative ones are
-/// invalid and must be ignored.
-pub fn runtime_dir(
-    runtime_directory: Option<&OsStr>,
-    xdg_runtime_dir: Option<&OsStr>,
-    euid_is_root: bool,
-) -> Option<PathBuf> {
-    let first = runtime_directory
-        .and_then(|value| value.as_bytes().split(|&b| b == b':').next())
-        .map(|first| Path::new(OsStr::from_bytes(first)))
-        .filter(|p| p.is_absolute());
-    if let Some(dir) = first {
-        return Some(dir.to_path_buf());
-    }
-    if euid_is_root {
-        return Some(PathBuf::from("/run/hawkey"));
-    }
-    xdg_runtime_dir
-        .map(Path::new)
-        .filter(|p| p.is_absolute())
-        .map(|dir| dir.join("hawkey"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,7 +413,7 @@ mod tests {
             matches!(&err, Error::Symlink { path: p } if *p == path),
             "{err:?}"
         );
-        assert_eq!(err.exit_code(), 73);
+        assert_eq!(err.status(), Status::CantCreate);
         assert_eq!(
             err.to_string(),
             format!("refusing pidfile '{}': it is a symlink", path.display())
@@ -471,7 +445,7 @@ mod tests {
             matches!(&err, Error::NotRegular { path: p } if *p == path),
             "{err:?}"
         );
-        assert_eq!(err.exit_code(), 73);
+        assert_eq!(err.status(), Status::CantCreate);
         assert_eq!(
             err.to_string(),
             format!("refusing pidfile '{}': not a regular file", path.display())
@@ -538,7 +512,7 @@ mod tests {
             matches!(&err, Error::Locked { path: p, pid: Some(1234) } if *p == path),
             "{err:?}"
         );
-        assert_eq!(err.exit_code(), 75);
+        assert_eq!(err.status(), Status::TempFail);
         assert_eq!(
             err.to_string(),
             format!(
@@ -625,7 +599,7 @@ mod tests {
             matches!(&err, Error::Io { op: "create pidfile directory", path: p, .. } if *p == dir.join("a").join("b")),
             "{err:?}"
         );
-        assert_eq!(err.exit_code(), 73);
+        assert_eq!(err.status(), Status::CantCreate);
         assert_eq!(
             err.to_string(),
             format!(
@@ -683,7 +657,7 @@ mod tests {
             ),
             "{err:?}"
         );
-        assert_eq!(err.exit_code(), 73);
+        assert_eq!(err.status(), Status::CantCreate);
         assert_eq!(entries(&dir.0), ["hawkey.pid"]);
         // Not ours any more: remove leaves the directory alone.
         pidfile.remove().unwrap();
@@ -830,7 +804,7 @@ mod tests {
             err.to_string(),
             "failed to open pidfile '/run/hawkey/hawkey.pid'"
         );
-        assert_eq!(err.exit_code(), 73);
+        assert_eq!(err.status(), Status::CantCreate);
         let locked = Error::Locked {
             path: PathBuf::from("/run/hawkey/hawkey.pid"),
             pid: Some(1234),
@@ -838,46 +812,6 @@ mod tests {
         assert_eq!(
             locked.to_string(),
             "another hawkey (pid 1234) holds the lock on '/run/hawkey/hawkey.pid'"
-        );
-    }
-
-    #[test]
-    fn runtime_dir_prefers_systemd_then_root_then_xdg() {
-        let os = |s: &'static str| Some(OsStr::new(s));
-        let p = |s: &str| Some(PathBuf::from(s));
-
-        assert_eq!(
-            runtime_dir(os("/run/hawkey"), os("/run/user/1000"), false),
-            p("/run/hawkey")
-        );
-        assert_eq!(
-            runtime_dir(os("/run/a:/run/b"), None, true),
-            p("/run/a"),
-            "first of several"
-        );
-        assert_eq!(runtime_dir(None, os("/run/user/0"), true), p("/run/hawkey"));
-        assert_eq!(
-            runtime_dir(None, os("/run/user/1000"), false),
-            p("/run/user/1000/hawkey")
-        );
-        assert_eq!(runtime_dir(None, None, false), None);
-        assert_eq!(runtime_dir(None, None, true), p("/run/hawkey"));
-    }
-
-    #[test]
-    fn runtime_dir_ignores_empty_and_relative_values() {
-        let os = |s: &'static str| Some(OsStr::new(s));
-        assert_eq!(runtime_dir(os(""), None, false), None);
-        assert_eq!(runtime_dir(os(":/run/b"), None, false), None);
-        assert_eq!(
-            runtime_dir(os(""), None, true),
-            Some(PathBuf::from("/run/hawkey"))
-        );
-        assert_eq!(runtime_dir(None, os(""), false), None);
-        assert_eq!(runtime_dir(None, os("run/user"), false), None);
-        assert_eq!(
-            runtime_dir(os("relative"), os("/run/user/1000"), false),
-            Some(PathBuf::from("/run/user/1000/hawkey"))
         );
     }
 }

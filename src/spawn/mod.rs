@@ -24,35 +24,27 @@
 
 use std::ffi::{CString, OsStr, OsString, c_char};
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::unistd::{ForkResult, Gid, Pid, Uid, fork};
 
-use crate::child::{self, Creds, Step};
 use crate::config::{self, AppKind, Ready};
-use crate::listener::Listener;
+use crate::env;
+use child::{Creds, Step};
 
-/// Environment names the master never passes on from its own environment:
-/// they describe the master's relation to systemd, not the worker's.
-const FILTERED_ENV: &[&str] = &[
-    "LISTEN_PID",
-    "LISTEN_FDS",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "HAWKEY_WORKER",
-    "HAWKEY_GENERATION",
-    "HAWKEY_STOP_SIGNAL",
-    "HAWKEY_ROLE",
-    "HAWKEY_LOG",
-];
+mod child;
 
-/// Marks a re-exec'd builtin worker; read by [`crate::worker`].
-pub const ROLE_ENV: &str = "HAWKEY_ROLE";
+/// A listener as a plan passes it on: its name (`LISTEN_FDNAMES`) and its
+/// fd, owned by the master for as long as the plan may spawn.
+pub(crate) struct Inherited<'a> {
+    /// The listener's name.
+    pub(crate) name: &'a str,
+    /// The listening socket.
+    pub(crate) fd: BorrowedFd<'a>,
+}
 
 /// How one generation of workers is started.
 pub struct Plan {
@@ -64,10 +56,9 @@ pub struct Plan {
     env: Vec<CString>,
     cwd: Option<CString>,
     creds: Option<Credentials>,
+    /// The listeners' fds, owned by the master's generation that owns
+    /// this plan (see `master::Generation`).
     listeners: Vec<RawFd>,
-    /// Keeps the listeners open as long as workers may still be spawned
-    /// with them.
-    listener_owners: Vec<Listener>,
     stdin: OwnedFd,
     /// `WATCHDOG_USEC` given to workers, if they must send heartbeats.
     heartbeat_usec: Option<u128>,
@@ -121,7 +112,7 @@ struct Credentials {
 /// What a plan needs to know about the world, read once by the caller.
 pub struct Inputs<'a> {
     pub config: &'a config::Config,
-    pub listeners: &'a [Listener],
+    pub listeners: &'a [Inherited<'a>],
     /// The heartbeat timeout in force, if workers must send heartbeats.
     pub heartbeat: Option<std::time::Duration>,
     /// The master's environment at start-up.
@@ -148,7 +139,7 @@ pub enum Error {
     DevNull(#[source] std::io::Error),
     #[error("failed to fork: {0}")]
     Fork(#[source] Errno),
-    #[error("worker failed to {}: {}", step.describe(), crate::listener::describe(*errno))]
+    #[error("worker failed to {}: {}", step.describe(), crate::logging::errno_text(*errno))]
     Child { step: Step, errno: Errno },
 }
 
@@ -177,11 +168,6 @@ fn env_entry(name: &[u8], value: &[u8]) -> Result<CString, Error> {
 }
 
 impl Plan {
-    /// The listeners this generation's workers get.
-    pub fn listeners(&self) -> &[Listener] {
-        &self.listener_owners
-    }
-
     pub fn new(inputs: Inputs<'_>) -> Result<Plan, Error> {
         let workers = &inputs.config.workers;
         let builtin = workers.app == AppKind::Builtin;
@@ -218,9 +204,7 @@ impl Plan {
         let mut env = Vec::new();
         for (name, value) in inputs.environment {
             let name_str = name.to_string_lossy();
-            if FILTERED_ENV.contains(&name_str.as_ref())
-                || workers.env.contains_key(name_str.as_ref())
-            {
+            if env::is_reserved(&name_str) || workers.env.contains_key(name_str.as_ref()) {
                 continue;
             }
             env.push(env_entry(name.as_bytes(), value.as_bytes())?);
@@ -228,24 +212,30 @@ impl Plan {
         for (name, value) in &workers.env {
             env.push(env_entry(name.as_bytes(), value.as_bytes())?);
         }
-        let names: Vec<&str> = inputs.listeners.iter().map(|l| l.name.as_str()).collect();
+        let names: Vec<&str> = inputs.listeners.iter().map(|l| l.name).collect();
         env.push(env_entry(
-            b"LISTEN_FDS",
+            env::LISTEN_FDS.as_bytes(),
             inputs.listeners.len().to_string().as_bytes(),
         )?);
-        env.push(env_entry(b"LISTEN_FDNAMES", names.join(":").as_bytes())?);
         env.push(env_entry(
-            b"HAWKEY_GENERATION",
+            env::LISTEN_FDNAMES.as_bytes(),
+            names.join(":").as_bytes(),
+        )?);
+        env.push(env_entry(
+            env::HAWKEY_GENERATION.as_bytes(),
             inputs.generation.to_string().as_bytes(),
         )?);
         // The signal the master will stop this worker with, so that an
         // app (the built-in one too) can drain on it.
         env.push(env_entry(
-            b"HAWKEY_STOP_SIGNAL",
+            env::HAWKEY_STOP_SIGNAL.as_bytes(),
             workers.stop_signal.0.as_str().as_bytes(),
         )?);
         if builtin || workers.ready == Ready::Notify {
-            env.push(env_entry(b"NOTIFY_SOCKET", inputs.inbox.as_bytes())?);
+            env.push(env_entry(
+                env::NOTIFY_SOCKET.as_bytes(),
+                inputs.inbox.as_bytes(),
+            )?);
         }
         let journal = inputs.journal.then(|| {
             let identifier = if builtin {
@@ -258,18 +248,19 @@ impl Plan {
             };
             JournalPlan::new(&identifier)
         });
-        if journal.is_some() {
-            // The inherited value names the master's stream; the child
-            // fills in its own (see `child::Journal`).
-            env.retain(|e| !e.as_bytes().starts_with(b"JOURNAL_STREAM="));
-        }
         let heartbeat_usec = inputs.heartbeat.map(|h| h.as_micros());
         if let Some(usec) = heartbeat_usec {
-            env.push(env_entry(b"WATCHDOG_USEC", usec.to_string().as_bytes())?);
+            env.push(env_entry(
+                env::WATCHDOG_USEC.as_bytes(),
+                usec.to_string().as_bytes(),
+            )?);
         }
         if builtin {
-            env.push(env_entry(ROLE_ENV.as_bytes(), b"worker")?);
-            env.push(env_entry(b"HAWKEY_LOG", inputs.worker_log.as_bytes())?);
+            env.push(env_entry(env::HAWKEY_ROLE.as_bytes(), b"worker")?);
+            env.push(env_entry(
+                env::HAWKEY_LOG.as_bytes(),
+                inputs.worker_log.as_bytes(),
+            )?);
         }
 
         let cwd = workers
@@ -301,8 +292,7 @@ impl Plan {
             env,
             cwd,
             creds,
-            listeners: inputs.listeners.iter().map(Listener::raw_fd).collect(),
-            listener_owners: inputs.listeners.to_vec(),
+            listeners: inputs.listeners.iter().map(|l| l.fd.as_raw_fd()).collect(),
             stdin,
             heartbeat_usec,
             journal,
@@ -323,7 +313,7 @@ impl Plan {
         let mut argv: Vec<*const c_char> =
             name.iter().chain(&self.argv).map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
-        let slot_entry = env_entry(b"HAWKEY_WORKER", slot.to_string().as_bytes())?;
+        let slot_entry = env_entry(env::HAWKEY_WORKER.as_bytes(), slot.to_string().as_bytes())?;
         // "LISTEN_PID=" (and "WATCHDOG_PID=") then room for the digits and
         // the NUL, filled in by the child.
         let mut pid_entries: Vec<Vec<u8>> = std::iter::once(&b"LISTEN_PID="[..])

@@ -31,17 +31,17 @@ use crate::config::{self, Address};
 /// One listening socket, as a generation of workers sees it: a name and a
 /// socket shared with other generations (cheap to clone).
 #[derive(Clone, Debug)]
-pub struct Listener {
-    pub name: String,
-    pub socket: Rc<Socket>,
+pub(crate) struct Listener {
+    pub(crate) name: String,
+    pub(crate) socket: Rc<Socket>,
 }
 
 /// The socket itself; closed (and its unix socket file removed, if the
 /// master made it) when the last generation using it is gone.
 #[derive(Debug)]
-pub struct Socket {
-    pub fd: OwnedFd,
-    pub origin: Origin,
+pub(crate) struct Socket {
+    pub(crate) fd: OwnedFd,
+    pub(crate) origin: Origin,
 }
 
 impl Listener {
@@ -52,16 +52,24 @@ impl Listener {
         }
     }
 
-    pub fn origin(&self) -> &Origin {
+    pub(crate) fn origin(&self) -> &Origin {
         &self.socket.origin
     }
 
-    pub fn raw_fd(&self) -> RawFd {
+    pub(crate) fn raw_fd(&self) -> RawFd {
         self.socket.fd.as_raw_fd()
     }
 
+    /// The name and fd a spawn plan passes on to workers.
+    pub(crate) fn inherited(&self) -> crate::spawn::Inherited<'_> {
+        crate::spawn::Inherited {
+            name: &self.name,
+            fd: self.socket.fd.as_fd(),
+        }
+    }
+
     /// The same socket under another name (a reload renamed it).
-    pub fn renamed(&self, name: &str) -> Listener {
+    pub(crate) fn renamed(&self, name: &str) -> Listener {
         Listener {
             name: name.to_string(),
             socket: self.socket.clone(),
@@ -70,7 +78,7 @@ impl Listener {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// Passed by systemd: not ours to close or unlink.
     Systemd,
     /// Bound by the master from the config.
@@ -87,12 +95,12 @@ impl fmt::Display for Listener {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("invalid socket activation from systemd: {0}")]
     Activation(#[source] io::Error),
     #[error("fd {fd} ('{name}') passed by systemd is not a listening socket")]
     NotListening { fd: RawFd, name: String },
-    #[error("failed to bind '{address}': {}", describe(*source))]
+    #[error("failed to bind '{address}': {}", crate::logging::errno_text(*source))]
     Bind {
         address: Address,
         #[source]
@@ -102,18 +110,8 @@ pub enum Error {
     UnixPath { address: Address, reason: String },
 }
 
-/// `Errno` as a lowercase phrase: "permission denied".
-pub fn describe(errno: Errno) -> String {
-    let text = errno.desc();
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
 /// The sockets systemd passed, if it passed any to this process.
-pub fn from_systemd() -> Result<Option<Vec<Listener>>, Error> {
+pub(crate) fn from_systemd() -> Result<Option<Vec<Listener>>, Error> {
     // Ask the pid-checked count first: sd-notify 0.5's
     // `listen_fds_with_names` compares LISTEN_FDNAMES with the (zero) fds
     // even when LISTEN_PID names another process, and fails on variables
@@ -139,14 +137,14 @@ pub fn from_systemd() -> Result<Option<Vec<Listener>>, Error> {
 }
 
 /// Binds one `listen:` entry.
-pub fn bind_listener(spec: &config::Listen) -> Result<Listener, Error> {
+pub(crate) fn bind_listener(spec: &config::Listen) -> Result<Listener, Error> {
     bind_one(spec)
         .map(|fd| Listener::new(spec.name.clone(), fd, Origin::Bound(spec.address.clone())))
 }
 
 /// Binds every `listen:` entry, or none: on error, what was bound is closed
 /// (and unix socket files removed).
-pub fn bind_all(specs: &[config::Listen]) -> Result<Vec<Listener>, Error> {
+pub(crate) fn bind_all(specs: &[config::Listen]) -> Result<Vec<Listener>, Error> {
     let mut listeners = Vec::new();
     for spec in specs {
         match bind_one(spec) {
@@ -165,7 +163,7 @@ pub fn bind_all(specs: &[config::Listen]) -> Result<Vec<Listener>, Error> {
 }
 
 /// Closes the listeners and removes the unix socket files the master made.
-pub fn release(listeners: Vec<Listener>) {
+pub(crate) fn release(listeners: Vec<Listener>) {
     drop(listeners);
 }
 
@@ -267,14 +265,6 @@ fn clear_stale_socket(path: &Path) -> Result<(), String> {
     }
 }
 
-/// The socket's address family, for workers that must tell TCP from unix.
-pub fn family(fd: impl AsFd) -> Option<AddressFamily> {
-    use nix::sys::socket::SockaddrLike;
-    let addr: nix::sys::socket::SockaddrStorage =
-        nix::sys::socket::getsockname(fd.as_fd().as_raw_fd()).ok()?;
-    addr.family()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,7 +285,6 @@ mod tests {
         assert!(getsockopt(fd, sockopt::AcceptConn).unwrap());
         let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
         assert_ne!(flags & libc::FD_CLOEXEC, 0);
-        assert_eq!(family(fd), Some(AddressFamily::Inet));
     }
 
     #[test]

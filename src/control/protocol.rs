@@ -1,0 +1,132 @@
+//! The control protocol: one JSON object per line each way (see the
+//! module doc of [`crate::control`] for the exchange).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest request line, newline included.
+pub const MAX_REQUEST: usize = 4096;
+
+/// The longest response line [`request`] accepts. Far above what the
+/// master sends; it only bounds what a confused peer can make us buffer.
+pub const MAX_RESPONSE: usize = 1 << 20;
+
+/// How long a client has, from connecting, to send its whole request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection the master holds, named in [`Server::drain`]'s result and
+/// answered with [`Server::reply`].
+pub type ClientId = u64;
+
+/// What a client asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "lowercase")]
+pub enum Request {
+    /// The master, its listeners and its workers, now.
+    Status,
+    /// Re-read the configuration and replace the workers; with `wait`, the
+    /// answer comes once the reload has finished or failed.
+    Reload { wait: bool },
+    /// Stop gracefully, as `SIGTERM` does.
+    Stop,
+}
+
+/// The master's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "lowercase")]
+pub enum Response {
+    Status(StatusReport),
+    /// Done; `message` for the operator ("reload finished: generation 3").
+    Ok {
+        message: String,
+    },
+    /// Failed; `exit_code` is what the CLI exits with (e.g. 78 invalid
+    /// config, 1 other), `message` one line.
+    Error {
+        exit_code: u8,
+        message: String,
+    },
+}
+
+/// The answer to [`Request::Status`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub master_pid: u32,
+    pub uptime_ms: u64,
+    pub generation: u64,
+    /// The pool's status line, as sent in `STATUS=`.
+    pub status: String,
+    pub listeners: Vec<ListenerStatus>,
+    pub workers: Vec<WorkerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListenerStatus {
+    pub name: String,
+    pub address: String,
+    pub from_systemd: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub slot: usize,
+    /// The running process, if there is one in this slot.
+    pub pid: Option<i32>,
+    pub generation: u64,
+    pub state: String,
+    pub uptime_ms: Option<u64>,
+    pub restarts: u32,
+    /// How the slot's previous process ended ("exited with status 1").
+    pub last_exit: Option<String>,
+    /// The worker's own last `STATUS=` line, if it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+#[cfg(test)]
+impl StatusReport {
+    /// A report with two listeners and two workers, for tests.
+    pub(crate) fn example() -> StatusReport {
+        StatusReport {
+            master_pid: 4242,
+            uptime_ms: (3 * 3600 + 12 * 60 + 7) * 1000 + 250,
+            generation: 3,
+            status: "2 of 2 workers ready".into(),
+            listeners: vec![
+                ListenerStatus {
+                    name: "http".into(),
+                    address: "0.0.0.0:8080".into(),
+                    from_systemd: true,
+                },
+                ListenerStatus {
+                    name: "admin-api".into(),
+                    address: "127.0.0.1:9000".into(),
+                    from_systemd: false,
+                },
+            ],
+            workers: vec![
+                WorkerStatus {
+                    slot: 0,
+                    pid: Some(4243),
+                    generation: 3,
+                    state: "ready".into(),
+                    uptime_ms: Some(11_527_000),
+                    restarts: 0,
+                    last_exit: None,
+                    status: None,
+                },
+                WorkerStatus {
+                    slot: 1,
+                    pid: None,
+                    generation: 2,
+                    state: "backoff".into(),
+                    uptime_ms: None,
+                    restarts: 12,
+                    last_exit: Some("exited with status 1".into()),
+                    status: None,
+                },
+            ],
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The process environment: read once at start-up ([`Environment`]), and
+//! the one table of the variables hawkey sets for its workers
+//! ([`WORKER_VARS`]).
+//!
+//! The table is used by every side that must agree on it: `spawn` drops
+//! these names from what the master passes on and sets its own values,
+//! `config` refuses them in `workers.env` (a second value beside hawkey's
+//! would be the one `getenv(3)` finds), and the worker bootstrap removes
+//! the process-scoped ones before the app runs, so the app's own children
+//! do not take them as theirs.
+
+use std::ffi::{OsStr, OsString};
+use std::time::Duration;
+
+/// `LISTEN_PID`: the worker's own pid (`sd_listen_fds(3)`).
+pub(crate) const LISTEN_PID: &str = "LISTEN_PID";
+/// `LISTEN_FDS`: how many listeners from fd 3 on.
+pub(crate) const LISTEN_FDS: &str = "LISTEN_FDS";
+/// `LISTEN_FDNAMES`: the listeners' names, `:`-separated.
+pub(crate) const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
+/// `NOTIFY_SOCKET`: the master's inbox, for `READY=1` and heartbeats.
+pub(crate) const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+/// `WATCHDOG_USEC`: the heartbeat timeout, when heartbeats are expected.
+pub(crate) const WATCHDOG_USEC: &str = "WATCHDOG_USEC";
+/// `WATCHDOG_PID`: the pid `WATCHDOG_USEC` is meant for.
+pub(crate) const WATCHDOG_PID: &str = "WATCHDOG_PID";
+/// `JOURNAL_STREAM`: the worker's own journal stream (`systemd.exec(5)`).
+pub(crate) const JOURNAL_STREAM: &str = "JOURNAL_STREAM";
+/// `HAWKEY_WORKER`: the slot, `0..N-1`.
+pub(crate) const HAWKEY_WORKER: &str = "HAWKEY_WORKER";
+/// `HAWKEY_GENERATION`: the configuration generation.
+pub(crate) const HAWKEY_GENERATION: &str = "HAWKEY_GENERATION";
+/// `HAWKEY_STOP_SIGNAL`: the signal the master stops the worker with.
+pub(crate) const HAWKEY_STOP_SIGNAL: &str = "HAWKEY_STOP_SIGNAL";
+/// `HAWKEY_ROLE=worker`: marks a re-executed library worker.
+pub(crate) const HAWKEY_ROLE: &str = "HAWKEY_ROLE";
+/// `HAWKEY_LOG`: `level/format` for library workers' logs.
+pub(crate) const HAWKEY_LOG: &str = "HAWKEY_LOG";
+
+/// Whom a variable is for once the worker runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// This process only: a library worker removes it before the app runs.
+    Process,
+    /// The worker and its descendants.
+    Tree,
+}
+
+/// A variable hawkey sets for its workers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Var {
+    pub(crate) name: &'static str,
+    pub(crate) scope: Scope,
+}
+
+/// Every variable hawkey sets for workers: never passed on from the
+/// master's environment, never accepted in `workers.env`.
+pub(crate) const WORKER_VARS: [Var; 12] = [
+    Var {
+        name: LISTEN_PID,
+        scope: Scope::Process,
+    },
+    Var {
+        name: LISTEN_FDS,
+        scope: Scope::Process,
+    },
+    Var {
+        name: LISTEN_FDNAMES,
+        scope: Scope::Process,
+    },
+    Var {
+        name: NOTIFY_SOCKET,
+        scope: Scope::Process,
+    },
+    Var {
+        name: WATCHDOG_USEC,
+        scope: Scope::Process,
+    },
+    Var {
+        name: WATCHDOG_PID,
+        scope: Scope::Process,
+    },
+    Var {
+        name: HAWKEY_ROLE,
+        scope: Scope::Process,
+    },
+    Var {
+        name: HAWKEY_LOG,
+        scope: Scope::Process,
+    },
+    Var {
+        name: JOURNAL_STREAM,
+        scope: Scope::Tree,
+    },
+    Var {
+        name: HAWKEY_WORKER,
+        scope: Scope::Tree,
+    },
+    Var {
+        name: HAWKEY_GENERATION,
+        scope: Scope::Tree,
+    },
+    Var {
+        name: HAWKEY_STOP_SIGNAL,
+        scope: Scope::Tree,
+    },
+];
+
+/// Whether hawkey sets `name` for its workers itself.
+pub(crate) fn is_reserved(name: &str) -> bool {
+    WORKER_VARS.iter().any(|v| v.name == name)
+}
+
+/// The world as hawkey found it at start-up, read once; everything else
+/// is handed these values instead of reading the environment again.
+pub(crate) struct Environment {
+    pub(crate) vars: Vec<(OsString, OsString)>,
+    pub(crate) argv0: OsString,
+}
+
+impl Environment {
+    /// Reads this process's environment and `argv[0]`.
+    pub(crate) fn capture() -> Environment {
+        Environment {
+            vars: std::env::vars_os().collect(),
+            argv0: std::env::args_os()
+                .next()
+                .unwrap_or_else(|| "hawkey".into()),
+        }
+    }
+
+    /// The value of `name`, if set.
+    pub(crate) fn get(&self, name: &str) -> Option<&OsStr> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_os_str())
+    }
+
+    /// Whether a service manager runs us (systemd sets `INVOCATION_ID`).
+    pub(crate) fn under_systemd(&self) -> bool {
+        self.get("INVOCATION_ID").is_some() || self.get(NOTIFY_SOCKET).is_some()
+    }
+
+    /// systemd's watchdog for this process: `WATCHDOG_USEC`, if
+    /// `WATCHDOG_PID` is unset or names us (`sd_watchdog_enabled(3)`).
+    pub(crate) fn watchdog(&self) -> Option<Duration> {
+        let usec: u64 = self.get(WATCHDOG_USEC)?.to_str()?.parse().ok()?;
+        if let Some(pid) = self.get(WATCHDOG_PID)
+            && pid.to_str()?.parse::<u32>().ok()? != std::process::id()
+        {
+            return None;
+        }
+        (usec > 0).then(|| Duration::from_micros(usec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_listed_once() {
+        let mut names: Vec<&str> = WORKER_VARS.iter().map(|v| v.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), WORKER_VARS.len());
+    }
+
+    #[test]
+    fn the_watchdog_is_ours_only_when_its_pid_is_unset_or_ours() {
+        let env = |pid: Option<String>| Environment {
+            vars: std::iter::once(("WATCHDOG_USEC".into(), "2000000".into()))
+                .chain(pid.map(|p| ("WATCHDOG_PID".into(), p.into())))
+                .collect(),
+            argv0: "hawkey".into(),
+        };
+        let me = std::process::id().to_string();
+        assert_eq!(env(None).watchdog(), Some(Duration::from_secs(2)));
+        assert_eq!(env(Some(me)).watchdog(), Some(Duration::from_secs(2)));
+        assert_eq!(env(Some("1".into())).watchdog(), None);
+    }
+}

@@ -1,0 +1,174 @@
+//! What each supervisor [`Action`] does: the syscalls and the messages.
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use sd_notify::NotifyState;
+
+use super::Master;
+use super::supervisor::{Action, Event, ExitCode, ReloadOutcome};
+use crate::control::Response;
+use crate::exit::Status;
+
+/// systemd's start, reload and stop timeouts are kept this far ahead of
+/// hawkey's own (`ready_timeout`, `stop_timeout`).
+const EXTEND_MARGIN: Duration = Duration::from_secs(5);
+
+/// `EXTEND_TIMEOUT_USEC=` for `timeout` plus the margin.
+fn extend_timeout(timeout: Duration) -> NotifyState<'static> {
+    let usec = (timeout + EXTEND_MARGIN).as_micros().min(u32::MAX as u128) as u32;
+    NotifyState::ExtendTimeoutUsec(usec)
+}
+
+impl Master<'_> {
+    /// Carries out one action; `Some(status)` when the master is done.
+    pub(super) fn act(&mut self, action: Action) -> Option<Status> {
+        match action {
+            Action::Spawn { slot, generation } => self.spawn(slot, generation),
+            Action::Signal { pid, signal } => send(pid, signal),
+            Action::AnnounceReady => self.announce_ready(),
+            Action::AnnounceReloading => {
+                let now =
+                    NotifyState::monotonic_usec_now().unwrap_or(NotifyState::MonotonicUsec(0));
+                self.notify(&[NotifyState::Reloading, now]);
+            }
+            Action::AnnounceStopping => {
+                let stop_timeout = self
+                    .generations
+                    .values()
+                    .map(|g| g.settings.stop_timeout)
+                    .max()
+                    .unwrap_or_default();
+                self.notify(&[NotifyState::Stopping, extend_timeout(stop_timeout)]);
+            }
+            Action::ReloadFinished(outcome) => self.reload_finished(outcome),
+            Action::Exit(code) => return Some(self.exit(code)),
+        }
+        None
+    }
+
+    /// Forks the worker of `slot` in `generation`; queues how it went.
+    fn spawn(&mut self, slot: usize, generation: u64) {
+        let Some(g) = self.generations.get(&generation) else {
+            self.queue.push_back(Event::SpawnFailed {
+                slot,
+                generation,
+                error: format!("no plan for generation {generation}"),
+                master_fault: true,
+            });
+            return;
+        };
+        let event = match g.plan.spawn(slot) {
+            Ok(pid) => Event::Spawned {
+                slot,
+                generation,
+                pid,
+            },
+            Err(error) => Event::SpawnFailed {
+                slot,
+                generation,
+                master_fault: !error.is_worker_fault(),
+                error: error.to_string(),
+            },
+        };
+        if !self.ready_announced || self.pool.is_reloading() {
+            // Starting takes as long as it legitimately takes: keep
+            // systemd's start/reload timeout ahead of ready_timeout.
+            let extend = extend_timeout(g.settings.ready_timeout);
+            self.notify(&[extend]);
+        }
+        self.queue.push_back(event);
+    }
+
+    /// Every slot is ready: the pidfile, `READY=1`, `MAINPID=`, `STATUS=`.
+    fn announce_ready(&mut self) {
+        if let Some(file) = self.pidfile.as_mut()
+            && let Err(error) = file.publish(self.pid)
+        {
+            tracing::error!("{error}");
+        }
+        if !self.ready_announced {
+            self.ready_announced = true;
+            tracing::info!(
+                "all {} workers ready, {}ms after start",
+                self.pool.slots().len(),
+                self.started.elapsed().as_millis()
+            );
+        }
+        // Start-up (or a reload) is over: its one-off code need not stay
+        // in the master's page tables. Done once the loop is about to
+        // sleep, after the rest of this turn's work.
+        self.release_pages = true;
+        let line = self.status_line();
+        self.notify(&[
+            NotifyState::Ready,
+            NotifyState::MainPid(self.pid),
+            NotifyState::Status(&line),
+        ]);
+        self.status_sent = line;
+    }
+
+    /// Answers every `hawkey reload --wait` with how the reload ended.
+    fn reload_finished(&mut self, outcome: ReloadOutcome) {
+        let response = match outcome {
+            ReloadOutcome::Done { generation } => Response::Ok {
+                message: format!("reload finished: generation {generation}"),
+            },
+            ReloadOutcome::RolledBack { reason } => {
+                let message = format!("reload failed and was rolled back: {reason}");
+                self.reload_error = Some(message.clone());
+                Response::Error {
+                    exit_code: Status::Failure.code(),
+                    message,
+                }
+            }
+            ReloadOutcome::Rejected { reason } => Response::Error {
+                exit_code: Status::TempFail.code(),
+                message: format!("reload rejected: {reason}"),
+            },
+        };
+        for waiter in std::mem::take(&mut self.reload_waiters) {
+            self.reply(waiter, &response);
+        }
+    }
+
+    /// Every worker is gone: clean up, answer `hawkey stop`, and say how
+    /// the master ends.
+    fn exit(&mut self, code: ExitCode) -> Status {
+        let status = match code {
+            ExitCode::Clean => {
+                tracing::info!("stopped");
+                Status::Ok
+            }
+            ExitCode::NoWorkerStarted => Status::NoWorker,
+        };
+        // Clean up before answering `hawkey stop`: when it returns,
+        // nothing of this master is left to trip over.
+        if let Some(file) = self.pidfile.take()
+            && let Err(error) = file.remove()
+        {
+            tracing::warn!("{error}");
+        }
+        if let Some(control) = self.control.as_mut() {
+            control.unlink();
+        }
+        for waiter in std::mem::take(&mut self.stop_waiters) {
+            self.reply(
+                waiter,
+                &Response::Ok {
+                    message: "stopped".into(),
+                },
+            );
+        }
+        status
+    }
+}
+
+/// Signals a worker's process group (the worker leads it); if the group is
+/// already gone, the worker itself.
+fn send(pid: Pid, signal: Signal) {
+    if killpg(pid, signal).is_err() {
+        let _ = nix::sys::signal::kill(pid, signal);
+    }
+}

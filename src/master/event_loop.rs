@@ -1,0 +1,200 @@
+//! The event loop: sleep in `poll(2)` until something happens or the
+//! nearest deadline, turn what woke the master into events, feed them to
+//! the pool, carry out its actions; again until an action ends it.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::unistd::Pid;
+
+use super::inbox::Sender;
+use super::reap::reap_all;
+use super::signals::Request as SignalRequest;
+use super::supervisor::Event;
+use super::{Error, Master};
+use crate::exit::Status;
+
+/// A loop wake-up this much later than its timeout means the master was
+/// not running (SIGSTOP, a frozen VM): see [`Event::Stalled`].
+const STALL_SLACK: Duration = Duration::from_secs(1);
+
+impl Master<'_> {
+    /// Runs the loop until the master is done; returns its exit status.
+    pub(super) fn run(&mut self) -> Result<Status, Error> {
+        loop {
+            if let Some(status) = self.process_queue() {
+                return Ok(status);
+            }
+            // Generations no process and no rollback needs any more go,
+            // and with them listeners no generation uses.
+            let in_use = self.pool.generations_in_use();
+            self.generations.retain(|g, _| in_use.contains(g));
+            self.update_status();
+            self.ping_watchdog();
+            if std::mem::take(&mut self.release_pages) {
+                let released = super::memory::release_startup_pages();
+                tracing::debug!("released {released} KiB of start-up pages");
+            }
+            self.wait()?;
+        }
+    }
+
+    /// Feeds queued events to the pool, logs what it noticed and carries
+    /// out its actions, until the queue is empty; `Some(status)` when the
+    /// master is done.
+    fn process_queue(&mut self) -> Option<Status> {
+        while let Some(event) = self.queue.pop_front() {
+            if let Some(status) = self.handle(event) {
+                return Some(status);
+            }
+        }
+        None
+    }
+
+    /// Has the pool decide on one event, logs what it noticed and carries
+    /// out its actions; `Some(status)` when the master is done.
+    pub(super) fn handle(&mut self, event: Event) -> Option<Status> {
+        let decision = self.pool.handle(event, Instant::now());
+        for notice in &decision.notices {
+            super::notices::log(notice);
+        }
+        for action in decision.actions {
+            if let Some(status) = self.act(action) {
+                return Some(status);
+            }
+        }
+        None
+    }
+
+    /// Blocks in poll until something happens or the nearest deadline, then
+    /// queues what happened.
+    fn wait(&mut self) -> Result<(), Error> {
+        let now = Instant::now();
+        let requested = [
+            self.pool.next_deadline(),
+            self.next_ping,
+            self.control.as_ref().and_then(|c| c.next_deadline()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|d| d.saturating_duration_since(now));
+        self.poll(requested)?;
+        let woke = Instant::now();
+        // Notifications first: a heartbeat that waited in the queue while
+        // the master was stopped must count before any deadline does.
+        self.read_inbox();
+        // Stopped while asleep: woken well after the timeout. Stopped while
+        // busy (the timeout was computed after): SIGCONT says so.
+        let slept_long = requested
+            .is_some_and(|requested| woke.saturating_duration_since(now) > requested + STALL_SLACK);
+        let continued = self.read_signals();
+        if slept_long || continued {
+            self.queue.push_back(Event::Stalled);
+        }
+        // Reap on every wake-up, not only on SIGCHLD: cheap, and a merged
+        // or early signal can never leave a zombie behind.
+        for (pid, exit) in reap_all() {
+            self.queue.push_back(Event::Exited { pid, exit });
+        }
+        let requests = match self.control.as_mut() {
+            Some(control) => control.drain(woke),
+            None => Vec::new(),
+        };
+        for (client, request) in requests {
+            self.on_control(client, request);
+        }
+        self.queue.push_back(Event::Tick);
+        Ok(())
+    }
+
+    /// Sleeps until a watched fd is readable or `timeout` has passed
+    /// (forever without one).
+    fn poll(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        let timeout = match timeout {
+            None => PollTimeout::NONE,
+            // Round up so the deadline has passed when poll returns.
+            Some(wait) => {
+                let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = vec![
+            PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.inbox.as_fd(), PollFlags::POLLIN),
+        ];
+        if let Some(control) = &self.control {
+            fds.extend(
+                control
+                    .poll_fds()
+                    .into_iter()
+                    .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+            );
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+            Err(error) => Err(Error::Poll(error)),
+        }
+    }
+
+    /// Queues what the workers said since the last wake-up.
+    fn read_inbox(&mut self) {
+        for (sender, message) in self.inbox.drain() {
+            let Some(pid) = self.credited_worker(sender) else {
+                tracing::debug!(
+                    pid = sender.pid.as_raw(),
+                    "ignoring a notify message from pid {}: not a worker's",
+                    sender.pid
+                );
+                continue;
+            };
+            if message.ready {
+                self.queue.push_back(Event::Ready { pid });
+            }
+            if message.watchdog {
+                self.queue.push_back(Event::Heartbeat { pid });
+            }
+            if let Some(text) = message.status {
+                self.queue.push_back(Event::WorkerStatus { pid, text });
+            }
+        }
+    }
+
+    /// Queues what the signals since the last wake-up ask for; whether one
+    /// was SIGCONT (the master had been stopped).
+    fn read_signals(&mut self) -> bool {
+        let mut continued = false;
+        for request in self.signals.drain() {
+            match request {
+                SignalRequest::Stop(signal) => {
+                    tracing::info!("received {}", signal.as_str());
+                    self.queue.push_back(Event::Stop { fast: false });
+                }
+                SignalRequest::FastStop => self.queue.push_back(Event::Stop { fast: true }),
+                SignalRequest::Reload => {
+                    tracing::info!("received SIGHUP: reloading");
+                    self.reload(None);
+                }
+                SignalRequest::Grow => self.queue.push_back(Event::Grow),
+                SignalRequest::Shrink => self.queue.push_back(Event::Shrink),
+                SignalRequest::Reap => {}
+                SignalRequest::Continued => continued = true,
+            }
+        }
+        continued
+    }
+
+    /// The worker a notify message counts for: the sender itself, or the
+    /// worker whose process group the sender is in. Each worker leads its
+    /// own group, so a helper it runs (`systemd-notify --ready`, which is
+    /// how Node.js apps notify) speaks for it — as systemd's
+    /// `NotifyAccess=all` lets a service's helpers, by cgroup. Anyone else
+    /// is not heard.
+    fn credited_worker(&self, sender: Sender) -> Option<Pid> {
+        if self.pool.has_worker(sender.pid) {
+            return Some(sender.pid);
+        }
+        sender.group.filter(|g| self.pool.has_worker(*g))
+    }
+}

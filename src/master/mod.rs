@@ -1,0 +1,365 @@
+//! The master: start-up in a safe order, then one event loop.
+//!
+//! Start-up order, each step before the next can need it (the first three
+//! are [`crate::cli`]'s `run`):
+//! 1. signals blocked (a SIGTERM from now on waits for the loop),
+//! 2. config read and validated (nothing started on error: exit 78),
+//! 3. logging,
+//! 4. pidfile locked (a second instance stops here: exit 75),
+//! 5. listeners taken from systemd or bound,
+//! 6. worker notify inbox, control socket, spawn plan, then the loop.
+//!
+//! The loop `poll(2)`s the signalfd, the worker notify inbox and the
+//! control socket with the nearest deadline as its timeout (a supervisor
+//! deadline, or the next upstream watchdog ping), turns what it reads into
+//! [`Event`]s, feeds them to the pure [`Pool`] and carries out the
+//! [`Action`]s it returns, logging the [`supervisor::Notice`]s beside
+//! them. The master is single-threaded for its whole life: no runtime, no
+//! helper threads; that is what makes `fork()` in [`crate::spawn`] sound.
+//!
+//! A reload reads the config again from where it came from. An invalid one
+//! changes nothing: the error is logged, shown in `STATUS=` and returned to
+//! `hawkey reload --wait` (exit 78). A valid one becomes a new generation:
+//! its own spawn plan and listener set (sockets from systemd are kept as
+//! they are; self-bound ones the new config keeps are reused, new ones
+//! bound, dropped ones closed once no generation uses them), then the
+//! pool's rolling replacement.
+//!
+//! # Parts
+//!
+//! - this module: start-up ([`run`]) and the generations.
+//! - `event_loop`: the loop, `poll(2)`, and what each wake-up reads.
+//! - `actions`: what each supervisor [`Action`] does.
+//! - `notices`: how each supervisor notice is logged.
+//! - `reload`: reloads and control requests.
+//! - `status`: `STATUS=`, the watchdog ping, the status report.
+//! - `supervisor`: the pure state machine that decides.
+//! - `listeners`, `pidfile`, `signals`, `reap`, `inbox`: what the master
+//!   owns and reads; `memory`, `cpu`: what it measures of itself.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::config::{self, AppKind, Config, Ready};
+use crate::control::{self, ClientId};
+use crate::env::Environment;
+use crate::exit::Status;
+use crate::spawn::{self, Plan};
+use crate::worker::notify::Notifier;
+use inbox::Inbox;
+use listeners::Listener;
+use pidfile::Pidfile;
+use signals::Signals;
+use supervisor::{Event, Pool, Settings};
+
+mod actions;
+pub(crate) mod cpu;
+mod event_loop;
+mod inbox;
+pub(crate) mod listeners;
+mod memory;
+mod notices;
+mod pidfile;
+mod reap;
+mod reload;
+pub(crate) mod signals;
+mod status;
+pub(crate) mod supervisor;
+
+/// Everything that can end `hawkey run` after the configuration was read,
+/// each mapped to its exit status by [`Error::status`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// The pidfile could not be locked or written.
+    #[error(transparent)]
+    Pidfile(pidfile::Error),
+    /// A listener could not be taken or bound.
+    #[error(transparent)]
+    Listener(listeners::Error),
+    /// Signals could not be blocked or the signalfd made.
+    #[error("failed to set up signal handling: {0}")]
+    Signals(#[source] nix::Error),
+    /// The upstream notify socket or the workers' inbox failed.
+    #[error("failed to set up the notify socket: {0}")]
+    Notify(#[source] std::io::Error),
+    /// The first generation's spawn plan could not be made.
+    #[error(transparent)]
+    Spawn(spawn::Error),
+    /// `poll(2)` failed.
+    #[error("event loop failed: {0}")]
+    Poll(#[source] nix::Error),
+}
+
+impl Error {
+    /// The exit status this error ends hawkey with.
+    pub(crate) fn status(&self) -> Status {
+        match self {
+            Error::Pidfile(e) => e.status(),
+            _ => Status::Failure,
+        }
+    }
+}
+
+/// Reads the configuration again, from where it was first read.
+pub(crate) type Loader = dyn Fn() -> Result<(Config, String), config::Error>;
+
+/// What the master was started with, besides the config.
+pub(crate) struct Startup {
+    /// The blocked signals, read from now on by the loop.
+    pub(crate) signals: Signals,
+    /// The environment, read once.
+    pub(crate) env: Environment,
+    /// `HAWKEY_LOG` for builtin workers.
+    pub(crate) worker_log: String,
+    /// Whether the builtin app sends heartbeats (`App::HEARTBEATS`).
+    pub(crate) app_heartbeats: bool,
+}
+
+/// Runs the master until it stops; returns its exit status.
+pub(crate) fn run(config: Config, loader: Box<Loader>, startup: Startup) -> Result<Status, Error> {
+    let pid = std::process::id();
+    let mut pidfile = match config::paths::pidfile(&config, &startup.env) {
+        Some(path) => {
+            let (file, stale) = pidfile::acquire(&path).map_err(Error::Pidfile)?;
+            if let Some(stale) = stale {
+                tracing::info!("replaced stale pidfile {} of pid {stale}", path.display());
+            }
+            Some(file)
+        }
+        None => {
+            tracing::info!("no pidfile");
+            None
+        }
+    };
+    let result =
+        Master::start(config, loader, startup, &mut pidfile, pid).and_then(|mut m| m.run());
+    if let Some(file) = pidfile
+        && let Err(error) = file.remove()
+    {
+        tracing::warn!("{error}");
+    }
+    result
+}
+
+/// One configuration generation: what it was read as, its listeners, and
+/// how its workers start. The plan's listener fds are `listeners`' own:
+/// they are kept together, so the fds stay open while the plan may spawn.
+struct Generation {
+    config: Config,
+    settings: Settings,
+    listeners: Vec<Listener>,
+    plan: Plan,
+}
+
+/// The master's state: what it owns, and what the loop needs between
+/// wake-ups.
+struct Master<'p> {
+    env: Environment,
+    signals: Signals,
+    loader: Box<Loader>,
+    upstream: Notifier,
+    inbox: Inbox,
+    control: Option<control::Server>,
+    pidfile: &'p mut Option<Pidfile>,
+    pid: u32,
+    started: Instant,
+    worker_log: String,
+    app_heartbeats: bool,
+    running_as_root: bool,
+    listeners_from_systemd: bool,
+    generations: BTreeMap<u64, Generation>,
+    next_generation: u64,
+    pool: Pool,
+    queue: VecDeque<Event>,
+    status_sent: String,
+    reload_error: Option<String>,
+    reload_waiters: Vec<ClientId>,
+    stop_waiters: Vec<ClientId>,
+    watchdog: Option<Duration>,
+    next_ping: Option<Instant>,
+    unhealthy_logged: bool,
+    ready_announced: bool,
+    /// Release the start-up pages before the loop next sleeps (see
+    /// `memory`): set when the pool becomes ready.
+    release_pages: bool,
+}
+
+/// Takes the listeners from systemd, or binds the config's; says which.
+fn take_listeners(config: &Config) -> Result<(Vec<Listener>, bool), Error> {
+    let taken = match listeners::from_systemd().map_err(Error::Listener)? {
+        Some(passed) => (passed, true),
+        None => (
+            listeners::bind_all(&config.listen).map_err(Error::Listener)?,
+            false,
+        ),
+    };
+    for l in &taken.0 {
+        tracing::info!("listening on {l}");
+    }
+    Ok(taken)
+}
+
+/// As PID 1 of a container, or started by hand, orphans of workers are
+/// ours to reap; under systemd, the service's cgroup holds them.
+fn become_subreaper(pid: u32, env: &Environment) {
+    if pid == 1 || !env.under_systemd() {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this
+        // process; it reads no memory of ours.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+            tracing::warn!(
+                "failed to become a child subreaper: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// Binds the control socket, if the config has one; a failure leaves the
+/// master running without it (signals and the pidfile still work).
+fn bind_control(config: &Config, env: &Environment) -> Option<control::Server> {
+    let path = config::paths::control_socket(config, env)?;
+    match control::Server::bind(&path) {
+        Ok(server) => Some(server),
+        Err(error) => {
+            tracing::warn!("no control socket: {error}");
+            None
+        }
+    }
+}
+
+impl<'p> Master<'p> {
+    /// Start-up steps 5 and 6 (see the module doc): the master, ready for
+    /// its loop, with the first generation prepared and `Start` queued.
+    fn start(
+        config: Config,
+        loader: Box<Loader>,
+        startup: Startup,
+        pidfile: &'p mut Option<Pidfile>,
+        pid: u32,
+    ) -> Result<Master<'p>, Error> {
+        let Startup {
+            signals,
+            env,
+            worker_log,
+            app_heartbeats,
+        } = startup;
+        let (listeners, listeners_from_systemd) = take_listeners(&config)?;
+        become_subreaper(pid, &env);
+        let upstream =
+            Notifier::connect(env.get(crate::env::NOTIFY_SOCKET)).map_err(Error::Notify)?;
+        let inbox = Inbox::bind().map_err(Error::Notify)?;
+        let control = bind_control(&config, &env);
+        let running_as_root = nix::unistd::geteuid().is_root();
+        let watchdog = env.watchdog();
+        let mut master = Master {
+            env,
+            signals,
+            loader,
+            upstream,
+            inbox,
+            control,
+            pidfile,
+            pid,
+            started: Instant::now(),
+            worker_log,
+            app_heartbeats,
+            running_as_root,
+            listeners_from_systemd,
+            generations: BTreeMap::new(),
+            next_generation: 1,
+            // Replaced below, once the first generation exists.
+            pool: Pool::new(Settings::placeholder(), 0),
+            queue: VecDeque::new(),
+            status_sent: String::new(),
+            reload_error: None,
+            reload_waiters: Vec::new(),
+            stop_waiters: Vec::new(),
+            watchdog,
+            next_ping: watchdog.map(|_| Instant::now()),
+            unhealthy_logged: false,
+            ready_announced: false,
+            release_pages: false,
+        };
+        if let Some(w) = watchdog {
+            tracing::info!(
+                "systemd watchdog: pinging every {} while healthy",
+                config::Span(w / 2)
+            );
+        }
+        let generation = master.prepare(config, listeners)?;
+        master.log_start(generation);
+        master.pool = Pool::new(master.generations[&generation].settings, generation);
+        master.queue.push_back(Event::Start);
+        Ok(master)
+    }
+
+    /// The first generation's start, as the operator reads it.
+    fn log_start(&self, generation: u64) {
+        let g = &self.generations[&generation];
+        let workers = &g.config.workers;
+        if !self.running_as_root && (workers.user.is_some() || workers.group.is_some()) {
+            tracing::warn!(
+                "workers.user and workers.group are ignored: hawkey is not running as root"
+            );
+        }
+        tracing::info!(
+            "hawkey {} (pid {}) starting {} {} workers",
+            env!("CARGO_PKG_VERSION"),
+            self.pid,
+            g.settings.count,
+            match workers.app {
+                AppKind::Builtin => "builtin",
+                AppKind::Exec => "exec",
+            }
+        );
+    }
+
+    /// Makes a new generation from a validated config and its listeners.
+    fn prepare(&mut self, config: Config, listeners: Vec<Listener>) -> Result<u64, Error> {
+        let generation = self.next_generation;
+        let workers = &config.workers;
+        let count = match workers.count {
+            config::WorkerCount::Fixed(n) => n as usize,
+            config::WorkerCount::Auto => cpu::available().count,
+        };
+        let heartbeat = workers
+            .heartbeat_timeout
+            .resolve(workers.app, self.app_heartbeats);
+        let inherited: Vec<spawn::Inherited<'_>> =
+            listeners.iter().map(Listener::inherited).collect();
+        let plan = Plan::new(spawn::Inputs {
+            config: &config,
+            listeners: &inherited,
+            heartbeat,
+            environment: &self.env.vars,
+            inbox: self.inbox.name(),
+            journal: crate::logging::stderr_is_journal(self.env.get(crate::env::JOURNAL_STREAM)),
+            worker_log: &self.worker_log,
+            argv0: &self.env.argv0,
+            generation,
+            running_as_root: self.running_as_root,
+        })
+        .map_err(Error::Spawn)?;
+        let settings = Settings {
+            count,
+            ready_on_start: workers.app == AppKind::Exec && workers.ready == Ready::Started,
+            ready_timeout: workers.ready_timeout.0,
+            heartbeat,
+            stop_signal: workers.stop_signal.0,
+            stop_timeout: workers.stop_timeout.0,
+            backoff_initial: workers.restart_backoff.initial.0,
+            backoff_max: workers.restart_backoff.max.0,
+        };
+        self.generations.insert(
+            generation,
+            Generation {
+                config,
+                settings,
+                listeners,
+                plan,
+            },
+        );
+        self.next_generation += 1;
+        Ok(generation)
+    }
+}

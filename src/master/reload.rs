@@ -1,0 +1,130 @@
+//! Reloads (SIGHUP, `hawkey reload`) and the other control requests.
+
+use super::listeners::{self, Listener, Origin};
+use super::supervisor::Event;
+use super::{Error, Master};
+use crate::config;
+use crate::control::{ClientId, Request, Response};
+use crate::exit::Status;
+
+impl Master<'_> {
+    /// Answers a request from the control socket.
+    pub(super) fn on_control(&mut self, client: ClientId, request: Request) {
+        match request {
+            Request::Status => {
+                let report = self.status_report();
+                self.reply(client, &Response::Status(report));
+            }
+            Request::Reload { wait } => {
+                tracing::info!("reload requested over the control socket");
+                if wait {
+                    self.reload(Some(client));
+                } else {
+                    self.reload(None);
+                    self.reply(
+                        client,
+                        &Response::Ok {
+                            message: "reload started".into(),
+                        },
+                    );
+                }
+            }
+            Request::Stop => {
+                tracing::info!("stop requested over the control socket");
+                self.stop_waiters.push(client);
+                self.queue.push_back(Event::Stop { fast: false });
+            }
+        }
+    }
+
+    /// Reads the config again and, if it is valid, starts a rolling reload;
+    /// `waiter` is answered when it ends (or at once, if it cannot start).
+    pub(super) fn reload(&mut self, waiter: Option<ClientId>) {
+        if self.pool.is_reloading() {
+            if let Some(w) = waiter {
+                let message = "reload rejected: a reload is already in progress".to_string();
+                self.reply(
+                    w,
+                    &Response::Error {
+                        exit_code: Status::TempFail.code(),
+                        message,
+                    },
+                );
+            }
+            return;
+        }
+        let generation = match self.prepare_reload() {
+            Ok(generation) => generation,
+            Err((status, message)) => {
+                tracing::error!("reload failed, the running workers are unchanged: {message}");
+                self.reload_error = Some(message.clone());
+                if let Some(w) = waiter {
+                    let exit_code = status.code();
+                    self.reply(w, &Response::Error { exit_code, message });
+                }
+                return;
+            }
+        };
+        self.reload_error = None;
+        if let Some(w) = waiter {
+            self.reload_waiters.push(w);
+        }
+        let settings = self.generations[&generation].settings;
+        // A reload cannot end the master: only `Exit` returns a status.
+        let _ = self.handle(Event::Reload {
+            settings,
+            generation,
+        });
+    }
+
+    /// Reads and validates the config and prepares its generation, or says
+    /// why not (nothing changed then).
+    fn prepare_reload(&mut self) -> Result<u64, (Status, String)> {
+        let (config, source) = (self.loader)().map_err(|e| (Status::Config, e.to_string()))?;
+        let current = &self.generations[&self.pool.generation()];
+        if config.pidfile != current.config.pidfile
+            || config.control_socket != current.config.control_socket
+            || config.log != current.config.log
+        {
+            tracing::warn!(
+                "pidfile, control_socket and log changes take effect at the next restart"
+            );
+        }
+        let listeners = self
+            .reload_listeners(&current.listeners, &config.listen)
+            .map_err(|e| (Status::Failure, e.to_string()))?;
+        let generation = self
+            .prepare(config, listeners)
+            .map_err(|e: Error| (e.status(), e.to_string()))?;
+        tracing::info!("configuration from {source} is generation {generation}");
+        Ok(generation)
+    }
+
+    /// The listeners of a new generation: systemd's as they are; otherwise
+    /// the config's, reusing the sockets of addresses already bound.
+    fn reload_listeners(
+        &self,
+        current: &[Listener],
+        specs: &[config::Listen],
+    ) -> Result<Vec<Listener>, listeners::Error> {
+        if self.listeners_from_systemd {
+            return Ok(current.to_vec());
+        }
+        specs
+            .iter()
+            .map(|spec| {
+                let same = current
+                    .iter()
+                    .find(|l| matches!(l.origin(), Origin::Bound(a) if *a == spec.address));
+                match same {
+                    Some(l) => Ok(l.renamed(&spec.name)),
+                    None => {
+                        let l = listeners::bind_listener(spec)?;
+                        tracing::info!("listening on {l}");
+                        Ok(l)
+                    }
+                }
+            })
+            .collect()
+    }
+}
