@@ -85,6 +85,15 @@ impl Status {
     }
 }
 
+/// The table for `hawkey --help` and the man page.
+pub(crate) fn help_table() -> String {
+    let mut text = String::from("Exit status:\n");
+    for status in Status::ALL {
+        text.push_str(&format!("  {:>3}  {}\n", status.code(), status.meaning()));
+    }
+    text
+}
+
 impl From<Status> for std::process::ExitCode {
     fn from(status: Status) -> Self {
         std::process::ExitCode::from(status.code())

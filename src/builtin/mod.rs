@@ -44,7 +44,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::worker::{App, BoxError, Socket, Worker};
 
-/// The built-in app as an [`App`]: [`app`], declared to send heartbeats.
+/// The built-in HTTP app as an [`App`], declared to send heartbeats: it
+/// serves the inherited sockets with hyper, reports ready once accepting,
+/// and drains on its stop signal.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Builtin;
 
@@ -60,7 +62,7 @@ impl App for Builtin {
 /// [`serve`] on the inherited sockets, [`Worker::ready`] once accepting, and a graceful stop
 /// on SIGTERM, SIGINT, SIGQUIT or the configured `workers.stop_signal`
 /// ([`Worker::stop_signal`]), unless that is one no process can catch (SIGKILL).
-pub fn app(mut worker: Worker) -> Result<(), BoxError> {
+pub(crate) fn app(mut worker: Worker) -> Result<(), BoxError> {
     let sockets = worker
         .take_listeners()
         .into_iter()
@@ -147,10 +149,10 @@ fn stop_signals(configured: Signal) -> io::Result<impl Future<Output = ()>> {
 
 /// What the app says about itself in responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity {
-    pub slot: usize,
-    pub generation: u64,
-    pub pid: u32,
+pub(crate) struct Identity {
+    pub(crate) slot: usize,
+    pub(crate) generation: u64,
+    pub(crate) pid: u32,
 }
 
 /// The longest `/delay/{ms}` accepted, in milliseconds.
@@ -189,7 +191,7 @@ const WORKER_HEADER: HeaderName = HeaderName::from_static("x-hawkey-worker");
 ///
 /// Errors come from building the runtime or registering a socket with it. Failed accepts are
 /// logged and retried, never returned.
-pub fn serve<F>(
+pub(crate) fn serve<F>(
     sockets: Vec<Socket>,
     identity: Identity,
     ready: impl FnOnce(),

@@ -9,15 +9,16 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "hawkey",
     version,
-    about = "A pre-fork service manager for systemd hosts"
+    about = "A pre-fork service manager for systemd hosts",
+    after_long_help = crate::exit::help_table()
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the master: bind or take the listeners, start and supervise the workers.
     Run(ConfigArg),
     /// Validate the configuration and print it as it takes effect.
@@ -57,7 +58,7 @@ pub enum Command {
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Generated {
+pub(crate) enum Generated {
     Man,
     Bash,
     Zsh,
@@ -65,7 +66,7 @@ pub enum Generated {
 }
 
 /// The man page or completion script, from this very CLI definition.
-pub fn generate(what: Generated) -> Vec<u8> {
+pub(crate) fn generate(what: Generated) -> Vec<u8> {
     use clap::CommandFactory;
     let mut command = Cli::command();
     let mut out = Vec::new();
@@ -89,9 +90,9 @@ pub fn generate(what: Generated) -> Vec<u8> {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ConfigArg {
+pub(crate) struct ConfigArg {
     /// Configuration file [default: /etc/hawkey/hawkey.yaml, or the built-in
     /// default configuration when that file does not exist]
     #[arg(short, long, env = "HAWKEY_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }

@@ -16,7 +16,7 @@ use super::protocol::{MAX_RESPONSE, Request, Response};
 /// Client side, for the CLI: connects to `path`, sends the request line and
 /// reads the one response line, all within `timeout` (`None`: wait as long
 /// as it takes, for `reload --wait`).
-pub fn request(
+pub(crate) fn request(
     path: &Path,
     request: &Request,
     timeout: Option<Duration>,

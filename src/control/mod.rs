@@ -109,7 +109,7 @@ pub(crate) use server::Server;
 
 /// Why the control socket could not be bound or a request not answered.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// `socket`, `bind`, `chmod` or `listen` failed for the server socket.
     #[error("failed to bind the control socket '{}'", path.display())]
     Bind {

@@ -6,23 +6,23 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// The longest request line, newline included.
-pub const MAX_REQUEST: usize = 4096;
+pub(crate) const MAX_REQUEST: usize = 4096;
 
 /// The longest response line [`request`] accepts. Far above what the
 /// master sends; it only bounds what a confused peer can make us buffer.
-pub const MAX_RESPONSE: usize = 1 << 20;
+pub(crate) const MAX_RESPONSE: usize = 1 << 20;
 
 /// How long a client has, from connecting, to send its whole request.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection the master holds, named in [`Server::drain`]'s result and
 /// answered with [`Server::reply`].
-pub type ClientId = u64;
+pub(crate) type ClientId = u64;
 
 /// What a client asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "lowercase")]
-pub enum Request {
+pub(crate) enum Request {
     /// The master, its listeners and its workers, now.
     Status,
     /// Re-read the configuration and replace the workers; with `wait`, the
@@ -35,7 +35,7 @@ pub enum Request {
 /// The master's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "lowercase")]
-pub enum Response {
+pub(crate) enum Response {
     Status(StatusReport),
     /// Done; `message` for the operator ("reload finished: generation 3").
     Ok {
@@ -51,37 +51,37 @@ pub enum Response {
 
 /// The answer to [`Request::Status`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StatusReport {
-    pub master_pid: u32,
-    pub uptime_ms: u64,
-    pub generation: u64,
+pub(crate) struct StatusReport {
+    pub(crate) master_pid: u32,
+    pub(crate) uptime_ms: u64,
+    pub(crate) generation: u64,
     /// The pool's status line, as sent in `STATUS=`.
-    pub status: String,
-    pub listeners: Vec<ListenerStatus>,
-    pub workers: Vec<WorkerStatus>,
+    pub(crate) status: String,
+    pub(crate) listeners: Vec<ListenerStatus>,
+    pub(crate) workers: Vec<WorkerStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ListenerStatus {
-    pub name: String,
-    pub address: String,
-    pub from_systemd: bool,
+pub(crate) struct ListenerStatus {
+    pub(crate) name: String,
+    pub(crate) address: String,
+    pub(crate) from_systemd: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkerStatus {
-    pub slot: usize,
+pub(crate) struct WorkerStatus {
+    pub(crate) slot: usize,
     /// The running process, if there is one in this slot.
-    pub pid: Option<i32>,
-    pub generation: u64,
-    pub state: String,
-    pub uptime_ms: Option<u64>,
-    pub restarts: u32,
+    pub(crate) pid: Option<i32>,
+    pub(crate) generation: u64,
+    pub(crate) state: String,
+    pub(crate) uptime_ms: Option<u64>,
+    pub(crate) restarts: u32,
     /// How the slot's previous process ended ("exited with status 1").
-    pub last_exit: Option<String>,
+    pub(crate) last_exit: Option<String>,
     /// The worker's own last `STATUS=` line, if it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use super::protocol::{ClientId, MAX_REQUEST, REQUEST_TIMEOUT, Request, Response}
 use crate::exit::Status;
 
 /// How many connections the server holds at once; more wait in the backlog.
-pub const MAX_CLIENTS: usize = 64;
+pub(crate) const MAX_CLIENTS: usize = 64;
 
 /// The `listen(2)` backlog.
 const BACKLOG: i32 = 16;
@@ -46,7 +46,7 @@ static UMASK: Mutex<()> = Mutex::new(());
 
 /// The master's end: the listening socket and the connections it holds.
 #[derive(Debug)]
-pub struct Server {
+pub(crate) struct Server {
     listener: UnixListener,
     path: PathBuf,
     /// Device and inode of the socket file we bound, to remove only that.
@@ -98,7 +98,7 @@ impl Server {
     ///
     /// The umask is narrowed for the duration of `bind(2)`: call this in
     /// start-up, while no other thread creates files.
-    pub fn bind(path: &Path) -> Result<Server, Error> {
+    pub(crate) fn bind(path: &Path) -> Result<Server, Error> {
         let bind_error = |source: io::Error| Error::Bind {
             path: path.to_path_buf(),
             source,
@@ -147,14 +147,15 @@ impl Server {
     }
 
     /// The socket's path, as given to [`Server::bind`].
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The fds to poll for readability: the listener (unless the server
     /// holds [`MAX_CLIENTS`] or accepting is paused) and every client,
     /// including those waiting for a reply (readable means they hung up).
-    pub fn poll_fds(&self) -> Vec<BorrowedFd<'_>> {
+    pub(crate) fn poll_fds(&self) -> Vec<BorrowedFd<'_>> {
         let mut fds = Vec::with_capacity(self.clients.len() + 1);
         if self.accepting() {
             fds.push(self.listener.as_fd());
@@ -169,7 +170,7 @@ impl Server {
     /// answered with exit code 64 and closed; a client that has not sent
     /// its whole request by its deadline, or hung up, is dropped. Call it on
     /// every wake-up of the loop, with the loop's notion of now.
-    pub fn drain(&mut self, now: Instant) -> Vec<(ClientId, Request)> {
+    pub(crate) fn drain(&mut self, now: Instant) -> Vec<(ClientId, Request)> {
         if self.accept_paused_until.is_some_and(|until| now >= until) {
             self.accept_paused_until = None;
         }
@@ -204,7 +205,7 @@ impl Server {
 
     /// When [`Server::drain`] next has something to do without a wake-up:
     /// the earliest request deadline, or the end of an accept pause.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.clients
             .iter()
             .filter_map(|c| match c.state {
@@ -219,7 +220,7 @@ impl Server {
     /// that went away, or whose buffer is full, is simply dropped; an id
     /// the server no longer holds is ignored. Never blocks, never raises
     /// `SIGPIPE`.
-    pub fn reply(&mut self, id: ClientId, response: &Response) {
+    pub(crate) fn reply(&mut self, id: ClientId, response: &Response) {
         if let Some(index) = self.clients.iter().position(|c| c.id == id) {
             let client = self.clients.remove(index);
             send_line(&client.stream, response);
@@ -292,7 +293,7 @@ impl Server {
     /// one bound, and only in the process that bound it). Connections
     /// already accepted stay usable: `hawkey stop` is answered after this,
     /// so a new master started at once finds no leftover.
-    pub fn unlink(&mut self) {
+    pub(crate) fn unlink(&mut self) {
         if std::process::id() != self.bound_by {
             return;
         }

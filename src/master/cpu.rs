@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 
 /// What `auto` resolves to, with its parts for `hawkey check` to explain.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Available {
-    pub affinity: usize,
-    pub quota: Option<f64>,
-    pub count: usize,
+pub(crate) struct Available {
+    pub(crate) affinity: usize,
+    pub(crate) quota: Option<f64>,
+    pub(crate) count: usize,
 }
 
 /// Reads the affinity mask and the cgroup quota of this process.
-pub fn available() -> Available {
+pub(crate) fn available() -> Available {
     let affinity = affinity_cpus().unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -34,7 +34,7 @@ pub fn available() -> Available {
 }
 
 /// `min(affinity, ceil(quota))`, at least 1.
-pub fn auto_count(affinity: usize, quota: Option<f64>) -> usize {
+pub(crate) fn auto_count(affinity: usize, quota: Option<f64>) -> usize {
     let by_quota = quota
         .map(|q| q.ceil().max(1.0) as usize)
         .unwrap_or(usize::MAX);
@@ -50,7 +50,7 @@ fn affinity_cpus() -> Option<usize> {
 }
 
 /// cgroup v2 `cpu.max`: `"max 100000"` (no limit) or `"150000 100000"` (1.5 CPUs).
-pub fn quota_from_cpu_max(text: &str) -> Option<f64> {
+pub(crate) fn quota_from_cpu_max(text: &str) -> Option<f64> {
     let mut parts = text.split_whitespace();
     let quota = parts.next()?;
     let period: f64 = parts.next().unwrap_or("100000").parse().ok()?;
@@ -62,7 +62,7 @@ pub fn quota_from_cpu_max(text: &str) -> Option<f64> {
 }
 
 /// cgroup v1: `cpu.cfs_quota_us` is -1 when unlimited.
-pub fn quota_from_cfs(quota_us: &str, period_us: &str) -> Option<f64> {
+pub(crate) fn quota_from_cfs(quota_us: &str, period_us: &str) -> Option<f64> {
     let quota: i64 = quota_us.trim().parse().ok()?;
     let period: i64 = period_us.trim().parse().ok()?;
     (quota > 0 && period > 0).then_some(quota as f64 / period as f64)

@@ -20,15 +20,15 @@ use nix::unistd::Pid;
 
 /// What a worker said in one datagram.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Message {
-    pub ready: bool,
-    pub stopping: bool,
-    pub watchdog: bool,
-    pub status: Option<String>,
+pub(crate) struct Message {
+    pub(crate) ready: bool,
+    pub(crate) stopping: bool,
+    pub(crate) watchdog: bool,
+    pub(crate) status: Option<String>,
 }
 
 /// Parses `KEY=VALUE` lines; unknown keys are ignored, as systemd does.
-pub fn parse(datagram: &[u8]) -> Message {
+pub(crate) fn parse(datagram: &[u8]) -> Message {
     let mut message = Message::default();
     for line in datagram.split(|b| *b == b'\n') {
         match line {
@@ -46,7 +46,7 @@ pub fn parse(datagram: &[u8]) -> Message {
 }
 
 /// The master's socket for its workers' notifications.
-pub struct Inbox {
+pub(crate) struct Inbox {
     socket: UnixDatagram,
     name: OsString,
 }
@@ -54,7 +54,7 @@ pub struct Inbox {
 impl Inbox {
     /// Binds `@hawkey/<pid>/notify` (with a suffix if that is taken),
     /// non-blocking, close-on-exec, with `SO_PASSCRED`.
-    pub fn bind() -> io::Result<Inbox> {
+    pub(crate) fn bind() -> io::Result<Inbox> {
         let pid = std::process::id();
         let mut last_error = None;
         for attempt in 0..16 {
@@ -83,13 +83,13 @@ impl Inbox {
     }
 
     /// The `NOTIFY_SOCKET` value workers get.
-    pub fn name(&self) -> &OsStr {
+    pub(crate) fn name(&self) -> &OsStr {
         &self.name
     }
 
     /// Every waiting message, with the pid the kernel vouches for and that
     /// process's group (see [`Sender`]).
-    pub fn drain(&self) -> Vec<(Sender, Message)> {
+    pub(crate) fn drain(&self) -> Vec<(Sender, Message)> {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
@@ -140,9 +140,9 @@ impl Inbox {
 /// the message was received (a helper such as `systemd-notify` runs in its
 /// worker's group, see `Master::credited_worker`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sender {
-    pub pid: Pid,
-    pub group: Option<Pid>,
+pub(crate) struct Sender {
+    pub(crate) pid: Pid,
+    pub(crate) group: Option<Pid>,
 }
 
 /// The process group of `pid`, from /proc/PID/stat (`pid (comm) state ppid

@@ -83,7 +83,7 @@ fn clean_executable_mappings() -> Vec<Mapping> {
 /// Drops the page-table entries of the executable's clean mappings;
 /// returns how many KiB were resident in them. Best effort: on any error
 /// nothing is released and the master runs as before.
-pub fn release_startup_pages() -> u64 {
+pub(crate) fn release_startup_pages() -> u64 {
     let mut released = 0;
     for m in clean_executable_mappings() {
         // SAFETY: [start, end) is exactly one mapping of our executable as

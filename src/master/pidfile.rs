@@ -89,14 +89,14 @@ const MAX_READ: u64 = 64;
 
 /// A held pidfile: the path and the locked open file of the inode at it.
 #[derive(Debug)]
-pub struct Pidfile {
+pub(crate) struct Pidfile {
     path: PathBuf,
     file: File,
 }
 
 /// Why the pidfile could not be taken, published or removed.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// A symlink is at the path; it was not followed.
     #[error("refusing pidfile '{}': it is a symlink", path.display())]
     Symlink { path: PathBuf },
@@ -155,7 +155,7 @@ fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
 /// Takes the lock. Returns the pidfile and, when a stale file (unlocked,
 /// left by a dead process) was found, the pid it held, so the caller can log
 /// it.
-pub fn acquire(path: &Path) -> Result<(Pidfile, Option<u32>), Error> {
+pub(crate) fn acquire(path: &Path) -> Result<(Pidfile, Option<u32>), Error> {
     create_parent(path)?;
     for _ in 0..MAX_TRIES {
         let file = open_regular(path)?;
@@ -201,7 +201,7 @@ pub fn acquire(path: &Path) -> Result<(Pidfile, Option<u32>), Error> {
 impl Pidfile {
     /// Atomically makes `path` hold "PID\n": write a temp file in the same
     /// dir, lock it, rename over `path`.
-    pub fn publish(&mut self, pid: u32) -> Result<(), Error> {
+    pub(crate) fn publish(&mut self, pid: u32) -> Result<(), Error> {
         let temp = self.temp_path(pid);
         match fs::remove_file(&temp) {
             Ok(()) => {}
@@ -253,7 +253,7 @@ impl Pidfile {
 
     /// Removes the file (while still holding the lock), then releases the
     /// lock.
-    pub fn remove(self) -> Result<(), Error> {
+    pub(crate) fn remove(self) -> Result<(), Error> {
         let ours = self
             .file
             .metadata()
@@ -275,7 +275,8 @@ impl Pidfile {
     }
 
     /// The pidfile's path, as given to [`acquire`].
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }

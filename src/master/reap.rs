@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 /// How a process ended, in the terms an operator uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// It called `exit(code)`.
     Code(i32),
     /// A signal ended it.
@@ -22,20 +22,15 @@ pub enum Exit {
 }
 
 impl Exit {
-    /// Exit code 0: the worker ended on purpose.
-    pub fn is_clean(self) -> bool {
-        self == Exit::Code(0)
-    }
-
     /// The journal field value: `EXIT_STATUS` for codes, `SIGNAL` for signals.
-    pub fn code(self) -> Option<i32> {
+    pub(crate) fn code(self) -> Option<i32> {
         match self {
             Exit::Code(code) => Some(code),
             Exit::Signal { .. } => None,
         }
     }
 
-    pub fn signal(self) -> Option<&'static str> {
+    pub(crate) fn signal(self) -> Option<&'static str> {
         match self {
             Exit::Code(_) => None,
             Exit::Signal { signal, .. } => Some(signal.as_str()),
@@ -59,7 +54,7 @@ impl fmt::Display for Exit {
 }
 
 /// Reaps every child that has exited, without blocking.
-pub fn reap_all() -> Vec<(Pid, Exit)> {
+pub(crate) fn reap_all() -> Vec<(Pid, Exit)> {
     let mut reaped = Vec::new();
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
@@ -108,7 +103,5 @@ mod tests {
             .to_string(),
             "was killed by SIGSEGV (core dumped)"
         );
-        assert!(Exit::Code(0).is_clean());
-        assert!(!Exit::Code(2).is_clean());
     }
 }

@@ -26,7 +26,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 /// What a received signal asks the master to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Request {
+pub(crate) enum Request {
     /// SIGTERM or SIGINT (the signal is kept for the log line).
     Stop(Signal),
     FastStop,
@@ -77,14 +77,14 @@ fn meaning(signal: Signal) -> Option<Request> {
 }
 
 /// The blocked signals and the signalfd they arrive on.
-pub struct Signals {
+pub(crate) struct Signals {
     fd: SignalFd,
 }
 
 impl Signals {
     /// Blocks the handled signals in this (the only) thread and opens the
     /// signalfd, non-blocking and close-on-exec.
-    pub fn block() -> nix::Result<Signals> {
+    pub(crate) fn block() -> nix::Result<Signals> {
         let set = handled_set();
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
@@ -94,7 +94,7 @@ impl Signals {
     /// Every pending signal, in arrival order, as requests. Signals of the
     /// same number that arrived together are merged by the kernel; the
     /// caller treats `Reap` as "reap everything", so that is harmless.
-    pub fn drain(&mut self) -> Vec<Request> {
+    pub(crate) fn drain(&mut self) -> Vec<Request> {
         let mut requests = Vec::new();
         while let Ok(Some(info)) = self.fd.read_signal() {
             let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {

@@ -18,42 +18,42 @@ use std::os::fd::RawFd;
 /// Everything the child needs, as raw pointers into memory the parent
 /// keeps alive and unchanged until the fork returns.
 pub(crate) struct Steps {
-    pub program: *const c_char,
-    pub argv: *const *const c_char,
-    pub envp: *const *const c_char,
+    pub(crate) program: *const c_char,
+    pub(crate) argv: *const *const c_char,
+    pub(crate) envp: *const *const c_char,
     /// Where the digits of this process's pid go (`LISTEN_PID=`,
     /// `WATCHDOG_PID=`): each place has room for [`PID_ROOM`] digits and a NUL.
-    pub pid_places: *const *mut u8,
-    pub pid_place_count: usize,
-    pub stdin: RawFd,
-    pub listeners: *const RawFd,
-    pub listener_count: usize,
+    pub(crate) pid_places: *const *mut u8,
+    pub(crate) pid_place_count: usize,
+    pub(crate) stdin: RawFd,
+    pub(crate) listeners: *const RawFd,
+    pub(crate) listener_count: usize,
     /// Scratch space of `listener_count` entries.
-    pub scratch: *mut RawFd,
-    pub cwd: *const c_char,
-    pub creds: Option<Creds>,
-    pub master: libc::pid_t,
-    pub empty_mask: *const libc::sigset_t,
-    pub error_pipe: RawFd,
+    pub(crate) scratch: *mut RawFd,
+    pub(crate) cwd: *const c_char,
+    pub(crate) creds: Option<Creds>,
+    pub(crate) master: libc::pid_t,
+    pub(crate) empty_mask: *const libc::sigset_t,
+    pub(crate) error_pipe: RawFd,
     /// Highest fd number to close by hand if `close_range(2)` is missing.
-    pub max_fd: RawFd,
+    pub(crate) max_fd: RawFd,
     /// Give stdout and stderr a journal stream of the worker's own.
-    pub journal: Option<Journal>,
+    pub(crate) journal: Option<Journal>,
 }
 
 /// A connection to journald's stdout stream socket, opened by the worker
 /// itself so that journald credits its lines to the worker's pid.
 #[derive(Clone, Copy)]
 pub(crate) struct Journal {
-    pub addr: *const libc::sockaddr_un,
-    pub addr_len: libc::socklen_t,
+    pub(crate) addr: *const libc::sockaddr_un,
+    pub(crate) addr_len: libc::socklen_t,
     /// The stream header (identifier, unit, priority, …), see
     /// systemd's stdout stream protocol.
-    pub header: *const u8,
-    pub header_len: usize,
+    pub(crate) header: *const u8,
+    pub(crate) header_len: usize,
     /// Where `DEV:INO` of the stream goes (`JOURNAL_STREAM=`), with room
     /// for [`STREAM_ROOM`] bytes and a NUL.
-    pub stream_place: *mut u8,
+    pub(crate) stream_place: *mut u8,
 }
 
 /// Room for "DEV:INO": two 20-digit numbers and a colon.
@@ -130,16 +130,16 @@ pub(crate) const PID_ROOM: usize = 20;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Creds {
-    pub uid: libc::uid_t,
-    pub gid: libc::gid_t,
-    pub groups: *const libc::gid_t,
-    pub group_count: usize,
+    pub(crate) uid: libc::uid_t,
+    pub(crate) gid: libc::gid_t,
+    pub(crate) groups: *const libc::gid_t,
+    pub(crate) group_count: usize,
 }
 
 /// Step numbers, reported to the parent on failure.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     ProcessGroup = 1,
     Fds = 2,
     Chdir = 3,

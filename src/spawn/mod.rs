@@ -47,7 +47,7 @@ pub(crate) struct Inherited<'a> {
 }
 
 /// How one generation of workers is started.
-pub struct Plan {
+pub(crate) struct Plan {
     program: CString,
     /// argv without the per-slot name of builtin workers.
     argv: Vec<CString>,
@@ -67,7 +67,6 @@ pub struct Plan {
     journal: Option<JournalPlan>,
     master: Pid,
     max_fd: RawFd,
-    pub generation: u64,
 }
 
 struct JournalPlan {
@@ -110,27 +109,27 @@ struct Credentials {
 }
 
 /// What a plan needs to know about the world, read once by the caller.
-pub struct Inputs<'a> {
-    pub config: &'a config::Config,
-    pub listeners: &'a [Inherited<'a>],
+pub(crate) struct Inputs<'a> {
+    pub(crate) config: &'a config::Config,
+    pub(crate) listeners: &'a [Inherited<'a>],
     /// The heartbeat timeout in force, if workers must send heartbeats.
-    pub heartbeat: Option<std::time::Duration>,
+    pub(crate) heartbeat: Option<std::time::Duration>,
     /// The master's environment at start-up.
-    pub environment: &'a [(OsString, OsString)],
+    pub(crate) environment: &'a [(OsString, OsString)],
     /// `NOTIFY_SOCKET` for workers that report readiness.
-    pub inbox: &'a OsStr,
+    pub(crate) inbox: &'a OsStr,
     /// `HAWKEY_LOG` for builtin workers: `level/format`.
-    pub worker_log: &'a str,
+    pub(crate) worker_log: &'a str,
     /// Whether the master's stderr is the journal stream.
-    pub journal: bool,
+    pub(crate) journal: bool,
     /// `argv[0]` of the master, to name builtin workers after it.
-    pub argv0: &'a OsStr,
-    pub generation: u64,
-    pub running_as_root: bool,
+    pub(crate) argv0: &'a OsStr,
+    pub(crate) generation: u64,
+    pub(crate) running_as_root: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("failed to prepare workers: {what} contains a NUL byte")]
     Nul { what: String },
     #[error("failed to look up {what}: {source}")]
@@ -146,7 +145,7 @@ pub enum Error {
 impl Error {
     /// A failure of the worker's own making (a bad program, a bad cwd) as
     /// opposed to one of the master's (cannot fork at all).
-    pub fn is_worker_fault(&self) -> bool {
+    pub(crate) fn is_worker_fault(&self) -> bool {
         matches!(self, Error::Child { .. })
     }
 }
@@ -168,7 +167,7 @@ fn env_entry(name: &[u8], value: &[u8]) -> Result<CString, Error> {
 }
 
 impl Plan {
-    pub fn new(inputs: Inputs<'_>) -> Result<Plan, Error> {
+    pub(crate) fn new(inputs: Inputs<'_>) -> Result<Plan, Error> {
         let workers = &inputs.config.workers;
         let builtin = workers.app == AppKind::Builtin;
         let (program, argv, builtin_name) = if builtin {
@@ -298,13 +297,12 @@ impl Plan {
             journal,
             master: nix::unistd::getpid(),
             max_fd,
-            generation: inputs.generation,
         })
     }
 
     /// Forks and executes the worker for `slot`. Returns once `execve`
     /// succeeded in the child, or with the step that failed.
-    pub fn spawn(&self, slot: usize) -> Result<Pid, Error> {
+    pub(crate) fn spawn(&self, slot: usize) -> Result<Pid, Error> {
         // Everything the child touches is built here, before the fork.
         let name = match &self.builtin_name {
             Some(prefix) => Some(cstring(format!("{prefix}: worker {slot}"), "argv")?),

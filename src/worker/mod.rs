@@ -46,6 +46,8 @@ pub trait App {
     /// silent (it hangs). Plain functions do not.
     const HEARTBEATS: bool = false;
 
+    /// Runs the worker until it is told to stop (its stop signal) or fails;
+    /// an error is logged and the worker exits 1.
     fn run(self, worker: Worker) -> Result<(), BoxError>;
 }
 
@@ -61,7 +63,9 @@ where
 /// One inherited listening socket.
 #[derive(Debug)]
 pub enum Socket {
+    /// A TCP socket (IPv4 or IPv6).
     Tcp(TcpListener),
+    /// A unix stream socket.
     Unix(UnixListener),
 }
 
@@ -69,7 +73,9 @@ pub enum Socket {
 /// `FileDescriptorName=`).
 #[derive(Debug)]
 pub struct Listener {
+    /// Its name: what `LISTEN_FDNAMES` said for it.
     pub name: String,
+    /// The listening socket, ready to accept.
     pub socket: Socket,
 }
 
@@ -84,8 +90,9 @@ pub struct Worker {
     stop_signal: Signal,
 }
 
+/// Why a process could not start as a worker.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("not started by a hawkey master: {0} is missing or invalid")]
     Environment(&'static str),
     #[error("failed to take the inherited sockets: {0}")]
@@ -107,6 +114,7 @@ impl Worker {
         self.generation
     }
 
+    /// The inherited listeners, in the master's order (fds 3, 4, …).
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
     }

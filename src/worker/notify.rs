@@ -19,7 +19,7 @@ use sd_notify::NotifyState;
 
 /// A connected notify socket, or nothing when `NOTIFY_SOCKET` is unset.
 #[derive(Debug)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     socket: Option<UnixDatagram>,
 }
 
@@ -40,12 +40,12 @@ fn address(value: &OsStr) -> io::Result<SocketAddr> {
 
 impl Notifier {
     /// A notifier that sends nothing.
-    pub fn none() -> Notifier {
+    pub(crate) fn none() -> Notifier {
         Notifier { socket: None }
     }
 
     /// Connects to the socket named by a `NOTIFY_SOCKET` value.
-    pub fn connect(value: Option<&OsStr>) -> io::Result<Notifier> {
+    pub(crate) fn connect(value: Option<&OsStr>) -> io::Result<Notifier> {
         let Some(value) = value.filter(|v| !v.is_empty()) else {
             return Ok(Notifier::none());
         };
@@ -59,13 +59,9 @@ impl Notifier {
         })
     }
 
-    pub fn is_enabled(&self) -> bool {
-        self.socket.is_some()
-    }
-
     /// Sends the states as one datagram, without waiting: if the reader's
     /// queue is full the error is `WouldBlock` and the message is dropped.
-    pub fn send(&self, states: &[NotifyState<'_>]) -> io::Result<()> {
+    pub(crate) fn send(&self, states: &[NotifyState<'_>]) -> io::Result<()> {
         let Some(socket) = &self.socket else {
             return Ok(());
         };
@@ -84,7 +80,7 @@ mod tests {
 
     #[test]
     fn no_socket_means_no_op() {
-        assert!(!Notifier::connect(None).unwrap().is_enabled());
+        assert!(Notifier::connect(None).unwrap().socket.is_none());
         Notifier::none().send(&[NotifyState::Ready]).unwrap();
         assert!(Notifier::connect(Some(OsStr::new("vsock:1:2"))).is_err());
     }

@@ -292,7 +292,7 @@ fn a_failing_slot_does_not_give_up_once_the_pool_has_served() {
             now,
         );
     }
-    assert_eq!(pool.phase(), Phase::Running);
+    assert_eq!(pool.phase, Phase::Running);
 }
 
 #[test]

@@ -1,0 +1,157 @@
+//! Rolling reloads and their rollback: the new configuration becomes the
+//! target generation, slots are replaced one at a time (the new worker
+//! ready before the old one is told to stop), and a failure makes the
+//! previous generation the target again.
+
+use std::time::Instant;
+
+use super::{
+    Action, Decision, Level, Notice, Phase, Pool, ReloadOutcome, Settings, State, stop_of,
+};
+
+#[derive(Clone, Debug)]
+pub(super) struct Reload {
+    /// The settings and generation to go back to; `None` while rolling back.
+    pub(super) previous: Option<(Settings, u64)>,
+    /// Why the reload is being rolled back.
+    pub(super) failure: Option<String>,
+}
+
+impl Pool {
+    pub(super) fn start_reload(&mut self, settings: Settings, generation: u64, out: &mut Decision) {
+        let reject = |reason: &str| {
+            Action::ReloadFinished(ReloadOutcome::Rejected {
+                reason: reason.to_string(),
+            })
+        };
+        if self.phase != Phase::Running {
+            out.actions.push(reject("hawkey is stopping"));
+            return;
+        }
+        if self.reload.is_some() {
+            out.actions.push(reject("a reload is already in progress"));
+            return;
+        }
+        out.notices.push(Notice::new(
+            Level::Info,
+            format!(
+                "reloading: generation {} -> {generation}, {} workers",
+                self.generation,
+                settings.count.max(1)
+            ),
+        ));
+        self.reload = Some(Reload {
+            previous: Some((self.settings, self.generation)),
+            failure: None,
+        });
+        self.settings = settings;
+        self.stops
+            .insert(generation, (settings.stop_signal, settings.stop_timeout));
+        self.target = settings.count.max(1);
+        self.generation = generation;
+        out.actions.push(Action::AnnounceReloading);
+    }
+
+    /// A replacement failed: roll back, or give up rolling back.
+    pub(super) fn reload_failed(&mut self, reason: String, out: &mut Decision) {
+        match self.reload.take() {
+            Some(Reload {
+                previous: Some((settings, generation)),
+                ..
+            }) => {
+                out.notices.push(Notice::new(Level::Warn, format!("reload to generation {} failed: {reason}; rolling back to generation {generation}", self.generation)));
+                self.settings = settings;
+                self.target = settings.count.max(1);
+                self.generation = generation;
+                self.reload = Some(Reload {
+                    previous: None,
+                    failure: Some(reason),
+                });
+            }
+            Some(Reload {
+                previous: None,
+                failure,
+            }) => {
+                let first = failure.unwrap_or_default();
+                out.notices.push(Notice::new(
+                    Level::Error,
+                    format!("rolling back failed too: {reason}; the pool recovers by restarts"),
+                ));
+                out.actions
+                    .push(Action::ReloadFinished(ReloadOutcome::RolledBack {
+                        reason: format!("{first}; rolling back failed too: {reason}"),
+                    }));
+                out.actions.push(Action::AnnounceReady);
+            }
+            None => {}
+        }
+    }
+
+    /// Starts the next replacement of a reload, or finishes it.
+    pub(super) fn advance_reload(&mut self, now: Instant, out: &mut Decision) {
+        if self.phase != Phase::Running || self.reload.is_none() {
+            return;
+        }
+        if self.slots.iter().any(|s| s.successor.is_some()) {
+            return;
+        }
+        let (generation, target) = (self.generation, self.target);
+        if let Some(s) = self
+            .slots
+            .iter_mut()
+            .find(|s| s.id < target && s.generation != generation && s.state.is_ready())
+        {
+            s.successor = Some((generation, State::Spawning));
+            out.actions.push(Action::Spawn {
+                slot: s.id,
+                generation,
+            });
+            return;
+        }
+        // Done only when every slot serves the target generation: old
+        // workers not serving yet (starting, restarting) are waited for and
+        // replaced once they serve; new slots must become ready.
+        if !self
+            .slots
+            .iter()
+            .filter(|s| s.id < target)
+            .all(|s| s.generation == generation && s.state.is_ready())
+        {
+            return;
+        }
+        // Slots the new configuration no longer has stop last.
+        for s in self.slots.iter_mut().filter(|s| s.id >= target) {
+            let (signal, kill_at) = stop_of(&self.stops, &self.settings, s.generation, now);
+            if matches!(
+                s.state,
+                State::Starting { .. } | State::Ready { .. } | State::Pending { .. }
+            ) {
+                s.state = s.state.signal(signal, kill_at, now, &mut out.actions);
+            }
+        }
+        let reload = self.reload.take().expect("checked above");
+        let outcome = match reload.failure {
+            None => ReloadOutcome::Done { generation },
+            Some(reason) => ReloadOutcome::RolledBack { reason },
+        };
+        match &outcome {
+            ReloadOutcome::Done { generation } => {
+                out.notices.push(Notice::new(
+                    Level::Info,
+                    format!("reload finished: generation {generation}"),
+                ));
+            }
+            ReloadOutcome::RolledBack { reason } => {
+                out.notices.push(Notice::new(
+                    Level::Warn,
+                    format!(
+                        "reload failed and was rolled back to generation {generation}: {reason}"
+                    ),
+                ));
+            }
+            ReloadOutcome::Rejected { .. } => {}
+        }
+        out.actions.push(Action::ReloadFinished(outcome));
+        out.actions.push(Action::AnnounceReady);
+    }
+}
