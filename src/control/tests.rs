@@ -3,7 +3,6 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -12,7 +11,7 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 
-use super::protocol::{MAX_REQUEST, MAX_RESPONSE, REQUEST_TIMEOUT};
+use super::protocol::{MAX_REQUEST, REQUEST_TIMEOUT};
 use super::server::MAX_CLIENTS;
 use super::*;
 

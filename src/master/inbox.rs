@@ -145,17 +145,9 @@ pub(crate) struct Sender {
     pub(crate) group: Option<Pid>,
 }
 
-/// The process group of `pid`, from /proc/PID/stat (`pid (comm) state ppid
-/// pgrp …`; comm may hold spaces and parentheses).
+/// The process group of `pid` (`getpgid(2)`), if it still exists.
 fn process_group(pid: i32) -> Option<Pid> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let pgrp: i32 = stat
-        .get(stat.rfind(')')? + 2..)?
-        .split(' ')
-        .nth(2)?
-        .parse()
-        .ok()?;
-    Some(Pid::from_raw(pgrp))
+    nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok()
 }
 
 impl std::os::fd::AsFd for Inbox {

@@ -227,20 +227,72 @@ unsafe fn close_from(first: RawFd, last: RawFd, max_fd: RawFd) {
 /// Call only in the child of `fork()`, with every pointer in `s` valid
 /// (prepared by `spawn` before the fork).
 pub(crate) unsafe fn run(s: &Steps) -> ! {
-    // SAFETY: for the whole block, each call below is an async-signal-safe syscall
-    // (signal-safety(7)) on memory prepared before the fork; nothing
+    // SAFETY: the child's steps, each making only async-signal-safe
+    // syscalls (signal-safety(7)) over memory prepared before the fork,
+    // with the pointers of `s` valid as the caller promised; nothing
     // allocates or takes a lock.
     unsafe {
-        // Default dispositions for every signal: Rust's runtime ignores
-        // SIGPIPE in the master, and ignored signals survive execve. The
-        // raw syscall also resets 32 and 33, which glibc's wrappers refuse
-        // to touch but which an ignoring ancestor may have passed down.
-        // The kernel's struct sigaction is {handler, flags, restorer,
-        // mask}; all zero is SIG_DFL with no flags.
-        // Signals stay blocked until just before execve.
-        let default_action = [0u64; 4];
-        for signal in 1..=64 {
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+        reset_signal_dispositions();
+        // Its own process group: a terminal's Ctrl-C reaches only the
+        // master, which stops workers in order; the master signals the
+        // whole group, so a worker's own children are stopped with it.
+        if libc::setpgid(0, 0) != 0 {
+            fail(s.error_pipe, Step::ProcessGroup, errno());
+        }
+        let pipe = arrange_fds(s);
+        if !s.cwd.is_null() && libc::chdir(s.cwd) != 0 {
+            fail(pipe, Step::Chdir, errno());
+        }
+        if let Some(c) = s.creds {
+            drop_privileges(c, pipe);
+        }
+        // Die with the master. Set after the privilege drop, which clears
+        // it; then check the master did not die before it took effect.
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            fail(pipe, Step::ParentDeath, errno());
+        }
+        if libc::getppid() != s.master {
+            libc::_exit(1);
+        }
+        if let Some(journal) = s.journal {
+            connect_journal(journal);
+        }
+        // LISTEN_PID and WATCHDOG_PID are this process: only known now.
+        let pid = libc::getpid() as u64;
+        for place in 0..s.pid_place_count {
+            let at = *s.pid_places.add(place);
+            let len = put_decimal(at, pid);
+            *at.add(len) = 0;
+        }
+        libc::sigprocmask(libc::SIG_SETMASK, s.empty_mask, std::ptr::null_mut());
+        libc::execve(s.program, s.argv, s.envp);
+        fail(pipe, Step::Exec, errno())
+    }
+}
+
+/// Default dispositions for every signal: Rust's runtime ignores SIGPIPE
+/// in the master, and ignored signals survive execve. The raw syscall also
+/// resets 32 and 33, which glibc's wrappers refuse to touch but which an
+/// ignoring ancestor may have passed down. The kernel's struct sigaction
+/// is {handler, flags, restorer, mask}; all zero is SIG_DFL with no flags.
+/// Signals stay blocked until just before execve.
+///
+/// # Safety
+/// Only in the forked child (see [`run`]).
+unsafe fn reset_signal_dispositions() {
+    let default_action = [0u64; 4];
+    for signal in 1..=64 {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            // SAFETY: rt_sigaction with a valid action and no old one;
+            // async-signal-safe.
+            unsafe {
                 libc::syscall(
                     libc::SYS_rt_sigaction,
                     signal,
@@ -250,15 +302,18 @@ pub(crate) unsafe fn run(s: &Steps) -> ! {
                 );
             }
         }
+    }
+}
 
-        // Its own process group: a terminal's Ctrl-C reaches only the
-        // master, which stops workers in order; the master signals the
-        // whole group, so a worker's own children are stopped with it.
-        if libc::setpgid(0, 0) != 0 {
-            fail(s.error_pipe, Step::ProcessGroup, errno());
-        }
-
-        // fds: stdin from /dev/null, listeners to 3.., nothing else.
+/// fds: stdin from /dev/null, listeners to 3.., nothing else; returns the
+/// error pipe's new number (moved above the listeners).
+///
+/// # Safety
+/// Only in the forked child, with `s`'s pointers valid (see [`run`]).
+unsafe fn arrange_fds(s: &Steps) -> RawFd {
+    // SAFETY: dup2, fcntl and close on numbers only, and reads/writes of
+    // `s.listeners` and `s.scratch`, which hold `listener_count` entries.
+    unsafe {
         let n = s.listener_count as RawFd;
         if libc::dup2(s.stdin, 0) < 0 {
             fail(s.error_pipe, Step::Fds, errno());
@@ -284,64 +339,36 @@ pub(crate) unsafe fn run(s: &Steps) -> ! {
         }
         close_from(3 + n, pipe - 1, s.max_fd);
         close_from(pipe + 1, RawFd::MAX, s.max_fd);
+        pipe
+    }
+}
 
-        if !s.cwd.is_null() && libc::chdir(s.cwd) != 0 {
-            fail(pipe, Step::Chdir, errno());
+/// Privileges: groups, then gid, then uid (after setuid the others are no
+/// longer allowed), then prove it; any failure ends the child.
+///
+/// # Safety
+/// Only in the forked child, with `c.groups` valid for `c.group_count`.
+unsafe fn drop_privileges(c: Creds, pipe: RawFd) {
+    // SAFETY: setgroups reads `group_count` gids from `groups`, prepared
+    // before the fork; the other calls take numbers only.
+    unsafe {
+        if libc::setgroups(c.group_count, c.groups) != 0 {
+            fail(pipe, Step::Groups, errno());
         }
-
-        // Privileges: groups, then gid, then uid (after setuid the others
-        // are no longer allowed), then prove it.
-        if let Some(c) = s.creds {
-            if libc::setgroups(c.group_count, c.groups) != 0 {
-                fail(pipe, Step::Groups, errno());
-            }
-            if libc::setgid(c.gid) != 0 {
-                fail(pipe, Step::Gid, errno());
-            }
-            if libc::setuid(c.uid) != 0 {
-                fail(pipe, Step::Uid, errno());
-            }
-            let dropped = libc::getuid() == c.uid
-                && libc::geteuid() == c.uid
-                && libc::getgid() == c.gid
-                && libc::getegid() == c.gid
-                && libc::getgroups(0, std::ptr::null_mut()) == c.group_count as i32
-                && (c.uid == 0 || libc::setuid(0) != 0);
-            if !dropped {
-                fail(pipe, Step::VerifyCreds, libc::EPERM);
-            }
+        if libc::setgid(c.gid) != 0 {
+            fail(pipe, Step::Gid, errno());
         }
-
-        // Die with the master. Set after the privilege drop, which clears
-        // it; then check the master did not die before it took effect.
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) != 0
-        {
-            fail(pipe, Step::ParentDeath, errno());
+        if libc::setuid(c.uid) != 0 {
+            fail(pipe, Step::Uid, errno());
         }
-        if libc::getppid() != s.master {
-            libc::_exit(1);
+        let dropped = libc::getuid() == c.uid
+            && libc::geteuid() == c.uid
+            && libc::getgid() == c.gid
+            && libc::getegid() == c.gid
+            && libc::getgroups(0, std::ptr::null_mut()) == c.group_count as i32
+            && (c.uid == 0 || libc::setuid(0) != 0);
+        if !dropped {
+            fail(pipe, Step::VerifyCreds, libc::EPERM);
         }
-
-        if let Some(journal) = s.journal {
-            connect_journal(journal);
-        }
-
-        // LISTEN_PID and WATCHDOG_PID are this process: only known now.
-        let pid = libc::getpid() as u64;
-        for place in 0..s.pid_place_count {
-            let at = *s.pid_places.add(place);
-            let len = put_decimal(at, pid);
-            *at.add(len) = 0;
-        }
-
-        libc::sigprocmask(libc::SIG_SETMASK, s.empty_mask, std::ptr::null_mut());
-        libc::execve(s.program, s.argv, s.envp);
-        fail(pipe, Step::Exec, errno())
     }
 }

@@ -167,101 +167,16 @@ fn env_entry(name: &[u8], value: &[u8]) -> Result<CString, Error> {
 }
 
 impl Plan {
+    /// Prepares how `inputs.config`'s workers start: everything but the
+    /// slot number, as C strings, once per generation.
     pub(crate) fn new(inputs: Inputs<'_>) -> Result<Plan, Error> {
         let workers = &inputs.config.workers;
-        let builtin = workers.app == AppKind::Builtin;
-        let (program, argv, builtin_name) = if builtin {
-            let prefix = std::path::Path::new(inputs.argv0)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "hawkey".into());
-            (
-                cstring("/proc/self/exe", "program")?,
-                Vec::new(),
-                Some(prefix),
-            )
-        } else {
-            let path_var = inputs
-                .environment
-                .iter()
-                .find(|(k, _)| k == "PATH")
-                .map(|(_, v)| v.as_os_str());
-            let resolved: PathBuf = config::resolve_program(&workers.command[0], path_var)
-                .unwrap_or_else(|| PathBuf::from(&workers.command[0]));
-            let argv = workers
-                .command
-                .iter()
-                .map(|a| cstring(a.as_bytes(), "workers.command"))
-                .collect::<Result<Vec<_>, _>>()?;
-            (
-                cstring(resolved.into_os_string().into_vec(), "workers.command[0]")?,
-                argv,
-                None,
-            )
-        };
-
-        let mut env = Vec::new();
-        for (name, value) in inputs.environment {
-            let name_str = name.to_string_lossy();
-            if env::is_reserved(&name_str) || workers.env.contains_key(name_str.as_ref()) {
-                continue;
-            }
-            env.push(env_entry(name.as_bytes(), value.as_bytes())?);
-        }
-        for (name, value) in &workers.env {
-            env.push(env_entry(name.as_bytes(), value.as_bytes())?);
-        }
-        let names: Vec<&str> = inputs.listeners.iter().map(|l| l.name).collect();
-        env.push(env_entry(
-            env::LISTEN_FDS.as_bytes(),
-            inputs.listeners.len().to_string().as_bytes(),
-        )?);
-        env.push(env_entry(
-            env::LISTEN_FDNAMES.as_bytes(),
-            names.join(":").as_bytes(),
-        )?);
-        env.push(env_entry(
-            env::HAWKEY_GENERATION.as_bytes(),
-            inputs.generation.to_string().as_bytes(),
-        )?);
-        // The signal the master will stop this worker with, so that an
-        // app (the built-in one too) can drain on it.
-        env.push(env_entry(
-            env::HAWKEY_STOP_SIGNAL.as_bytes(),
-            workers.stop_signal.0.as_str().as_bytes(),
-        )?);
-        if builtin || workers.ready == Ready::Notify {
-            env.push(env_entry(
-                env::NOTIFY_SOCKET.as_bytes(),
-                inputs.inbox.as_bytes(),
-            )?);
-        }
-        let journal = inputs.journal.then(|| {
-            let identifier = if builtin {
-                "hawkey-worker".to_string()
-            } else {
-                std::path::Path::new(&workers.command[0])
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "hawkey-worker".into())
-            };
-            JournalPlan::new(&identifier)
-        });
+        let (program, argv, builtin_name) = program(&inputs)?;
         let heartbeat_usec = inputs.heartbeat.map(|h| h.as_micros());
-        if let Some(usec) = heartbeat_usec {
-            env.push(env_entry(
-                env::WATCHDOG_USEC.as_bytes(),
-                usec.to_string().as_bytes(),
-            )?);
-        }
-        if builtin {
-            env.push(env_entry(env::HAWKEY_ROLE.as_bytes(), b"worker")?);
-            env.push(env_entry(
-                env::HAWKEY_LOG.as_bytes(),
-                inputs.worker_log.as_bytes(),
-            )?);
-        }
-
+        let env = environment(&inputs, heartbeat_usec)?;
+        let journal = inputs
+            .journal
+            .then(|| JournalPlan::new(&journal_identifier(&inputs)));
         let cwd = workers
             .cwd
             .as_ref()
@@ -304,83 +219,36 @@ impl Plan {
     /// succeeded in the child, or with the step that failed.
     pub(crate) fn spawn(&self, slot: usize) -> Result<Pid, Error> {
         // Everything the child touches is built here, before the fork.
-        let name = match &self.builtin_name {
-            Some(prefix) => Some(cstring(format!("{prefix}: worker {slot}"), "argv")?),
-            None => None,
-        };
-        let mut argv: Vec<*const c_char> =
-            name.iter().chain(&self.argv).map(|a| a.as_ptr()).collect();
-        argv.push(std::ptr::null());
-        let slot_entry = env_entry(env::HAWKEY_WORKER.as_bytes(), slot.to_string().as_bytes())?;
-        // "LISTEN_PID=" (and "WATCHDOG_PID=") then room for the digits and
-        // the NUL, filled in by the child.
-        let mut pid_entries: Vec<Vec<u8>> = std::iter::once(&b"LISTEN_PID="[..])
-            .chain(
-                self.heartbeat_usec
-                    .is_some()
-                    .then_some(&b"WATCHDOG_PID="[..]),
-            )
-            .map(|name| {
-                let mut entry = name.to_vec();
-                entry.resize(name.len() + child::PID_ROOM + 1, 0);
-                entry
-            })
-            .collect();
-        let mut stream_entry = b"JOURNAL_STREAM=".to_vec();
-        let stream_at = stream_entry.len();
-        stream_entry.resize(stream_at + child::STREAM_ROOM + 1, 0);
-        let mut envp: Vec<*const c_char> = self.env.iter().map(|e| e.as_ptr()).collect();
-        envp.push(slot_entry.as_ptr());
-        envp.extend(pid_entries.iter().map(|e| e.as_ptr().cast::<c_char>()));
-        if self.journal.is_some() {
-            envp.push(stream_entry.as_ptr().cast());
-        }
-        envp.push(std::ptr::null());
+        let mut buffers = self.buffers(slot)?;
         let journal = self.journal.as_ref().map(|j| child::Journal {
             addr: &j.addr,
             addr_len: j.addr_len,
             header: j.header.as_ptr(),
             header_len: j.header.len(),
-            // SAFETY: `stream_at` is within `stream_entry`, resized to hold
-            // STREAM_ROOM bytes and a NUL after it; it outlives the fork.
-            stream_place: unsafe { stream_entry.as_mut_ptr().add(stream_at) },
+            stream_place: buffers.stream_place,
         });
-        let pid_places: Vec<*mut u8> = pid_entries
-            .iter_mut()
-            .map(|entry| {
-                let name_len = entry.len() - child::PID_ROOM - 1;
-                // SAFETY: `name_len` is within `entry` (its name part); the
-                // child writes at most PID_ROOM digits and a NUL after it,
-                // which is exactly the room `entry` was resized to.
-                unsafe { entry.as_mut_ptr().add(name_len) }
-            })
-            .collect();
-        let mut scratch: Vec<RawFd> = vec![-1; self.listeners.len()];
-        let groups = self.creds.as_ref().map(|c| Creds {
+        let creds = self.creds.as_ref().map(|c| Creds {
             uid: c.uid.as_raw(),
             gid: c.gid.as_raw(),
             groups: c.groups.as_ptr(),
             group_count: c.groups.len(),
         });
-        let mut empty_mask = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigemptyset initialises the set it is given.
-        unsafe { libc::sigemptyset(empty_mask.as_mut_ptr()) };
         let (read_end, write_end) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Error::Fork)?;
         let steps = child::Steps {
             program: self.program.as_ptr(),
-            argv: argv.as_ptr(),
-            envp: envp.as_ptr(),
-            pid_places: pid_places.as_ptr(),
-            pid_place_count: pid_places.len(),
+            argv: buffers.argv.as_ptr(),
+            envp: buffers.envp.as_ptr(),
+            pid_places: buffers.pid_places.as_ptr(),
+            pid_place_count: buffers.pid_places.len(),
             stdin: self.stdin.as_raw_fd(),
             listeners: self.listeners.as_ptr(),
             listener_count: self.listeners.len(),
-            scratch: scratch.as_mut_ptr(),
+            scratch: buffers.scratch.as_mut_ptr(),
             cwd: self.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-            creds: groups,
+            creds,
             master: self.master.as_raw(),
-            empty_mask: empty_mask.as_ptr(),
+            empty_mask: buffers.empty_mask.as_ptr(),
             error_pipe: write_end.as_raw_fd(),
             max_fd: self.max_fd,
             journal,
@@ -392,48 +260,223 @@ impl Plan {
         match unsafe { fork() }.map_err(Error::Fork)? {
             ForkResult::Child => {
                 // SAFETY: we are the forked child; every pointer in `steps`
-                // points into this function's locals or `self`, copied
-                // into the child's address space by fork.
+                // points into `buffers` or `self`, which fork copied into
+                // this address space, where nothing frees or moves them
+                // before `child::run` ends in execve or _exit.
                 unsafe { child::run(&steps) }
             }
             ForkResult::Parent { child } => {
                 drop(write_end);
-                let mut report = [0u8; 5];
-                let mut file = std::fs::File::from(read_end);
-                let mut got = 0;
-                while got < report.len() {
-                    match file.read(&mut report[got..]) {
-                        Ok(0) => break,
-                        Ok(n) => got += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(_) => break,
-                    }
-                }
-                // Keep the buffers alive until the child is past execve.
-                drop((
-                    argv,
-                    envp,
-                    pid_places,
-                    pid_entries,
-                    stream_entry,
-                    scratch,
-                    name,
-                    slot_entry,
-                ));
-                if got == 0 {
-                    return Ok(child);
-                }
-                // The child exits right after reporting: reap it here so
-                // the supervisor never sees a pid it was not told about.
-                let _ = nix::sys::wait::waitpid(child, None);
-                let step = Step::from_u8(report[0]).unwrap_or(Step::Exec);
-                let errno = Errno::from_raw(i32::from_ne_bytes([
-                    report[1], report[2], report[3], report[4],
-                ]));
-                Err(Error::Child { step, errno })
+                // The child works on its own copy of the buffers (fork, not
+                // vfork): the parent's may go now.
+                drop(buffers);
+                wait_for_exec(child, read_end)
             }
         }
     }
+
+    /// The per-slot buffers the child reads and fills in: argv with the
+    /// slot's name, the environment with the slot and room for the pids
+    /// and the journal stream, scratch room for moving the listeners.
+    fn buffers(&self, slot: usize) -> Result<SlotBuffers, Error> {
+        let name = match &self.builtin_name {
+            Some(prefix) => Some(cstring(format!("{prefix}: worker {slot}"), "argv")?),
+            None => None,
+        };
+        let mut argv: Vec<*const c_char> =
+            name.iter().chain(&self.argv).map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let slot_entry = env_entry(env::HAWKEY_WORKER.as_bytes(), slot.to_string().as_bytes())?;
+        // "LISTEN_PID=" (and "WATCHDOG_PID=") then room for the digits and
+        // the NUL, filled in by the child.
+        let mut pid_entries: Vec<Vec<u8>> = std::iter::once(env::LISTEN_PID)
+            .chain(self.heartbeat_usec.is_some().then_some(env::WATCHDOG_PID))
+            .map(|name| {
+                let mut entry = format!("{name}=").into_bytes();
+                entry.resize(name.len() + 1 + child::PID_ROOM + 1, 0);
+                entry
+            })
+            .collect();
+        let mut stream_entry = format!("{}=", env::JOURNAL_STREAM).into_bytes();
+        let stream_at = stream_entry.len();
+        stream_entry.resize(stream_at + child::STREAM_ROOM + 1, 0);
+        let mut envp: Vec<*const c_char> = self.env.iter().map(|e| e.as_ptr()).collect();
+        envp.push(slot_entry.as_ptr());
+        envp.extend(pid_entries.iter().map(|e| e.as_ptr().cast::<c_char>()));
+        if self.journal.is_some() {
+            envp.push(stream_entry.as_ptr().cast());
+        }
+        envp.push(std::ptr::null());
+        // SAFETY: `stream_at` is within `stream_entry`, resized to hold
+        // STREAM_ROOM bytes and a NUL after it.
+        let stream_place = unsafe { stream_entry.as_mut_ptr().add(stream_at) };
+        let pid_places: Vec<*mut u8> = pid_entries
+            .iter_mut()
+            .map(|entry| {
+                let name_len = entry.len() - child::PID_ROOM - 1;
+                // SAFETY: `name_len` is within `entry` (its name part); the
+                // child writes at most PID_ROOM digits and a NUL after it,
+                // which is exactly the room `entry` was resized to.
+                unsafe { entry.as_mut_ptr().add(name_len) }
+            })
+            .collect();
+        let mut empty_mask = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set it is given.
+        unsafe { libc::sigemptyset(empty_mask.as_mut_ptr()) };
+        Ok(SlotBuffers {
+            _name: name,
+            _slot_entry: slot_entry,
+            _pid_entries: pid_entries,
+            _stream_entry: stream_entry,
+            argv,
+            envp,
+            pid_places,
+            stream_place,
+            scratch: vec![-1; self.listeners.len()],
+            empty_mask,
+        })
+    }
+}
+
+/// The program, its argv (without a builtin worker's per-slot name) and,
+/// for builtin workers, the prefix of that name: `/proc/self/exe` (this
+/// very binary) for builtin workers, `workers.command` resolved on `PATH`
+/// as `hawkey check` resolved it for exec ones.
+fn program(inputs: &Inputs<'_>) -> Result<(CString, Vec<CString>, Option<String>), Error> {
+    let workers = &inputs.config.workers;
+    if workers.app == AppKind::Builtin {
+        let prefix = std::path::Path::new(inputs.argv0)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "hawkey".into());
+        return Ok((
+            cstring("/proc/self/exe", "program")?,
+            Vec::new(),
+            Some(prefix),
+        ));
+    }
+    let path_var = inputs
+        .environment
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str());
+    let resolved: PathBuf = config::resolve_program(&workers.command[0], path_var)
+        .unwrap_or_else(|| PathBuf::from(&workers.command[0]));
+    let argv = workers
+        .command
+        .iter()
+        .map(|a| cstring(a.as_bytes(), "workers.command"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((
+        cstring(resolved.into_os_string().into_vec(), "workers.command[0]")?,
+        argv,
+        None,
+    ))
+}
+
+/// The environment every worker of the generation gets, but for the
+/// per-slot entries: the master's own without the names hawkey sets
+/// (`env::WORKER_VARS`) or `workers.env` overrides, then `workers.env`,
+/// then hawkey's variables.
+fn environment(inputs: &Inputs<'_>, heartbeat_usec: Option<u128>) -> Result<Vec<CString>, Error> {
+    let workers = &inputs.config.workers;
+    let builtin = workers.app == AppKind::Builtin;
+    let mut env = Vec::new();
+    for (name, value) in inputs.environment {
+        let name_str = name.to_string_lossy();
+        if env::is_reserved(&name_str) || workers.env.contains_key(name_str.as_ref()) {
+            continue;
+        }
+        env.push(env_entry(name.as_bytes(), value.as_bytes())?);
+    }
+    for (name, value) in &workers.env {
+        env.push(env_entry(name.as_bytes(), value.as_bytes())?);
+    }
+    let names: Vec<&str> = inputs.listeners.iter().map(|l| l.name).collect();
+    let (count, joined) = (inputs.listeners.len().to_string(), names.join(":"));
+    let generation = inputs.generation.to_string();
+    let mut ours: Vec<(&str, &[u8])> = vec![
+        (env::LISTEN_FDS, count.as_bytes()),
+        (env::LISTEN_FDNAMES, joined.as_bytes()),
+        (env::HAWKEY_GENERATION, generation.as_bytes()),
+        // The signal the master will stop this worker with, so that an
+        // app (the built-in one too) can drain on it.
+        (
+            env::HAWKEY_STOP_SIGNAL,
+            workers.stop_signal.0.as_str().as_bytes(),
+        ),
+    ];
+    if builtin || workers.ready == Ready::Notify {
+        ours.push((env::NOTIFY_SOCKET, inputs.inbox.as_bytes()));
+    }
+    let usec = heartbeat_usec.map(|u| u.to_string());
+    if let Some(usec) = &usec {
+        ours.push((env::WATCHDOG_USEC, usec.as_bytes()));
+    }
+    if builtin {
+        ours.push((env::HAWKEY_ROLE, b"worker"));
+        ours.push((env::HAWKEY_LOG, inputs.worker_log.as_bytes()));
+    }
+    for (name, value) in ours {
+        env.push(env_entry(name.as_bytes(), value)?);
+    }
+    Ok(env)
+}
+
+/// `SYSLOG_IDENTIFIER` of the workers' journal lines: `hawkey-worker` for
+/// builtin ones, the program's file name for exec ones.
+fn journal_identifier(inputs: &Inputs<'_>) -> String {
+    let workers = &inputs.config.workers;
+    if workers.app == AppKind::Builtin {
+        return "hawkey-worker".to_string();
+    }
+    std::path::Path::new(&workers.command[0])
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "hawkey-worker".into())
+}
+
+/// What [`Plan::spawn`] builds for one slot. The pointer vectors point
+/// into the owned buffers (and the plan); moving this struct moves none of
+/// the heap data they point to.
+struct SlotBuffers {
+    _name: Option<CString>,
+    _slot_entry: CString,
+    _pid_entries: Vec<Vec<u8>>,
+    _stream_entry: Vec<u8>,
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+    pid_places: Vec<*mut u8>,
+    stream_place: *mut u8,
+    scratch: Vec<RawFd>,
+    empty_mask: std::mem::MaybeUninit<libc::sigset_t>,
+}
+
+/// Waits for the child's `execve`: end-of-file on the close-on-exec pipe
+/// means it succeeded; otherwise the child wrote which step failed and its
+/// errno, and exits at once (reaped here, so the supervisor never sees a
+/// pid it was not told about).
+fn wait_for_exec(child: Pid, read_end: OwnedFd) -> Result<Pid, Error> {
+    let mut report = [0u8; 5];
+    let mut file = std::fs::File::from(read_end);
+    let mut got = 0;
+    while got < report.len() {
+        match file.read(&mut report[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    if got == 0 {
+        return Ok(child);
+    }
+    let _ = nix::sys::wait::waitpid(child, None);
+    let step = Step::from_u8(report[0]).unwrap_or(Step::Exec);
+    let errno = Errno::from_raw(i32::from_ne_bytes([
+        report[1], report[2], report[3], report[4],
+    ]));
+    Err(Error::Child { step, errno })
 }
 
 fn credentials(user: Option<&str>, group: Option<&str>) -> Result<Credentials, Error> {

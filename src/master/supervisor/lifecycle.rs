@@ -73,7 +73,7 @@ impl Pool {
     ) {
         self.master_fault = master_fault;
         out.notices.push(
-            Notice::new(Level::Error, format!("{error}"))
+            Notice::new(Level::Error, error.to_string())
                 .slot(slot)
                 .generation(generation),
         );
