@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# bench/run.sh — hawkey's benchmarks: the performance goals P1–P8 of
-# DESIGN §6, measured on loopback and printed as a table with the method
-# beside each figure; also written to target/bench/results.json.
+# bench/run.sh — hawkey's benchmarks: the performance goals P1–P8 and G13's
+# time and memory half of DESIGN §6, measured on loopback and printed as a
+# table with the method beside each figure; also written to
+# target/bench/results.json.
 #
 #   bench/run.sh                  # full run, about 12 minutes
 #   BENCH_QUICK=1 bench/run.sh    # smoke run, about 3 minutes
-#   BENCH_ONLY=p5,p6 bench/run.sh # some goals only (p1..p8; p8 runs p1's builtin part)
-#   bench/run.sh --only p5,p6     # the same as flags: bench/run.sh --help
+#   BENCH_ONLY=p5,p6 bench/run.sh # some goals only (p1..p8, g13; p8 runs p1's builtin part)
+#   bench/run.sh --only g13       # the same as flags: bench/run.sh --help
 #
 # This wrapper builds hawkey, examples/bare_launcher and examples/loadgen in
 # release mode, copies them to target/bench/bin/, runs the driver

@@ -26,6 +26,8 @@ class Settings:
         self.p5_reps = 3 if quick else 7
         self.p6_kills = 8 if quick else 20
         self.p7_reloads = 5 if quick else 20
+        self.g13_slowest = 10                   # files timed again, ...
+        self.g13_reps = 3 if quick else 7       # ... this many times each, median
         return self
 
     def binaries(self):
