@@ -115,6 +115,7 @@ test_journal_has_lifecycle_events_with_worker_fields_and_worker_pids() {
     expect_has "$json" '"GENERATION"' "journal field GENERATION"
     expect_has "$json" 'starting' "start event"
     pids=$(c hawkey status --json | python3 -c 'import json,sys; print(" ".join(str(w["pid"]) for w in json.load(sys.stdin)["workers"]))')
+    [ -n "$pids" ] || fail "hawkey status --json lists no worker"
     for pid in $pids; do
         # Lines written by the worker itself carry the worker's own _PID.
         [ -n "$(c journalctl _PID="$pid" -o cat --no-pager)" ] || fail "no journal line with _PID=$pid (a worker)"
@@ -143,6 +144,7 @@ test_an_invalid_config_fails_the_reload_and_the_service_keeps_serving() {
     local main
     main=$(prop MainPID)
     c sed -i 's/^  count: auto/  count: lots/' /etc/hawkey/hawkey.yaml
+    expect_has "$(c cat /etc/hawkey/hawkey.yaml)" "count: lots" "the broken config"
     if c systemctl reload hawkey.service 2>/dev/null; then restore_config; fail "reload of an invalid config succeeded"; fi
     active hawkey.service || fail "service not active after a failed reload"
     expect_eq "$(prop MainPID)" "$main" "MainPID after a failed reload"
@@ -163,6 +165,7 @@ test_10_restarts_and_5_master_kills_under_load_refuse_no_connection() {
     for i in $(seq 1 5); do
         main=$(prop MainPID)
         workers=$(c sh -c "cat /proc/$main/task/$main/children")
+        [ -n "$workers" ] || fail "master $main has no workers before kill -9 #$i"
         c kill -9 "$main"
         # Workers die with the master (PR_SET_PDEATHSIG): none left after 1s.
         for w in $workers; do
@@ -288,6 +291,7 @@ test_the_init_script_starts_reloads_and_stops_through_the_pidfile() {
     expect_eq "$(http_code /)" 200 "serving under the init script"
     # A worker crash: replaced, the pidfile still names the master.
     worker=$(c sh -c "cat /proc/$pid/task/$pid/children" | awk '{print $1}')
+    [ -n "$worker" ] || fail "master $pid has no worker"
     c kill -9 "$worker"
     wait_for 5 "the worker to be replaced" sh -c "$NSPAWN exec $DIR -- sh -c \"cat /proc/$pid/task/$pid/children\" | grep -qv '^$worker '"
     expect_eq "$(c cat /run/hawkey/hawkey.pid)" "$pid" "pidfile after a worker crash"
