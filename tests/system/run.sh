@@ -27,7 +27,7 @@ PORT=8080
 
 # ---------------------------------------------------------------- helpers
 
-# run_tests, summarize, fail, note, expect_eq, expect_has, wait_for.
+# run_tests, summarize, fail, note, expect_eq, expect_has, wait_for, defer.
 # shellcheck source=tests/system/harness.sh
 . "$ROOT/tests/system/harness.sh"
 
@@ -53,7 +53,9 @@ restore_config() {
 # ------------------------------------------------------------------- tests
 #
 # Each test runs under errexit (see harness.sh): every command is a check,
-# and a command that may fail says so with `|| true` and why.
+# and a command that may fail says so with `|| true` and why. What a test
+# changes in the container it undoes with `defer`, which runs whether the
+# test passed or not.
 
 test_lintian_reports_no_error_or_warning() {
     local out rc=0
@@ -124,11 +126,11 @@ test_journal_has_lifecycle_events_with_worker_fields_and_worker_pids() {
 }
 
 test_20_reloads_under_load_fail_no_request() {
-    local i counts gen
+    local i counts gen loader
     load 8 4 /delay/5 /tmp/reload-load.json
-    local loader=$!
+    loader=$!
     for i in $(seq 1 20); do
-        c systemctl reload hawkey.service || { kill "$loader"; fail "systemctl reload #$i failed"; return 1; }
+        c systemctl reload hawkey.service || fail "systemctl reload #$i failed"
     done
     gen=$(prop StatusText)
     wait "$loader" || fail "the load client failed"
@@ -143,9 +145,10 @@ test_20_reloads_under_load_fail_no_request() {
 test_an_invalid_config_fails_the_reload_and_the_service_keeps_serving() {
     local main
     main=$(prop MainPID)
+    defer c cp /usr/share/hawkey-test/hawkey.yaml /etc/hawkey/hawkey.yaml
     c sed -i 's/^  count: auto/  count: lots/' /etc/hawkey/hawkey.yaml
     expect_has "$(c cat /etc/hawkey/hawkey.yaml)" "count: lots" "the broken config"
-    if c systemctl reload hawkey.service 2>/dev/null; then restore_config; fail "reload of an invalid config succeeded"; fi
+    if c systemctl reload hawkey.service 2>/dev/null; then fail "reload of an invalid config succeeded"; fi
     active hawkey.service || fail "service not active after a failed reload"
     expect_eq "$(prop MainPID)" "$main" "MainPID after a failed reload"
     expect_has "$(prop StatusText)" "last reload failed" "StatusText"
@@ -155,9 +158,9 @@ test_an_invalid_config_fails_the_reload_and_the_service_keeps_serving() {
 }
 
 test_10_restarts_and_5_master_kills_under_load_refuse_no_connection() {
-    local i main workers counts w
+    local i main workers counts w loader
     load 40 4 /healthz /tmp/restart-load.json
-    local loader=$!
+    loader=$!
     for i in $(seq 1 10); do
         c systemctl reset-failed hawkey.service >/dev/null 2>&1
         c systemctl restart hawkey.service || fail "systemctl restart #$i failed"
@@ -169,9 +172,9 @@ test_10_restarts_and_5_master_kills_under_load_refuse_no_connection() {
         c kill -9 "$main"
         # Workers die with the master (PR_SET_PDEATHSIG): none left after 1s.
         for w in $workers; do
-            wait_for 1 "old worker $w to be gone after the master was killed" c sh -c "! grep -qs '^State:.*[RSD]' /proc/$w/status" || { kill "$loader"; return 1; }
+            wait_for 1 "old worker $w to be gone after the master was killed" c sh -c "! grep -qs '^State:.*[RSD]' /proc/$w/status"
         done
-        wait_for 20 "a new master after kill -9 #$i" sh -c "[ \"\$($NSPAWN exec $DIR -- systemctl show -p MainPID --value hawkey.service)\" != $main ] && [ \"\$($NSPAWN exec $DIR -- systemctl is-active hawkey.service)\" = active ]" || { kill "$loader"; return 1; }
+        wait_for 20 "a new master after kill -9 #$i" sh -c "[ \"\$($NSPAWN exec $DIR -- systemctl show -p MainPID --value hawkey.service)\" != $main ] && [ \"\$($NSPAWN exec $DIR -- systemctl is-active hawkey.service)\" = active ]"
         c systemctl reset-failed hawkey.service >/dev/null 2>&1
     done
     wait "$loader" || fail "the load client failed"
@@ -181,8 +184,16 @@ test_10_restarts_and_5_master_kills_under_load_refuse_no_connection() {
     active hawkey.socket || fail "socket not active"
 }
 
+remove_the_watchdog_dropin() {
+    c rm -f /etc/systemd/system/hawkey.service.d/test-watchdog.conf
+    c systemctl daemon-reload
+    c systemctl reset-failed hawkey.service
+    c systemctl restart hawkey.service
+}
+
 test_the_watchdog_restarts_a_stalled_master() {
     local main before
+    defer remove_the_watchdog_dropin
     c mkdir -p /etc/systemd/system/hawkey.service.d
     c sh -c 'printf "[Service]\nWatchdogSec=2s\nTimeoutAbortSec=2s\n" > /etc/systemd/system/hawkey.service.d/test-watchdog.conf'
     c systemctl daemon-reload
@@ -195,21 +206,19 @@ test_the_watchdog_restarts_a_stalled_master() {
     c kill -STOP "$main"
     wait_for 30 "systemd to restart the stalled master" sh -c "[ \"\$($NSPAWN exec $DIR -- systemctl show -p NRestarts --value hawkey.service)\" -gt $before ] && [ \"\$($NSPAWN exec $DIR -- systemctl is-active hawkey.service)\" = active ]"
     expect_has "$(c journalctl -u hawkey.service --no-pager -n 200)" "Watchdog timeout" "journal"
-    c rm -f /etc/systemd/system/hawkey.service.d/test-watchdog.conf
-    c systemctl daemon-reload
-    c systemctl reset-failed hawkey.service
-    c systemctl restart hawkey.service
 }
 
 test_stop_lets_slow_requests_finish_and_empties_the_cgroup() {
     local i codes established
     active hawkey.service || c systemctl start hawkey.service
+    defer c systemctl start hawkey.service
     for i in 1 2 3; do
         c sh -c "curl -s -m 30 -o /dev/null -w '%{http_code}' http://127.0.0.1:$PORT/delay/3000 > /tmp/slow$i" &
     done
     # In flight: three established connections to the port.
     wait_for 10 "3 requests in flight" sh -c "[ \$($NSPAWN exec $DIR -- sh -c \"grep -c ':$(printf '%04X' "$PORT") [0-9A-F:]* 01' /proc/net/tcp\") -ge 3 ]"
     c systemctl stop hawkey.service || fail "systemctl stop failed"
+    # The curls' own statuses do not matter: their codes are checked.
     wait
     codes=$(c cat /tmp/slow1 /tmp/slow2 /tmp/slow3 | tr -d '\n')
     expect_eq "$codes" 200200200 "slow requests in flight at stop"
@@ -217,13 +226,13 @@ test_stop_lets_slow_requests_finish_and_empties_the_cgroup() {
     c sh -c '! pgrep -x hawkey' >/dev/null || fail "hawkey processes left after stop: $(c pgrep -ax hawkey)"
     c sh -c '! test -s /sys/fs/cgroup/system.slice/hawkey.service/cgroup.procs' || fail "cgroup not empty after stop"
     expect_has "$(c journalctl -u hawkey.service --no-pager -n 50 -o cat)" "stopped" "final stop line in the journal"
-    c systemctl start hawkey.service
 }
 
 test_a_crash_looping_app_backs_off_and_the_socket_keeps_listening() {
     local main t0 t1 ticks json restarts
+    defer restore_config
     set_config "$(printf 'workers:\n  count: 2\n  app: exec\n  command: [sh, -c, "exit 1"]\n')"
-    c systemctl restart hawkey.service || { restore_config; fail "start with a crashing app failed"; return 1; }
+    c systemctl restart hawkey.service || fail "start with a crashing app failed"
     main=$(prop MainPID)
     t0=$(c sh -c "awk '{print \$14+\$15}' /proc/$main/stat")
     sleep 60
@@ -232,21 +241,22 @@ test_a_crash_looping_app_backs_off_and_the_socket_keeps_listening() {
     json=$(c hawkey status --json)
     restarts=$(python3 -c 'import json,sys; print(sum(w["restarts"] for w in json.loads(sys.argv[1])["workers"]))' "$json")
     note "60s of crash loop: master used $ticks ticks (1/100 s) of CPU, $restarts restarts, MainPID $main -> $(prop MainPID)"
-    expect_eq "$(prop MainPID)" "$main" "the master kept running" || { restore_config; return 1; }
-    [ "$ticks" -lt 300 ] || { restore_config; fail "master CPU $ticks ticks in 60s (5% is 300)"; return 1; }
-    active hawkey.socket && listening || { restore_config; fail "hawkey.socket stopped listening"; return 1; }
-    [ "$restarts" -ge 10 ] && [ "$restarts" -le 40 ] || { restore_config; fail "$restarts restarts in 60s: backoff not working"; return 1; }
-    expect_has "$(c journalctl -u hawkey.service --no-pager -n 400 -o cat)" "restarting in 30s" "backoff reached 30s" || { restore_config; return 1; }
-    expect_has "$(prop StatusText)" "restarts" "StatusText" || { restore_config; return 1; }
-    restore_config
+    expect_eq "$(prop MainPID)" "$main" "the master kept running"
+    [ "$ticks" -lt 300 ] || fail "master CPU $ticks ticks in 60s (5% is 300)"
+    active hawkey.socket || fail "hawkey.socket not active"
+    listening || fail "hawkey.socket stopped listening"
+    ((restarts >= 10 && restarts <= 40)) || fail "$restarts restarts in 60s: backoff not working"
+    expect_has "$(c journalctl -u hawkey.service --no-pager -n 400 -o cat)" "restarting in 30s" "backoff reached 30s"
+    expect_has "$(prop StatusText)" "restarts" "StatusText"
 }
 
 test_10000_worker_lines_reach_the_journal_under_each_workers_pid() {
-    local out
+    local out last
+    defer restore_config
     set_config "$(printf 'workers:\n  count: 2\n  app: exec\n  command: [sh, -c, %s]\n' "'i=0; while [ \$i -lt 5000 ]; do echo \"line \$i from \$HAWKEY_WORKER\"; i=\$((i+1)); done; exec sleep 1000'")"
-    c systemctl restart hawkey.service || { restore_config; fail "restart with the printing app failed"; return 1; }
+    c systemctl restart hawkey.service || fail "restart with the printing app failed"
     # Stop right after they printed: nothing may be lost at stop.
-    wait_for 20 "both workers to print 5000 lines" sh -c "[ \$($NSPAWN exec $DIR -- journalctl -u hawkey.service -o cat --no-pager | grep -c '^line 4999 from') -ge 2 ]" || { restore_config; return 1; }
+    wait_for 20 "both workers to print 5000 lines" sh -c "[ \$($NSPAWN exec $DIR -- journalctl -u hawkey.service -o cat --no-pager | grep -c '^line 4999 from') -ge 2 ]"
     c systemctl stop hawkey.service
     out=$(c journalctl -u hawkey.service -o json --no-pager --output-fields=MESSAGE,_PID,SYSLOG_IDENTIFIER | python3 -c '
 import json, sys
@@ -260,19 +270,17 @@ distinct = sum(len(set(v)) for v in lines.values())
 print(len(lines), counts[-2:], distinct)
 ')
     note "worker pids, lines per pid, distinct lines: $out"
-    local last
     last=$(c journalctl -u hawkey.service --no-pager -n 5 -o cat -t hawkey)
-    restore_config
     expect_has "$out" "[5000, 5000] 10000" "10 000 lines, 5 000 per worker pid"
     expect_has "$last" "stopped" "final stop line"
 }
 
 test_an_upgrade_restarts_the_service_without_refusing_connections() {
-    local main counts
+    local main counts loader
     active hawkey.service || c systemctl start hawkey.service
     main=$(prop MainPID)
     load 12 4 /healthz /tmp/upgrade-load.json
-    local loader=$!
+    loader=$!
     c dpkg -i "/mnt/host/$(basename "$DEB")" >"$WORK/dpkg-upgrade.log" 2>&1 || fail "dpkg -i (upgrade) failed: $(tail -5 "$WORK/dpkg-upgrade.log")"
     wait "$loader" || fail "the load client failed"
     counts=$(load_counts /tmp/upgrade-load.json)
@@ -282,12 +290,25 @@ test_an_upgrade_restarts_the_service_without_refusing_connections() {
     active hawkey.service || fail "service not active after the upgrade"
 }
 
+# The init script run directly, as on a host without systemd.
+INIT=(env _SYSTEMCTL_SKIP_REDIRECT=1 /etc/init.d/hawkey)
+
+# Stops a hawkey the init script started and left running (not the one
+# systemd runs: both use the same pidfile), and brings the socket back.
+back_to_socket_activation() {
+    if ! active hawkey.service; then
+        c "${INIT[@]}" stop >/dev/null
+    fi
+    c systemctl start hawkey.socket
+}
+
 test_the_init_script_starts_reloads_and_stops_through_the_pidfile() {
-    local init="env _SYSTEMCTL_SKIP_REDIRECT=1 /etc/init.d/hawkey" pid worker gen rc=0
+    local pid worker rc=0
+    defer back_to_socket_activation
     c systemctl stop hawkey.socket hawkey.service
-    c $init start >/dev/null || fail "init script start failed"
+    c "${INIT[@]}" start >/dev/null || fail "init script start failed"
     pid=$(c cat /run/hawkey/hawkey.pid)
-    c $init status >/dev/null || fail "status of a running hawkey is not 0"
+    c "${INIT[@]}" status >/dev/null || fail "status of a running hawkey is not 0"
     expect_eq "$(http_code /)" 200 "serving under the init script"
     # A worker crash: replaced, the pidfile still names the master.
     worker=$(c sh -c "cat /proc/$pid/task/$pid/children" | awk '{print $1}')
@@ -295,16 +316,15 @@ test_the_init_script_starts_reloads_and_stops_through_the_pidfile() {
     c kill -9 "$worker"
     wait_for 5 "the worker to be replaced" sh -c "$NSPAWN exec $DIR -- sh -c \"cat /proc/$pid/task/$pid/children\" | grep -qv '^$worker '"
     expect_eq "$(c cat /run/hawkey/hawkey.pid)" "$pid" "pidfile after a worker crash"
-    c $init reload >/dev/null || fail "init script reload failed"
+    c "${INIT[@]}" reload >/dev/null || fail "init script reload failed"
     wait_for 10 "generation 2 after reload" sh -c "$NSPAWN exec $DIR -- hawkey status | grep -q 'generation 2'"
-    c $init status >/dev/null || fail "status after reload is not 0"
-    c $init stop >/dev/null || fail "init script stop failed"
+    c "${INIT[@]}" status >/dev/null || fail "status after reload is not 0"
+    c "${INIT[@]}" stop >/dev/null || fail "init script stop failed"
     c test ! -e /run/hawkey/hawkey.pid || fail "pidfile left after stop"
-    c $init status >/dev/null || rc=$?
+    c "${INIT[@]}" status >/dev/null || rc=$?
     expect_eq "$rc" 3 "LSB status of a stopped hawkey"
     c systemctl start hawkey.socket
-    gen=$(http_code /)
-    expect_eq "$gen" 200 "socket activation back after the init script test"
+    expect_eq "$(http_code /)" 200 "socket activation back after the init script test"
 }
 
 test_remove_purge_and_reinstall_behave_as_debian_users_expect() {
