@@ -10,15 +10,23 @@
 #
 #   tests/system/run.sh [TEST...]     all tests, or only those named
 #
+# HAWKEY_SYSTEM_WORK (default /var/tmp/hawkey-system) holds the logs, the
+# .deb and the container; its last component names the machine. The
+# debootstrap root is cached apart (nspawn.sh, HAWKEY_SYSTEM_CACHE).
+# HAWKEY_DEB=path tests that .deb instead of building one.
+#
 # Tests run in order on one container and leave it as they found it (the
 # service running the shipped config), except where a test says otherwise.
 # Load runs inside the container against its own loopback; every loop is
 # bounded in count and time.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 NSPAWN=$ROOT/tests/system/nspawn.sh
 WORK=${HAWKEY_SYSTEM_WORK:-/var/tmp/hawkey-system}
+WORK=${WORK%/}
+# Named after WORK, so that runs with WORKs of their own can run at once.
+MACHINE=${WORK##*/}
 DIR=$WORK/machine
 HOSTDIR=$WORK/host
 PORT=8080
@@ -91,7 +99,7 @@ test_units_verify_silently_and_expose_at_most_2_0() {
 test_the_first_connection_starts_the_service_and_every_worker_answers() {
     expect_eq "$(http_code /)" 200 "first request"
     active hawkey.service || fail "hawkey.service not active after the first connection"
-    local n seen i
+    local n seen
     n=$(c nproc)
     # grep finds nothing when no request was answered: counted as 0 below.
     seen=$(c sh -c "for i in \$(seq 1 200); do curl -s -m 5 http://127.0.0.1:$PORT/delay/10 & done; wait" | { grep -o 'in worker [0-9]*' || true; } | sort -u | wc -l)
@@ -209,7 +217,7 @@ test_the_watchdog_restarts_a_stalled_master() {
 }
 
 test_stop_lets_slow_requests_finish_and_empties_the_cgroup() {
-    local i codes established
+    local i codes
     active hawkey.service || c systemctl start hawkey.service
     defer c systemctl start hawkey.service
     for i in 1 2 3; do
@@ -367,7 +375,8 @@ mkdir -p "$WORK" "$HOSTDIR"
 if [ -z "${HAWKEY_DEB:-}" ]; then
     echo "=== building the .deb (packaging/build-deb)"
     "$ROOT/packaging/build-deb" --prebuilt "$WORK/deb" >"$WORK/build-deb.log" 2>&1 || { tail -30 "$WORK/build-deb.log"; echo "0 passed, 1 failed"; exit 1; }
-    DEB=$(ls "$WORK"/deb/hawkey_*.deb | tail -1)
+    debs=("$WORK"/deb/hawkey_*.deb)
+    DEB=${debs[-1]}
 else
     DEB=$HAWKEY_DEB
 fi
@@ -377,7 +386,7 @@ cp "$DEB" "$ROOT/tests/system/load.py" "$HOSTDIR/"
 echo "=== preparing the Debian 12 root (cached) and booting it"
 "$NSPAWN" prepare >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
 [ -e "$DIR" ] && "$NSPAWN" stop "$DIR" >/dev/null 2>&1
-HAWKEY_NSPAWN_HOSTDIR=$HOSTDIR "$NSPAWN" boot hawkey-system "$DIR" >/dev/null || { echo "boot failed"; echo "0 passed, 1 failed"; exit 1; }
+HAWKEY_NSPAWN_HOSTDIR=$HOSTDIR "$NSPAWN" boot "$MACHINE" "$DIR" >/dev/null || { echo "boot failed"; echo "0 passed, 1 failed"; exit 1; }
 trap '"$NSPAWN" stop "$DIR" >/dev/null 2>&1' EXIT
 
 run_tests "${selected[@]}"
