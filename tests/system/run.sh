@@ -36,7 +36,7 @@ PORT=8080
 # ---------------------------------------------------------------- helpers
 
 # run_tests, summarize, fail, note, expect_eq, expect_has, wait_for, defer.
-# shellcheck source=tests/system/harness.sh
+# shellcheck source=SCRIPTDIR/harness.sh
 . "$ROOT/tests/system/harness.sh"
 
 c() { "$NSPAWN" exec "$DIR" -- "$@"; }

@@ -17,7 +17,7 @@
 # shellcheck disable=SC2317
 if [[ ${1:-} == --suite* || ${1:-} == --list-check ]]; then
     set -u  # as run.sh, less its pipefail: the harness must set that itself
-    # shellcheck source=tests/system/harness.sh
+    # shellcheck source=SCRIPTDIR/harness.sh
     . "$(dirname "$0")/harness.sh"
     MARKS=$SELFTEST_MARKS
 
