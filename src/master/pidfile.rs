@@ -60,13 +60,11 @@
 //! means no second hawkey can lock the old file and then see it vanish.
 //!
 //! A `Pidfile` dropped without `remove` leaves the file behind; the next
-//! hawkey finds it unlocked and takes it over. All descriptors are
-//! close-on-exec, so a program a worker `exec`s never holds the lock. Forked
-//! workers do inherit the descriptor (`fork(2)` shares the open file
-//! description), so the lock outlives the master as long as a worker of it
-//! runs: a new hawkey will not start beside workers still serving. Closing
-//! the inherited descriptor in a worker does not release the master's lock;
-//! nothing here ever calls `flock(LOCK_UN)`.
+//! hawkey finds it unlocked and takes it over. The descriptor is
+//! close-on-exec, and the forked child closes every fd but stdio and the
+//! listeners before its `execve` (`spawn::child`), so no worker ever holds
+//! the lock: it is the master's alone and ends with it. Nothing here ever
+//! calls `flock(LOCK_UN)`.
 //!
 //! Only the last component of the path is protected against symlinks;
 //! symlinks in its directories (`/var/run` → `/run`) are followed as usual.

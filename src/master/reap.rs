@@ -1,8 +1,9 @@
 //! Reaping children and naming how they ended.
 //!
 //! The master reaps in a loop, `waitpid(-1, WNOHANG)` until nothing is left,
-//! every time SIGCHLD arrives: signals of one kind merge, so one SIGCHLD can
-//! stand for many exits. Orphans adopted as a child subreaper are reaped by
+//! on every wake-up of its loop, not only on SIGCHLD: signals of one kind
+//! merge, so one SIGCHLD can stand for many exits, and a wake-up for any
+//! other reason costs one syscall. Orphans adopted as a child subreaper are reaped by
 //! the same loop.
 
 use std::fmt;
