@@ -225,16 +225,16 @@ enum FormatName {
 /// far below what would cost hawkey time or memory (alias bombs, deep
 /// nesting, huge documents). Checked by serde-saphyr while it reads.
 mod limits {
-    pub const EVENTS: usize = 200_000;
-    pub const ALIASES: usize = 1_000;
-    pub const ANCHORS: usize = 1_000;
-    pub const DEPTH: usize = 32;
-    pub const NODES: usize = 100_000;
-    pub const SCALAR_BYTES: usize = 1024 * 1024;
+    pub(crate) const EVENTS: usize = 200_000;
+    pub(crate) const ALIASES: usize = 1_000;
+    pub(crate) const ANCHORS: usize = 1_000;
+    pub(crate) const DEPTH: usize = 32;
+    pub(crate) const NODES: usize = 100_000;
+    pub(crate) const SCALAR_BYTES: usize = 1024 * 1024;
     /// An alias storm: at least this many aliases, and more than
     /// `PER_ANCHOR` for each anchor defined.
-    pub const STORM_ALIASES: usize = 100;
-    pub const PER_ANCHOR: usize = 10;
+    pub(crate) const STORM_ALIASES: usize = 100;
+    pub(crate) const PER_ANCHOR: usize = 10;
 }
 
 fn options() -> serde_saphyr::Options {
