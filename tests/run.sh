@@ -54,5 +54,7 @@ step "fuzz: the config parser (G14), 60 s"
 # Without AddressSanitizer: the parser is safe Rust, and libFuzzer still
 # catches every panic, hang and out-of-memory; the build is much shorter.
 FUZZ_SANITIZER=none fuzz/run.sh
+step "system tests: the harness's self-test"
+tests/system/selftest.sh
 step "system tests: the .deb in Debian 12 with systemd as PID 1 (systemd-nspawn)"
 tests/system/run.sh
