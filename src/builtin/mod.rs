@@ -373,9 +373,11 @@ fn spawn_connection<I>(
 /// Every open connection holds a receiver of this channel. A send tells them all to finish
 /// gracefully; the channel closes when the last of them is gone.
 ///
-/// This is what `hyper_util::server::graceful::GracefulShutdown` does, written out because
-/// that type only accepts hyper's HTTP/1 connections when hyper-util's own `http1` feature is
-/// enabled, and hawkey does not enable it.
+/// `hyper_util::server::graceful::GracefulShutdown` does the counting part of this, but it
+/// calls `graceful_shutdown` on every connection the moment the stop comes, and hyper closes a
+/// connection whose first request it has not read yet at once: a client accepted just before
+/// the stop would go unanswered. Each connection here waits briefly for its first request
+/// first (see `spawn_connection`), which that type has no place for.
 struct Connections {
     signal: watch::Sender<()>,
 }
