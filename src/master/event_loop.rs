@@ -55,6 +55,18 @@ impl Master<'_> {
     /// Has the pool decide on one event, logs what it noticed and carries
     /// out its actions; `Some(status)` when the master is done.
     pub(super) fn handle(&mut self, event: Event) -> Option<Status> {
+        // Stopped between reading this wake-up's input and judging its
+        // deadlines (SIGSTOP while busy): the SIGCONT is only read at the
+        // next wake-up, so say so now, before any deadline counts.
+        if matches!(event, Event::Tick) && self.woke.elapsed() > STALL_SLACK {
+            self.stall_noted = true;
+            self.decide(Event::Stalled);
+        }
+        self.decide(event)
+    }
+
+    /// Has the pool decide on one event; see [`Master::handle`].
+    fn decide(&mut self, event: Event) -> Option<Status> {
         let decision = self.pool.handle(event, Instant::now());
         for notice in &decision.notices {
             super::notices::log(notice);
@@ -82,6 +94,7 @@ impl Master<'_> {
         .map(|d| d.saturating_duration_since(now));
         self.poll(requested)?;
         let woke = Instant::now();
+        self.woke = woke;
         // Notifications first: a heartbeat that waited in the queue while
         // the master was stopped must count before any deadline does.
         self.read_inbox();
@@ -90,7 +103,9 @@ impl Master<'_> {
         let slept_long = requested
             .is_some_and(|requested| woke.saturating_duration_since(now) > requested + STALL_SLACK);
         let continued = self.read_signals();
-        if slept_long || continued {
+        // A stall already noted by `handle` is not a second one.
+        let noted = std::mem::take(&mut self.stall_noted);
+        if (slept_long || continued) && !noted {
             self.queue.push_back(Event::Stalled);
         }
         // Reap on every wake-up, not only on SIGCHLD: cheap, and a merged

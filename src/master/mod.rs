@@ -179,6 +179,11 @@ struct Master<'p> {
     next_ping: Option<Instant>,
     unhealthy_logged: bool,
     ready_announced: bool,
+    /// When the loop last woke from poll.
+    woke: Instant,
+    /// A stall was noted while this wake-up's events were handled; the
+    /// SIGCONT that ended it, read at the next wake-up, is not another.
+    stall_noted: bool,
     /// Release the start-up pages before the loop next sleeps (see
     /// `memory`): set when the pool becomes ready.
     release_pages: bool,
@@ -279,6 +284,8 @@ impl<'p> Master<'p> {
             unhealthy_logged: false,
             ready_announced: false,
             release_pages: false,
+            woke: Instant::now(),
+            stall_noted: false,
         };
         if let Some(w) = watchdog {
             tracing::info!(
