@@ -1,5 +1,7 @@
 //! Rolling reload (DESIGN §2, goal G5): under load, through `hawkey reload
 //! --wait` and SIGHUP, with the real binary and a real notify socket.
+//! The 50-reload runs are the long tier (`#[ignore = "long tier: ..."]`,
+//! run by tests/run.sh); `cargo test` runs the same with 5 reloads.
 
 mod support;
 
@@ -27,12 +29,13 @@ fn start(dir: &TempDir, config: &Path) -> (Hawkey, NotifySocket) {
     (hawkey, notify)
 }
 
-fn fifty_reloads_under_load(config: &Path, dir: &TempDir, port: u16, path: &str) {
+/// G5: `reloads` rolling reloads under load.
+fn reloads_under_load(reloads: u32, config: &Path, dir: &TempDir, port: u16, path: &str) {
     let (mut hawkey, notify) = start(dir, config);
     let load = Load::start(port, 4, path, LIMIT);
     let t0 = Instant::now();
     let mut generations = BTreeSet::new();
-    for i in 0..50 {
+    for i in 0..reloads {
         let (code, out, err) = hawkey_cli(&["reload", "--wait"], config);
         assert_eq!(code, 0, "reload {i}: {out}{err}");
         let generation = 2 + i;
@@ -49,33 +52,33 @@ fn fifty_reloads_under_load(config: &Path, dir: &TempDir, port: u16, path: &str)
     }
     let took = t0.elapsed();
     let counts = load.finish();
-    eprintln!("50 reloads in {took:?} under load: {counts:?}");
+    eprintln!("{reloads} reloads in {took:?} under load: {counts:?}");
     assert_eq!(counts.connect_errors, 0, "{counts:?}");
     assert_eq!(counts.failed, 0, "{counts:?}");
-    assert!(counts.ok > 100, "the load ran: {counts:?}");
-    // The workers now are generation 51, and only two of them.
+    // The load ran: more than 2 requests a reload (100 over 50).
+    assert!(
+        counts.ok > 2 * u64::from(reloads),
+        "the load ran: {counts:?}"
+    );
+    // The workers now are the last generation.
     let (_, body) = http_get(port, "/").unwrap();
-    assert!(body.contains("generation 51"), "{body}");
+    assert!(
+        body.contains(&format!("generation {}", 1 + reloads)),
+        "{body}"
+    );
     hawkey.signal(libc::SIGTERM);
     assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
 
-#[test]
-fn fifty_reloads_of_the_builtin_app_under_load_fail_no_request() {
-    let dir = TempDir::new("reload-builtin");
-    let port = free_port();
-    let config = write_config(&dir, &builtin_yaml(&dir, port, 2, ""));
-    fifty_reloads_under_load(&config, &dir, port, "/delay/5");
+fn builtin_app(dir: &TempDir, port: u16) -> PathBuf {
+    write_config(dir, &builtin_yaml(dir, port, 2, ""))
 }
 
-#[test]
-fn fifty_reloads_of_an_exec_app_under_load_fail_no_request() {
-    let dir = TempDir::new("reload-exec");
-    let port = free_port();
-    let config = write_config(
-        &dir,
+fn exec_app(dir: &TempDir, port: u16) -> PathBuf {
+    write_config(
+        dir,
         &builtin_yaml(
-            &dir,
+            dir,
             port,
             2,
             &format!(
@@ -83,8 +86,38 @@ fn fifty_reloads_of_an_exec_app_under_load_fail_no_request() {
                 python_app().display()
             ),
         ),
-    );
-    fifty_reloads_under_load(&config, &dir, port, "/delay/5");
+    )
+}
+
+/// The fast tier's share of G5: the same run, 5 reloads.
+#[test]
+fn five_reloads_of_the_builtin_app_under_load_fail_no_request() {
+    let dir = TempDir::new("reload-builtin-5");
+    let port = free_port();
+    reloads_under_load(5, &builtin_app(&dir, port), &dir, port, "/delay/5");
+}
+
+#[test]
+fn five_reloads_of_an_exec_app_under_load_fail_no_request() {
+    let dir = TempDir::new("reload-exec-5");
+    let port = free_port();
+    reloads_under_load(5, &exec_app(&dir, port), &dir, port, "/delay/5");
+}
+
+#[test]
+#[ignore = "long tier: tests/run.sh runs it (cargo test -- --ignored)"]
+fn fifty_reloads_of_the_builtin_app_under_load_fail_no_request() {
+    let dir = TempDir::new("reload-builtin");
+    let port = free_port();
+    reloads_under_load(50, &builtin_app(&dir, port), &dir, port, "/delay/5");
+}
+
+#[test]
+#[ignore = "long tier: tests/run.sh runs it (cargo test -- --ignored)"]
+fn fifty_reloads_of_an_exec_app_under_load_fail_no_request() {
+    let dir = TempDir::new("reload-exec");
+    let port = free_port();
+    reloads_under_load(50, &exec_app(&dir, port), &dir, port, "/delay/5");
 }
 
 #[test]
