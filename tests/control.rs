@@ -213,7 +213,8 @@ fn stop_returns_once_the_master_has_exited_0_and_removed_its_files() {
     assert_eq!((code, out.as_str(), err.as_str()), (0, "stopped\n", ""));
     let status = match exited_at_return {
         Some(status) => status,
-        None => hawkey.wait_exit(Duration::from_secs(1)),
+        // A hang guard: the master replies as its last act, then returns.
+        None => hawkey.wait_exit(Duration::from_secs(10)),
     };
     eprintln!(
         "hawkey stop: master exited {} the CLI returned",
@@ -265,8 +266,8 @@ fn reload_without_wait_answers_at_once_and_the_reload_then_finishes() {
         (0, "reload started\n", "")
     );
     eprintln!("hawkey reload (no --wait) returned in {took:?}");
-    assert!(took < Duration::from_secs(1), "{took:?}");
-    // The answer came while the reload runs.
+    // The answer came while the reload runs (which takes a second at
+    // least): what "at once" means, judged by order, not by a time.
     let during = status_json(&config);
     assert_eq!(during["generation"], 2);
     assert!(

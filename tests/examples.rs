@@ -226,6 +226,9 @@ fn run_example(name: &str, program: &str, idle_close: Duration) {
         eof.is_ok() && rest.is_empty(),
         "the idle connection: {eof:?} {rest:?}"
     );
+    // Not a figure but which of two behaviours: closed by the app's drain
+    // on SIGTERM (at once), or only by its idle timeout (5 s in both
+    // apps), which `idle_close` (3 s) tells apart with a wide margin.
     assert!(
         idle_closed < idle_close,
         "the idle keep-alive connection was closed {idle_closed:?} after SIGTERM"

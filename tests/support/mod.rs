@@ -94,6 +94,18 @@ impl NotifySocket {
         None
     }
 
+    /// Every datagram already queued, without waiting.
+    pub fn drain(&self) -> Vec<String> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        self.socket.set_nonblocking(true).unwrap();
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        self.socket.set_nonblocking(false).unwrap();
+        got
+    }
+
     /// Datagrams until one contains `needle` (which is included).
     pub fn until(&self, needle: &str, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
