@@ -51,11 +51,7 @@ fn kill_workers_under_load(scenario: &str, workers_yaml: &str, kills: usize) {
             "listen:\n  - {{name: http, address: '127.0.0.1:{port}'}}\nworkers:\n  count: 2\n{workers_yaml}pidfile: null\n"
         ),
     );
-    let notify = NotifySocket::new(&dir);
-    let mut cmd = command(&config);
-    cmd.env("NOTIFY_SOCKET", &notify.path);
-    let mut hawkey = Hawkey::spawn(cmd);
-    notify.until("READY=1", Duration::from_secs(20));
+    let (mut hawkey, notify, _) = start_ready(&dir, &config);
     let is_worker = |p: &i32| alive(*p) && env_of(*p, "HAWKEY_WORKER").is_some();
     let workers = || {
         hawkey
@@ -120,8 +116,7 @@ fn kill_workers_under_load(scenario: &str, workers_yaml: &str, kills: usize) {
         "{scenario}: {} failed requests, but only {in_flight} were in flight on killed workers",
         counts.failed
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 const BUILTIN_WORKERS: &str = "  stop_timeout: 5s\n";
@@ -169,11 +164,7 @@ fn after_kill_9_of_the_master_every_worker_goes_and_the_port_binds_at_once() {
             "listen:\n  - {{name: http, address: '127.0.0.1:{port}'}}\nworkers:\n  count: 4\npidfile: null\n"
         ),
     );
-    let notify = NotifySocket::new(&dir);
-    let mut cmd = command(&config);
-    cmd.env("NOTIFY_SOCKET", &notify.path);
-    let mut hawkey = Hawkey::spawn(cmd);
-    notify.until("READY=1", Duration::from_secs(20));
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
     let workers = hawkey.workers();
     assert_eq!(workers.len(), 4);
     let load = Load::start(port, 2, "/healthz", Duration::from_secs(30));
@@ -245,6 +236,5 @@ fn a_crash_loop_for_60s_backs_off_to_30s_with_few_processes() {
         "G8: backoff never reached 30s"
     );
     assert!((10..=40).contains(&starts), "G8: {starts} starts in 60s");
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
 }

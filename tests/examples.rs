@@ -120,14 +120,10 @@ fn run_example(name: &str, program: &str, idle_close: Duration) {
     let dir = TempDir::new(&format!("examples-{name}"));
     let port = free_port();
     let config = example_config(name, &dir, port);
-    let notify = NotifySocket::new(&dir);
-    let mut cmd = command(&config);
-    cmd.env("NOTIFY_SOCKET", &notify.path);
-    let mut hawkey = Hawkey::spawn(cmd);
 
     // READY=1 upstream comes only once both workers sent READY=1 to their
     // own NOTIFY_SOCKET (ready: notify), and their STATUS= lines arrived.
-    let started = notify.until("READY=1", Duration::from_secs(30));
+    let (mut hawkey, notify, started) = start_ready(&dir, &config);
     assert!(
         started
             .last()

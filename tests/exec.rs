@@ -147,8 +147,7 @@ fn an_exec_failure_is_reported_with_the_step_and_retried_with_backoff() {
         "worker failed to execute: no such file or directory",
         Duration::from_secs(5),
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -180,8 +179,7 @@ fn a_killed_worker_is_logged_in_operator_terms_and_replaced_in_its_slot() {
         &format!("worker {slot} (pid {victim}) was killed by SIGKILL, restarting"),
         Duration::from_secs(20),
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -215,8 +213,7 @@ fn a_crash_looping_worker_backs_off_exponentially() {
         "exited with status 3, restarting in 800ms",
         Duration::from_secs(10),
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -250,12 +247,8 @@ fn ready_notify_workers_count_only_after_ready_1() {
         free_port(),
         "  count: 1\n  app: exec\n  ready: notify\n  command: [python3, -c, \"import os,socket,time; time.sleep(0.3); a=os.environ['NOTIFY_SOCKET']; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.connect('\\\\0'+a[1:] if a[0]=='@' else a); s.send(b'READY=1'); time.sleep(1000)\"]",
     );
-    let notify = NotifySocket::new(&dir);
-    let mut cmd = command(&config);
-    cmd.env("NOTIFY_SOCKET", &notify.path);
     let started = Instant::now();
-    let mut hawkey = Hawkey::spawn(cmd);
-    let messages = notify.until("READY=1", Duration::from_secs(10));
+    let (mut hawkey, _notify, messages) = start_ready(&dir, &config);
     assert!(
         started.elapsed() >= Duration::from_millis(300),
         "ready before the worker said so"
@@ -267,8 +260,7 @@ fn ready_notify_workers_count_only_after_ready_1() {
             .contains("STATUS=1/1 workers ready"),
         "{messages:?}"
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -349,8 +341,7 @@ fn orphans_of_workers_are_reaped_by_the_master() {
         .filter(|p| proc_stat(*p).is_some_and(|(_, s)| s == 'Z'))
         .collect();
     assert!(zombies.is_empty(), "zombies: {zombies:?}");
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -392,8 +383,7 @@ fn sigttin_and_sigttou_grow_and_shrink_the_pool_but_not_below_one() {
             .log_text()
             .contains("the pool is at its minimum of 1 worker")
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -487,8 +477,7 @@ fn privileges_are_dropped_to_the_configured_user_and_group() {
             .next(),
         Some("0")
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -512,8 +501,7 @@ fn workers_run_in_the_configured_cwd_with_the_configured_environment() {
     );
     assert_eq!(env_of(worker, "NODE_ENV").as_deref(), Some("production"));
     assert_eq!(env_of(worker, "PORT").as_deref(), Some("3000"));
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -526,11 +514,7 @@ fn ipv6_listeners_are_bound_v6_only_and_passed_like_any_other() {
             "listen:\n  - {{name: v6, address: '[::1]:{port}'}}\nworkers:\n  count: 1\npidfile: null\n"
         ),
     );
-    let notify = NotifySocket::new(&dir);
-    let mut cmd = command(&config);
-    cmd.env("NOTIFY_SOCKET", &notify.path);
-    let mut hawkey = Hawkey::spawn(cmd);
-    notify.until("READY=1", Duration::from_secs(10));
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
     let mut stream = std::net::TcpStream::connect(("::1", port)).expect("connect to [::1]");
     use std::io::{Read, Write};
     stream
@@ -547,8 +531,7 @@ fn ipv6_listeners_are_bound_v6_only_and_passed_like_any_other() {
         std::net::TcpListener::bind(("0.0.0.0", port)).is_ok(),
         "[::1] listener also took IPv4"
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -578,11 +561,7 @@ fn a_helper_in_the_workers_process_group_may_notify_for_it_and_others_may_not() 
             helper.display()
         ),
     );
-    let notify = NotifySocket::new(&dir);
-    let mut cmd = command(&config);
-    cmd.env("NOTIFY_SOCKET", &notify.path);
-    let mut hawkey = Hawkey::spawn(cmd);
-    let messages = notify.until("READY=1", Duration::from_secs(10));
+    let (mut hawkey, _notify, messages) = start_ready(&dir, &config);
     assert!(
         messages
             .last()
@@ -607,8 +586,7 @@ fn a_helper_in_the_workers_process_group_may_notify_for_it_and_others_may_not() 
         out.contains("ready via a helper") && !out.contains("forged"),
         "{out}"
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 /// Resident and mapped KiB of the executable's text (`r-xp` mappings of
@@ -649,11 +627,7 @@ fn once_ready_the_master_keeps_little_of_its_executable_resident() {
         port,
         "  count: 2\n  app: exec\n  command: [sleep, '1000']",
     );
-    let notify = NotifySocket::new(&dir);
-    let mut cmd = command(&config);
-    cmd.env("NOTIFY_SOCKET", &notify.path);
-    let mut hawkey = Hawkey::spawn(cmd);
-    notify.until("READY=1", Duration::from_secs(10));
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
     // The master releases the pages once that turn of its loop is done.
     // Without the release, fault-around leaves ~90% of the text resident.
     // Whether it was released is judged, not how much memory stays (P3's
@@ -679,6 +653,5 @@ fn once_ready_the_master_keeps_little_of_its_executable_resident() {
         let now = hawkey.workers();
         (now.len() == 2 && !now.contains(&workers[0])).then_some(())
     });
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }

@@ -16,24 +16,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-/// A builtin pool on 127.0.0.1:`port`, pidfile (and control socket) in `dir`.
-fn builtin_yaml(dir: &TempDir, port: u16, count: usize, extra: &str) -> String {
-    format!(
-        "listen:\n  - {{name: http, address: '127.0.0.1:{port}'}}\nworkers:\n  count: {count}\n  stop_timeout: 10s\n{extra}pidfile: {}\n",
-        dir.join("hawkey.pid").display()
-    )
-}
-
-/// Starts `cmd` with a notify socket and waits for READY=1; returns the
-/// datagrams up to and including it.
-fn start_ready(dir: &TempDir, mut cmd: Command) -> (Hawkey, NotifySocket, Vec<String>) {
-    let notify = NotifySocket::new(dir);
-    cmd.env("NOTIFY_SOCKET", &notify.path);
-    let hawkey = Hawkey::spawn(cmd);
-    let messages = notify.until("READY=1", Duration::from_secs(20));
-    (hawkey, notify, messages)
-}
-
 fn signal_pid(pid: i32, signal: i32) {
     // SAFETY: kill(2) on a process this test started (hawkey or one of its workers).
     let rc = unsafe { libc::kill(pid, signal) };
@@ -62,7 +44,7 @@ fn a_worker_that_stops_beating_is_killed_and_replaced_while_the_other_keeps_serv
         &dir,
         &builtin_yaml(&dir, port, 2, "  heartbeat_timeout: 1s\n"),
     );
-    let (mut hawkey, notify, _) = start_ready(&dir, command(&config));
+    let (mut hawkey, notify, _) = start_ready(&dir, &config);
     let workers = hawkey.workers();
     assert_eq!(workers.len(), 2, "{workers:?}");
     let (victim, other) = (workers[0], workers[1]);
@@ -135,8 +117,7 @@ fn a_worker_that_stops_beating_is_killed_and_replaced_while_the_other_keeps_serv
             format!("hawkey worker {slot} pid {replacement} generation 1\n")
         )
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
     assert_eq!(
         hawkey.count_log("sent no heartbeat"),
         1,
@@ -153,7 +134,7 @@ fn a_master_stopped_longer_than_the_heartbeat_timeout_kills_no_worker_after_sigc
         &dir,
         &builtin_yaml(&dir, port, 2, "  heartbeat_timeout: 1s\n"),
     );
-    let (mut hawkey, _notify, _) = start_ready(&dir, command(&config));
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
     let before = hawkey.workers();
     assert_eq!(before.len(), 2, "{before:?}");
     assert_eq!(healthz(port).0, 200);
@@ -192,8 +173,7 @@ fn a_master_stopped_longer_than_the_heartbeat_timeout_kills_no_worker_after_sigc
         "{}",
         hawkey.log_text()
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 /// `hawkey run` with `NOTIFY_SOCKET` and `WATCHDOG_USEC` as systemd sets them.
@@ -254,7 +234,7 @@ fn watchdog_pings_are_scheduled_at_half_the_period_and_stop_while_the_master_is_
     let dir = TempDir::new("health-watchdog");
     let port = free_port();
     let config = write_config(&dir, &builtin_yaml(&dir, port, 2, ""));
-    let (mut hawkey, notify, _) = start_ready(&dir, with_watchdog(&config, "400000"));
+    let (mut hawkey, notify, _) = start_ready_with(&dir, with_watchdog(&config, "400000"));
     // The period the master keeps, in its own words: half of WATCHDOG_USEC.
     hawkey.wait_log(
         "systemd watchdog: pinging every 200ms while healthy",
@@ -301,8 +281,7 @@ fn watchdog_pings_are_scheduled_at_half_the_period_and_stop_while_the_master_is_
         resumed[0] - cont_sent,
         resumed_gaps.iter().max().copied().unwrap_or_default()
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -312,7 +291,7 @@ fn a_watchdog_meant_for_another_pid_is_never_pinged() {
     let config = write_config(&dir, &builtin_yaml(&dir, port, 2, ""));
     let mut cmd = with_watchdog(&config, "400000");
     cmd.env("WATCHDOG_PID", "1");
-    let (mut hawkey, notify, before) = start_ready(&dir, cmd);
+    let (mut hawkey, notify, before) = start_ready_with(&dir, cmd);
     // The test is about time passing: 2s, ten ping periods, in silence.
     let after = collect(&notify, Instant::now() + Duration::from_secs(2));
     let all: Vec<&String> = before.iter().chain(after.iter().map(|(_, m)| m)).collect();
@@ -321,8 +300,7 @@ fn a_watchdog_meant_for_another_pid_is_never_pinged() {
         "pinged a watchdog meant for pid 1: {all:?}"
     );
     assert_eq!(hawkey.count_log("systemd watchdog"), 0);
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -336,26 +314,15 @@ fn a_watchdog_pid_naming_the_master_itself_is_pinged() {
         .arg("WATCHDOG_PID=$$ exec \"$0\" run -c \"$1\"")
         .arg(BIN)
         .arg(&config);
-    for name in [
-        "NOTIFY_SOCKET",
-        "LISTEN_FDS",
-        "LISTEN_PID",
-        "JOURNAL_STREAM",
-        "HAWKEY_CONFIG",
-        "INVOCATION_ID",
-    ] {
-        cmd.env_remove(name);
-    }
-    cmd.env("NO_COLOR", "1").env("WATCHDOG_USEC", "400000");
-    let (mut hawkey, notify, _) = start_ready(&dir, cmd);
+    plain_env(&mut cmd).env("WATCHDOG_USEC", "400000");
+    let (mut hawkey, notify, _) = start_ready_with(&dir, cmd);
     assert_eq!(
         env_of(hawkey.pid(), "WATCHDOG_PID"),
         Some(hawkey.pid().to_string())
     );
     // 3 pings are due within 600ms; 20s is a hang guard.
     collect_pings(&notify, 3, Duration::from_secs(20));
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 /// A child killed when dropped, so a failing test leaves no master behind.

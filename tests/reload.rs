@@ -13,25 +13,9 @@ use support::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn builtin_yaml(dir: &TempDir, port: u16, count: usize, extra: &str) -> String {
-    format!(
-        "listen:\n  - {{name: http, address: '127.0.0.1:{port}'}}\nworkers:\n  count: {count}\n  stop_timeout: 10s\n{extra}pidfile: {}\n",
-        dir.join("hawkey.pid").display()
-    )
-}
-
-fn start(dir: &TempDir, config: &Path) -> (Hawkey, NotifySocket) {
-    let notify = NotifySocket::new(dir);
-    let mut cmd = command(config);
-    cmd.env("NOTIFY_SOCKET", &notify.path);
-    let hawkey = Hawkey::spawn(cmd);
-    notify.until("READY=1", Duration::from_secs(20));
-    (hawkey, notify)
-}
-
 /// G5: `reloads` rolling reloads under load.
 fn reloads_under_load(reloads: u32, config: &Path, dir: &TempDir, port: u16, path: &str) {
-    let (mut hawkey, notify) = start(dir, config);
+    let (mut hawkey, notify, _) = start_ready(dir, config);
     let load = Load::start(port, 4, path, LIMIT);
     let t0 = Instant::now();
     let mut generations = BTreeSet::new();
@@ -66,8 +50,7 @@ fn reloads_under_load(reloads: u32, config: &Path, dir: &TempDir, port: u16, pat
         body.contains(&format!("generation {}", 1 + reloads)),
         "{body}"
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 fn builtin_app(dir: &TempDir, port: u16) -> PathBuf {
@@ -126,7 +109,7 @@ fn an_invalid_config_fails_the_reload_cleanly_and_the_old_one_keeps_serving() {
     let port = free_port();
     let good = builtin_yaml(&dir, port, 2, "");
     let config = write_config(&dir, &good);
-    let (mut hawkey, notify) = start(&dir, &config);
+    let (mut hawkey, notify, _) = start_ready(&dir, &config);
     let before = hawkey.workers();
     let load = Load::start(port, 2, "/healthz", LIMIT);
     std::fs::write(&config, good.replace("count: 2", "count: lots")).unwrap();
@@ -168,8 +151,7 @@ fn an_invalid_config_fails_the_reload_cleanly_and_the_old_one_keeps_serving() {
     );
     let counts = load.finish();
     assert_eq!((counts.connect_errors, counts.failed), (0, 0), "{counts:?}");
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -186,7 +168,7 @@ fn a_new_generation_that_cannot_start_is_rolled_back_and_the_old_one_keeps_servi
         ),
     );
     let config = write_config(&dir, &good);
-    let (mut hawkey, notify) = start(&dir, &config);
+    let (mut hawkey, notify, _) = start_ready(&dir, &config);
     let before = hawkey.workers();
     let load = Load::start(port, 2, "/", LIMIT);
     // The new generation's program exits at once: valid config, broken app.
@@ -209,8 +191,7 @@ fn a_new_generation_that_cannot_start_is_rolled_back_and_the_old_one_keeps_servi
     assert!(body.contains("generation 1"), "{body}");
     let counts = load.finish();
     assert_eq!((counts.connect_errors, counts.failed), (0, 0), "{counts:?}");
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -229,7 +210,7 @@ fn a_reload_applies_the_new_count_command_and_environment() {
         )
     };
     let config = write_config(&dir, &exec(2, "v1"));
-    let (mut hawkey, notify) = start(&dir, &config);
+    let (mut hawkey, notify, _) = start_ready(&dir, &config);
     std::fs::write(&config, exec(3, "v2")).unwrap();
     hawkey.signal(libc::SIGHUP);
     let messages = reload_messages(&notify, 2);
@@ -268,8 +249,7 @@ fn a_reload_applies_the_new_count_command_and_environment() {
         hawkey.workers(),
         hawkey.log_text()
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 fn listening(port: u16) -> bool {
@@ -289,7 +269,7 @@ fn a_reload_binds_added_listeners_and_closes_removed_ones() {
     };
     let only_a = yaml(&format!("  - {{name: a, address: '127.0.0.1:{a}'}}\n"));
     let config = write_config(&dir, &only_a);
-    let (mut hawkey, _notify) = start(&dir, &config);
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
     assert!(listening(a) && !listening(b));
     let both = yaml(&format!(
         "  - {{name: b, address: '127.0.0.1:{b}'}}\n  - {{name: a, address: '127.0.0.1:{a}'}}\n  - {{name: x, address: 'unix:{}'}}\n",
@@ -318,8 +298,7 @@ fn a_reload_binds_added_listeners_and_closes_removed_ones() {
         || (!listening(b) && !sock.exists()).then_some(()),
     );
     assert!(listening(a));
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -334,7 +313,7 @@ fn a_second_reload_while_one_runs_is_refused_with_75() {
         "  app: exec\n  ready: notify\n  command: [sh, -c, 'sleep 1; exec python3 -c \"import os,socket; a=os.environ[\\\"NOTIFY_SOCKET\\\"]; s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM); s.connect(chr(0)+a[1:]); s.send(b\\\"READY=1\\\"); import time; time.sleep(1000)\"']\n",
     );
     let config = write_config(&dir, &yaml);
-    let (mut hawkey, _notify) = start(&dir, &config);
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
     let first = std::thread::spawn({
         let config = config.clone();
         move || hawkey_cli(&["reload", "--wait"], &config)
@@ -345,8 +324,7 @@ fn a_second_reload_while_one_runs_is_refused_with_75() {
     assert!(err.contains("a reload is already in progress"), "{err}");
     let (code, out, _) = first.join().unwrap();
     assert_eq!((code, out.trim()), (0, "reload finished: generation 2"));
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 /// A worker replaced by a reload is stopped the way its own generation
@@ -372,7 +350,7 @@ fn replaced_workers_get_their_own_generations_stop_signal() {
         )
     };
     let config = write_config(&dir, &yaml("SIGTERM"));
-    let (mut hawkey, _notify) = start(&dir, &config);
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
     std::fs::write(&config, yaml("SIGUSR1")).unwrap();
     let (code, out, err) = hawkey_cli(&["reload", "--wait"], &config);
     assert_eq!(code, 0, "{out}{err}");
@@ -387,7 +365,6 @@ fn replaced_workers_get_their_own_generations_stop_signal() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(read(), "1 SIGTERM SIGTERM\n");
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
     assert_eq!(read(), "1 SIGTERM SIGTERM\n2 SIGUSR1 SIGUSR1\n");
 }

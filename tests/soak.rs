@@ -40,11 +40,7 @@ fn a_soak_with_kills_and_reloads_keeps_the_master_flat_and_refuses_no_connection
             dir.join("hawkey.pid").display()
         ),
     );
-    let notify = NotifySocket::new(&dir);
-    let mut cmd = command(&config);
-    cmd.env("NOTIFY_SOCKET", &notify.path);
-    let mut hawkey = Hawkey::spawn(cmd);
-    notify.until("READY=1", Duration::from_secs(20));
+    let (mut hawkey, notify, _) = start_ready(&dir, &config);
     let master = hawkey.pid();
     let load = Load::start(port, 2, "/delay/1", Duration::from_secs(secs + 60));
     let t0 = Instant::now();
@@ -137,6 +133,5 @@ fn a_soak_with_kills_and_reloads_keeps_the_master_flat_and_refuses_no_connection
         "soak: anonymous {} KiB -> {} KiB (max {max_anon}), RSS {} KiB -> {} KiB (max {max_rss}), fds {} -> {}",
         first.2, last.2, first.1, last.1, first.3, last.3
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
