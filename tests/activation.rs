@@ -77,8 +77,7 @@ fn sockets_passed_by_systemd_are_used_with_their_names_and_the_config_is_not_bou
         std::net::TcpListener::bind(("127.0.0.1", own)).is_ok(),
         "config listener bound despite activation"
     );
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]
@@ -98,6 +97,5 @@ fn listen_fds_meant_for_another_process_are_ignored() {
     );
     let workers = hawkey.wait_workers(2, "sleep", Duration::from_secs(5));
     assert_eq!(env_of(workers[0], "LISTEN_FDNAMES").as_deref(), Some("own"));
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }

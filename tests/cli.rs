@@ -6,26 +6,11 @@ mod support;
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::*;
-
-/// `hawkey ARGS` with the environment of a plain shell: nothing from
-/// systemd, no `HAWKEY_CONFIG`.
-fn hawkey(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("HAWKEY_CONFIG")
-        .env_remove("INVOCATION_ID")
-        .env("NO_COLOR", "1");
-    cmd
-}
 
 /// What a finished command left: exit code, stdout, stderr.
 struct Output {
@@ -90,7 +75,7 @@ fn output_to(mut cmd: Command, stdout: Option<Stdio>) -> Output {
 }
 
 fn check_file(path: &Path) -> Output {
-    output(hawkey(&["check", "-c", path.to_str().unwrap()]))
+    output(hawkey_command(&["check", "-c", path.to_str().unwrap()]))
 }
 
 /// An exec pool of sleeps on a loopback port, pidfile in the temp dir.
@@ -99,21 +84,6 @@ fn pool_yaml(dir: &TempDir, port: u16, count: &str) -> String {
         "listen:\n  - {{name: web, address: '127.0.0.1:{port}'}}\nworkers:\n  count: {count}\n  app: exec\n  command: [sleep, '1000']\npidfile: {}\n",
         dir.join("hawkey.pid").display()
     )
-}
-
-fn write_file(dir: &TempDir, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn entries(dir: &TempDir) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 /// CPUs in this process's affinity mask (children inherit it).
@@ -159,7 +129,7 @@ fn expected_auto(affinity: usize, quota: &str) -> usize {
 #[test]
 fn version_prints_the_name_and_version_and_exits_0() {
     for flag in ["--version", "-V"] {
-        let out = output(hawkey(&[flag]));
+        let out = output(hawkey_command(&[flag]));
         assert_eq!(out.code, Some(0), "{flag}: {}", out.stderr);
         assert_eq!(out.stdout, "hawkey 0.1.0\n", "{flag}");
         assert_eq!(out.stderr, "", "{flag}");
@@ -168,7 +138,7 @@ fn version_prints_the_name_and_version_and_exits_0() {
 
 #[test]
 fn help_goes_to_stdout_and_exits_0() {
-    let out = output(hawkey(&["--help"]));
+    let out = output(hawkey_command(&["--help"]));
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.stdout
@@ -193,7 +163,7 @@ fn help_goes_to_stdout_and_exits_0() {
     assert_eq!(out.stderr, "");
 
     for command in ["run", "check"] {
-        let out = output(hawkey(&[command, "--help"]));
+        let out = output(hawkey_command(&[command, "--help"]));
         assert_eq!(out.code, Some(0), "{command}: {}", out.stderr);
         assert!(
             out.stdout
@@ -209,7 +179,7 @@ fn help_goes_to_stdout_and_exits_0() {
 
 #[test]
 fn an_unknown_subcommand_exits_64_with_usage_on_stderr() {
-    let out = output(hawkey(&["frobnicate"]));
+    let out = output(hawkey_command(&["frobnicate"]));
     assert_eq!(out.code, Some(64), "{}", out.stderr);
     assert_eq!(
         out.stderr_lines().first().copied(),
@@ -232,7 +202,7 @@ fn an_unknown_flag_exits_64_with_usage_on_stderr() {
         (&["check", "--bogus"][..], "Usage: hawkey check [OPTIONS]"),
         (&["run", "--bogus"][..], "Usage: hawkey run [OPTIONS]"),
     ] {
-        let out = output(hawkey(args));
+        let out = output(hawkey_command(args));
         assert_eq!(out.code, Some(64), "{args:?}: {}", out.stderr);
         assert_eq!(
             out.stderr_lines().first().copied(),
@@ -247,7 +217,7 @@ fn an_unknown_flag_exits_64_with_usage_on_stderr() {
 
 #[test]
 fn config_flag_without_a_value_exits_64() {
-    let out = output(hawkey(&["check", "-c"]));
+    let out = output(hawkey_command(&["check", "-c"]));
     assert_eq!(out.code, Some(64), "{}", out.stderr);
     assert!(
         out.stderr
@@ -260,7 +230,7 @@ fn config_flag_without_a_value_exits_64() {
 
 #[test]
 fn no_subcommand_exits_64_with_usage_on_stderr() {
-    let out = output(hawkey(&[]));
+    let out = output(hawkey_command(&[]));
     assert_eq!(out.code, Some(64), "{}", out.stderr);
     assert!(
         out.stderr.contains("Usage: hawkey <COMMAND>"),
@@ -342,7 +312,7 @@ fn check_explains_count_auto_and_prints_the_resolved_number() {
 
     // Pinned to one CPU, auto is 1 and says so.
     let one = cpus[0];
-    let mut cmd = hawkey(&["check", "-c", config.to_str().unwrap()]);
+    let mut cmd = hawkey_command(&["check", "-c", config.to_str().unwrap()]);
     // SAFETY: the closure only calls sched_setaffinity(2), a system call,
     // between fork and exec.
     unsafe {
@@ -490,7 +460,7 @@ fn hawkey_config_names_the_file_and_the_flag_overrides_it() {
     let from_env = write_file(&dir, "env.yaml", &pool_yaml(&dir, 1111, "1"));
     let from_flag = write_file(&dir, "flag.yaml", &pool_yaml(&dir, 2222, "1"));
 
-    let mut cmd = hawkey(&["check"]);
+    let mut cmd = hawkey_command(&["check"]);
     cmd.env("HAWKEY_CONFIG", &from_env);
     let out = output(cmd);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -500,7 +470,7 @@ fn hawkey_config_names_the_file_and_the_flag_overrides_it() {
     );
     assert!(out.stdout.contains("  address: 127.0.0.1:1111\n"));
 
-    let mut cmd = hawkey(&["check", "-c", from_flag.to_str().unwrap()]);
+    let mut cmd = hawkey_command(&["check", "-c", from_flag.to_str().unwrap()]);
     cmd.env("HAWKEY_CONFIG", &from_env);
     let out = output(cmd);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -513,7 +483,7 @@ fn hawkey_config_names_the_file_and_the_flag_overrides_it() {
 
     // The overridden file is not even read: an invalid one does not matter.
     let broken = write_file(&dir, "broken.yaml", "workers:\n  count: 0\n");
-    let mut cmd = hawkey(&["check", "--config", from_flag.to_str().unwrap()]);
+    let mut cmd = hawkey_command(&["check", "--config", from_flag.to_str().unwrap()]);
     cmd.env("HAWKEY_CONFIG", &broken);
     let out = output(cmd);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -529,13 +499,13 @@ fn a_missing_explicit_config_file_exits_78_naming_the_path() {
         missing.display()
     );
 
-    let out = output(hawkey(&["check", "-c", missing.to_str().unwrap()]));
+    let out = output(hawkey_command(&["check", "-c", missing.to_str().unwrap()]));
     assert_eq!(out.code, Some(78), "{}", out.stderr);
     assert_eq!(out.stderr, expected);
     assert_eq!(out.stdout, "");
 
     // Named by HAWKEY_CONFIG it is just as explicit: no fallback to a default.
-    let mut cmd = hawkey(&["check"]);
+    let mut cmd = hawkey_command(&["check"]);
     cmd.env("HAWKEY_CONFIG", &missing);
     let out = output(cmd);
     assert_eq!(out.code, Some(78), "{}", out.stderr);
@@ -545,7 +515,7 @@ fn a_missing_explicit_config_file_exits_78_naming_the_path() {
 
 #[test]
 fn bare_check_uses_the_default_path_or_else_the_built_in_default() {
-    let out = output(hawkey(&["check"]));
+    let out = output(hawkey_command(&["check"]));
     let default = Path::new("/etc/hawkey/hawkey.yaml");
     if default.exists() {
         // This machine has an installed config: that file is the one read.
@@ -588,7 +558,7 @@ fn check_into_a_closed_pipe_exits_0_quietly_without_a_panic() {
     let config = write_config(&dir, &pool_yaml(&dir, free_port(), "1"));
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let mut cmd = hawkey(&["check", "-c", config.to_str().unwrap()]);
+    let mut cmd = hawkey_command(&["check", "-c", config.to_str().unwrap()]);
     cmd.env_remove("RUST_BACKTRACE");
     let out = output_to(cmd, Some(Stdio::from(writer)));
     // A reader that went away is not an error of check's: no panic, no
@@ -620,7 +590,7 @@ fn run_with_an_invalid_config_exits_78_and_starts_nothing() {
     );
     TcpListener::bind(("127.0.0.1", port)).expect("the configured port is still free");
     assert!(!dir.join("hawkey.pid").exists());
-    assert_eq!(entries(&dir), ["hawkey.yaml"]);
+    assert_eq!(entries(dir.path()), ["hawkey.yaml"]);
 }
 
 #[test]
@@ -656,7 +626,7 @@ fn run_on_a_port_in_use_exits_1_and_removes_the_pidfile_it_took() {
     );
     assert!(!log.contains("starting"), "workers were planned: {log}");
     assert!(!pidfile.exists(), "pidfile left behind: {log}");
-    assert_eq!(entries(&dir), ["hawkey.yaml"]);
+    assert_eq!(entries(dir.path()), ["hawkey.yaml"]);
     // Our listener was not disturbed.
     assert_eq!(taken.local_addr().unwrap().port(), port);
 }

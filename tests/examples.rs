@@ -120,14 +120,10 @@ fn run_example(name: &str, program: &str, idle_close: Duration) {
     let dir = TempDir::new(&format!("examples-{name}"));
     let port = free_port();
     let config = example_config(name, &dir, port);
-    let notify = NotifySocket::new(&dir);
-    let mut cmd = command(&config);
-    cmd.env("NOTIFY_SOCKET", &notify.path);
-    let mut hawkey = Hawkey::spawn(cmd);
 
     // READY=1 upstream comes only once both workers sent READY=1 to their
     // own NOTIFY_SOCKET (ready: notify), and their STATUS= lines arrived.
-    let started = notify.until("READY=1", Duration::from_secs(30));
+    let (mut hawkey, notify, started) = start_ready(&dir, &config);
     assert!(
         started
             .last()
@@ -226,6 +222,9 @@ fn run_example(name: &str, program: &str, idle_close: Duration) {
         eof.is_ok() && rest.is_empty(),
         "the idle connection: {eof:?} {rest:?}"
     );
+    // Not a figure but which of two behaviours: closed by the app's drain
+    // on SIGTERM (at once), or only by its idle timeout (5 s in both
+    // apps), which `idle_close` (3 s) tells apart with a wide margin.
     assert!(
         idle_closed < idle_close,
         "the idle keep-alive connection was closed {idle_closed:?} after SIGTERM"

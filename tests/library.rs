@@ -4,7 +4,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use support::*;
 
@@ -43,10 +42,7 @@ fn an_embedding_program_is_master_and_workers_with_hawkeys_cli() {
         .env_remove("NOTIFY_SOCKET")
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID");
-    let notify = NotifySocket::new(&dir);
-    cmd.env("NOTIFY_SOCKET", &notify.path);
-    let mut hawkey = Hawkey::spawn(cmd);
-    notify.until("READY=1", Duration::from_secs(10));
+    let (mut hawkey, _notify, _) = start_ready_with(&dir, cmd);
     let (status, body) = http_get(port, "/").unwrap();
     assert_eq!(status, 200);
     assert!(body.starts_with("hello from worker "), "{body}");
@@ -54,8 +50,7 @@ fn an_embedding_program_is_master_and_workers_with_hawkeys_cli() {
         let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
         assert!(cmdline.starts_with("hello: worker "), "{cmdline:?}");
     }
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 #[test]

@@ -21,8 +21,7 @@ fn config(dir: &TempDir, log: &str) -> std::path::PathBuf {
 fn run_and_stop(config: &std::path::Path) -> String {
     let mut hawkey = Hawkey::start(config);
     hawkey.wait_workers(1, "sleep", Duration::from_secs(5));
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
     hawkey.log_text()
 }
 
@@ -106,8 +105,7 @@ fn auto_uses_journald_exactly_when_stderr_is_the_journal_stream() {
     let mut hawkey = Hawkey::spawn(cmd);
     hawkey.wait_log("listening on", Duration::from_secs(5));
     assert!(!hawkey.log_text().contains("journald"));
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
 }
 
 /// Text logs into a file or pipe carry no colour codes, NO_COLOR or not:
@@ -120,8 +118,7 @@ fn text_logs_off_a_terminal_have_no_escape_sequences() {
     cmd.env_remove("NO_COLOR");
     let mut hawkey = Hawkey::spawn(cmd);
     hawkey.wait_workers(1, "sleep", Duration::from_secs(5));
-    hawkey.signal(libc::SIGTERM);
-    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    hawkey.stop_cleanly();
     let text = hawkey.log_text();
     assert!(text.contains("worker started"), "{text}");
     assert!(!text.contains('\u{1b}'), "escape sequences in {text:?}");

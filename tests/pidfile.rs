@@ -57,15 +57,6 @@ fn wait_pidfile_holds(hawkey: &Hawkey, path: &Path) {
     }
 }
 
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// A pid that certainly belonged to a process that is gone.
 fn dead_pid() -> u32 {
     let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -81,12 +72,6 @@ fn whole_pid(bytes: &[u8]) -> Option<u32> {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-fn stop_cleanly(hawkey: &mut Hawkey) {
-    hawkey.signal(libc::SIGTERM);
-    let status = hawkey.wait_exit(STOP);
-    assert_eq!(status.code(), Some(0), "{}", hawkey.log_text());
 }
 
 #[test]
@@ -125,7 +110,7 @@ fn once_all_workers_are_ready_the_pidfile_holds_exactly_the_master_pid_and_a_cle
         proc_fds(hawkey.pid())
     );
 
-    stop_cleanly(&mut hawkey);
+    hawkey.stop_cleanly();
     assert!(!pidfile.exists(), "{}", hawkey.log_text());
     assert_eq!(entries(dir.path()), ["hawkey.yaml"]);
 }
@@ -200,14 +185,8 @@ fn the_pidfile_stays_empty_and_locked_until_every_worker_is_ready() {
     std::fs::write(&trigger, "").unwrap();
     hawkey.wait_log("all 1 workers ready", START);
     assert_eq!(content(&pidfile), Some(format!("{}\n", hawkey.pid())));
-    stop_cleanly(&mut hawkey);
+    hawkey.stop_cleanly();
     assert!(!pidfile.exists());
-}
-
-fn write_file(dir: &TempDir, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 #[test]
@@ -313,7 +292,7 @@ fn a_stale_pidfile_holding_a_dead_pid_is_taken_over() {
         hawkey.log_text()
     );
     hawkey.wait_workers(2, "sleep", START);
-    stop_cleanly(&mut hawkey);
+    hawkey.stop_cleanly();
     assert!(!pidfile.exists());
 }
 
@@ -337,7 +316,7 @@ fn a_stale_pidfile_holding_a_live_unrelated_pid_is_taken_over_because_only_the_l
         hawkey.log_text()
     );
     hawkey.wait_workers(2, "sleep", START);
-    stop_cleanly(&mut hawkey);
+    hawkey.stop_cleanly();
     assert!(!pidfile.exists());
 }
 
@@ -387,7 +366,7 @@ fn a_second_instance_on_the_same_pidfile_exits_75_naming_the_first_and_leaves_it
         "{}",
         first.log_text()
     );
-    stop_cleanly(&mut first);
+    first.stop_cleanly();
     assert!(!pidfile.exists());
 }
 
@@ -436,7 +415,7 @@ fn a_missing_pidfile_directory_is_created_with_mode_0755_when_its_parent_exists(
     assert!(meta.is_dir());
     assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
     hawkey.wait_workers(2, "sleep", START);
-    stop_cleanly(&mut hawkey);
+    hawkey.stop_cleanly();
     assert!(!pidfile.exists());
 }
 
@@ -486,7 +465,7 @@ fn the_pidfile_is_only_ever_absent_empty_or_a_whole_pid_across_starts_and_stops(
                 wait_until(START, "the reader to see the pid", || {
                     seen.lock().unwrap().pids.contains(&pid).then_some(())
                 });
-                stop_cleanly(&mut hawkey);
+                hawkey.stop_cleanly();
                 assert!(!pidfile.exists());
                 let absent = seen.lock().unwrap().absent;
                 wait_until(STOP, "the reader to see it gone", || {
@@ -535,6 +514,6 @@ fn pidfile_null_creates_no_pidfile() {
         .filter(|t| t.ends_with(".pid") || t.contains("hawkey.pid"))
         .collect();
     assert!(held.is_empty(), "{held:?}");
-    stop_cleanly(&mut hawkey);
+    hawkey.stop_cleanly();
     assert_eq!(entries(dir.path()), ["hawkey.yaml"]);
 }

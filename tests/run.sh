@@ -41,15 +41,19 @@ step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
-step "cargo test"
-# The config corpus judges its time goal on the binary users run.
-cargo build --release --locked --bin hawkey
+step "cargo test: the fast tier"
 # tests/library.rs runs target/debug/examples/hello. `cargo test
 # --all-targets` compiles examples only as test harnesses (into deps/), so
 # build the real example binaries first; doc tests after.
 cargo build --locked --examples
-HAWKEY_CORPUS_BIN=target/release/hawkey cargo test --locked --all-targets
+# What `cargo test` runs: every test but the long ones, which libtest
+# lists as ignored ("long tier: ...").
+cargo test --locked --all-targets
 cargo test --locked --doc
+step "cargo test: the long tier (chaos, soak, 50 reloads, crash loop, ...)"
+# The tests marked #[ignore = "long tier: ..."], and only those: together
+# with the fast tier, every test once.
+cargo test --locked --all-targets -- --ignored
 step "fuzz: the config parser (G14), 60 s"
 # Without AddressSanitizer: the parser is safe Rust, and libFuzzer still
 # catches every panic, hang and out-of-memory; the build is much shorter.

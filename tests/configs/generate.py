@@ -32,7 +32,8 @@ for every case, not only a sample:
 * The .expected file of a normal case is the binary's real output, written
   by --bless only when it is one line with that location and key path (a
   case that does not match is reported and its .expected left alone).
-* Time and memory (200 ms, 64 MiB) are measured by tests/corpus.rs, not here.
+* Time and memory (200 ms, 64 MiB) are figures the benchmark (bench/) prints;
+  neither this script nor tests/corpus.rs judges them.
 * One documented exception: a file over hawkey's 1 MiB limit is refused
   before it is parsed, so its line has no LINE:COL (`hawkey: error: FILE:
   file is larger than 1048576 bytes`); such cases set `located=False`.

@@ -94,6 +94,18 @@ impl NotifySocket {
         None
     }
 
+    /// Every datagram already queued, without waiting.
+    pub fn drain(&self) -> Vec<String> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        self.socket.set_nonblocking(true).unwrap();
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        self.socket.set_nonblocking(false).unwrap();
+        got
+    }
+
     /// Datagrams until one contains `needle` (which is included).
     pub fn until(&self, needle: &str, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
@@ -118,17 +130,72 @@ pub struct Hawkey {
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
-pub fn command(config: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("run").arg("-c").arg(config);
+/// `cmd` with the environment of a plain shell: nothing from systemd, no
+/// `HAWKEY_CONFIG`, no colour.
+pub fn plain_env(cmd: &mut Command) -> &mut Command {
     cmd.env_remove("NOTIFY_SOCKET")
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID")
         .env_remove("JOURNAL_STREAM")
         .env_remove("HAWKEY_CONFIG")
         .env_remove("INVOCATION_ID")
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+}
+
+/// `hawkey ARGS` in a plain environment ([`plain_env`]).
+pub fn hawkey_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    plain_env(&mut cmd);
     cmd
+}
+
+/// `hawkey run -c CONFIG` in a plain environment.
+pub fn command(config: &Path) -> Command {
+    let mut cmd = hawkey_command(&["run", "-c"]);
+    cmd.arg(config);
+    cmd
+}
+
+/// A hang guard for a start up to READY=1, far above any start's time.
+pub const READY_GUARD: Duration = Duration::from_secs(30);
+/// A hang guard for a stop, far above any `stop_timeout` the tests set.
+pub const STOP_GUARD: Duration = Duration::from_secs(20);
+
+/// Runs `cmd` (a `hawkey run`) with a notify socket in `dir` and waits
+/// for READY=1: the running hawkey, the socket, and the datagrams up to
+/// and including READY=1.
+pub fn start_ready_with(dir: &TempDir, mut cmd: Command) -> (Hawkey, NotifySocket, Vec<String>) {
+    let notify = NotifySocket::new(dir);
+    cmd.env("NOTIFY_SOCKET", &notify.path);
+    let hawkey = Hawkey::spawn(cmd);
+    let messages = notify.until("READY=1", READY_GUARD);
+    (hawkey, notify, messages)
+}
+
+/// [`start_ready_with`] for `hawkey run -c CONFIG`.
+pub fn start_ready(dir: &TempDir, config: &Path) -> (Hawkey, NotifySocket, Vec<String>) {
+    start_ready_with(dir, command(config))
+}
+
+/// A builtin pool on 127.0.0.1:`port` with `count` workers, `extra`
+/// lines under `workers:`, and the pidfile (so the control socket) in
+/// `dir`.
+pub fn builtin_yaml(dir: &TempDir, port: u16, count: usize, extra: &str) -> String {
+    format!(
+        "listen:\n  - {{name: http, address: '127.0.0.1:{port}'}}\nworkers:\n  count: {count}\n  stop_timeout: 10s\n{extra}pidfile: {}\n",
+        dir.join("hawkey.pid").display()
+    )
+}
+
+/// The names in `dir`, sorted.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 impl Hawkey {
@@ -164,7 +231,6 @@ impl Hawkey {
         self.log.lock().unwrap().join("\n")
     }
 
-    /// Waits for a log line containing `needle`.
     /// Waits for a log line containing `needle`; on timeout, fails with
     /// the whole log so far.
     pub fn wait_log(&self, needle: &str, timeout: Duration) {
@@ -191,6 +257,13 @@ impl Hawkey {
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid.
         assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// SIGTERM, then a clean exit (status 0) within [`STOP_GUARD`].
+    pub fn stop_cleanly(&mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(STOP_GUARD);
+        assert_eq!(status.code(), Some(0), "{}", self.log_text());
     }
 
     /// Waits for the process to exit and returns its status.
@@ -368,11 +441,16 @@ pub fn reload_messages(notify: &NotifySocket, n: usize) -> Vec<String> {
     messages
 }
 
+/// Writes `dir/name` and returns its path.
+pub fn write_file(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// Writes a config file and returns its path.
 pub fn write_config(dir: &TempDir, yaml: &str) -> PathBuf {
-    let path = dir.join("hawkey.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path
+    write_file(dir, "hawkey.yaml", yaml)
 }
 
 pub fn is_root() -> bool {
@@ -460,15 +538,24 @@ impl Load {
 
 /// Runs `hawkey ARGS -c CONFIG` to completion: (exit code, stdout, stderr).
 pub fn hawkey_cli(args: &[&str], config: &Path) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
+    cli_output(&mut cli_command(args, config))
+}
+
+/// `hawkey ARGS -c CONFIG` without `HAWKEY_CONFIG` and `NOTIFY_SOCKET`.
+pub fn cli_command(args: &[&str], config: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
         .arg("-c")
         .arg(config)
         .env_remove("HAWKEY_CONFIG")
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .env_remove("NOTIFY_SOCKET");
+    cmd
+}
+
+/// Runs `cmd` to completion, stdin from /dev/null: (exit code, or -1 if
+/// killed by a signal; stdout; stderr).
+pub fn cli_output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
