@@ -543,6 +543,7 @@ fn request_times_out_when_nobody_answers() {
     let started = Instant::now();
     let error = request(&path, &Request::Status, Some(Duration::from_millis(100))).unwrap_err();
     assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    // A hang guard (100x the timeout), not a figure.
     assert!(started.elapsed() < PATIENCE);
     assert_eq!(
         error.to_string(),
