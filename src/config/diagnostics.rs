@@ -1,0 +1,275 @@
+//! serde and YAML errors turned into located one-line messages.
+//!
+//! serde-saphyr reports where the parser stood and serde_path_to_error the
+//! key path serde was filling; neither is quite what the reader needs. This
+//! module picks the offending token ([`locate`], [`refine`]), names the key
+//! whose value holds it (with `events`), and words the message for someone
+//! editing a config file rather than a Rust type ([`describe`],
+//! [`clean_message`], [`clean_path`]). The result, a [`Located`], becomes an
+//! [`Error::Invalid`](super::Error::Invalid) once the file name is known.
+
+use std::path::Path;
+
+use serde_saphyr::Spanned;
+
+use super::Error;
+use super::events;
+use super::schema::limits;
+
+/// Turns serde-saphyr's error into ours: the location of the offending
+/// token, the key path whose value holds it, and words for the reader.
+pub(super) fn locate(text: &str, serde_path: &str, error: &serde_saphyr::Error) -> Located {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach;
+    let (mut line, mut column) = error
+        .location()
+        .map(|l| (l.line() as u32, l.column() as u32))
+        .unwrap_or((1, 1));
+    let mut message = describe(error);
+    match error {
+        // Judged once the whole document is read, so reported at its end:
+        // find the alias where the storm began instead.
+        E::Budget {
+            breach: BudgetBreach::AliasAnchorRatio { .. },
+            ..
+        } => {
+            if let Some((line, column, key, aliases, anchors)) =
+                events::alias_storm(text, limits::STORM_ALIASES, limits::PER_ANCHOR)
+            {
+                return Located {
+                    line,
+                    column,
+                    key,
+                    message: storm(aliases, anchors),
+                };
+            }
+        }
+        // The parser scans ahead of serde: a deep `[[[[...` can reach its
+        // flow nesting limit (256) before serde counts 33 levels.
+        E::ExternalMessage { msg, .. } if msg == "recursion limit exceeded" => {
+            if let Some((line, column, key)) = events::too_deep(text, limits::DEPTH) {
+                return Located {
+                    line,
+                    column,
+                    key,
+                    message: describe_depth(),
+                };
+            }
+        }
+        // serde notices a missing field at the end of the mapping; the
+        // mapping that lacks it is the token to show.
+        E::SerdeMissingField { .. } => {
+            if let Some((l, c)) = events::value_start(text, serde_path) {
+                (line, column) = (l, c);
+            }
+        }
+        _ => {}
+    }
+    if let Some((l, c, m)) = refine(text, line, column, &message) {
+        (line, column, message) = (l, c, m);
+    }
+    // serde knows the path of what it was deserializing, but the parser
+    // reads ahead of it (a broken quote in `workers.user` surfaces while
+    // serde stands at `workers`), and a key it could not read is '?' to
+    // it. Where the events find the location deeper inside serde's path,
+    // they name the value exactly; elsewhere serde's path stands: at an
+    // unknown key, or where an alias or merge repeats a node written
+    // under another key.
+    let here = events::path_at(text, line, column);
+    let key = if events::within(&here, serde_path) {
+        here
+    } else {
+        serde_path.to_string()
+    };
+    Located {
+        line,
+        column,
+        key,
+        message,
+    }
+}
+
+/// Two parser errors that point away from the mistake:
+/// - a tab indenting a key after a plain value is reported at that value
+///   ("while scanning a plain scalar, found a tab"): show the token the tab
+///   indents, in the words the parser uses for the same tab elsewhere;
+/// - a `- item` line inside a mapping is reported at the item: show the `-`.
+fn refine(text: &str, line: u32, column: u32, message: &str) -> Option<(u32, u32, String)> {
+    let lines: Vec<&str> = text.split('\n').collect();
+    if message == "while scanning a plain scalar, found a tab" {
+        for (n, l) in lines.iter().enumerate().skip(line as usize) {
+            let indent: String = l.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
+            if indent.contains('\t') && indent.len() < l.len() {
+                return Some((
+                    n as u32 + 1,
+                    indent.chars().count() as u32 + 1,
+                    "tabs disallowed within this context (block indentation)".into(),
+                ));
+            }
+            if !l.trim().is_empty() {
+                break;
+            }
+        }
+    }
+    if message.ends_with("did not find expected key") {
+        let before: String = lines
+            .get((line as usize).checked_sub(1)?)?
+            .chars()
+            .take((column as usize).saturating_sub(1))
+            .collect();
+        let entry = before.trim_end();
+        if entry.trim_start() == "-" {
+            return Some((line, entry.chars().count() as u32, message.to_string()));
+        }
+    }
+    None
+}
+
+fn max_unsigned(ty: &str) -> u64 {
+    match ty {
+        "u8" => u8::MAX.into(),
+        "u16" => u16::MAX.into(),
+        "u32" => u32::MAX.into(),
+        _ => u64::MAX,
+    }
+}
+
+fn describe_depth() -> String {
+    format!("nested more than {} levels deep", limits::DEPTH)
+}
+
+fn storm(aliases: usize, anchors: usize) -> String {
+    format!(
+        "{aliases} aliases for {anchors} anchor(s): more than {} per anchor is refused as an alias bomb",
+        limits::PER_ANCHOR
+    )
+}
+
+/// The message for the reader: serde-saphyr's own words where they are
+/// clear, ours where they speak of Rust types or internal counters.
+fn describe(error: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    match error {
+        E::Budget { breach, .. } => match breach {
+            B::Documents { .. } => "a second YAML document (a config file is one document)".into(),
+            B::Depth { .. } => describe_depth(),
+            B::Nodes { .. } => format!(
+                "more than {} values, counting what aliases repeat (refused as an alias bomb or a runaway file)",
+                limits::NODES
+            ),
+            B::ScalarBytes { .. } => format!(
+                "more than {} MiB of text, counting what aliases repeat (refused as an alias bomb)",
+                limits::SCALAR_BYTES >> 20
+            ),
+            B::Aliases { .. } => format!("more than {} aliases", limits::ALIASES),
+            B::Anchors { .. } => format!("more than {} anchors", limits::ANCHORS),
+            B::Events { .. } => format!("more than {} YAML events", limits::EVENTS),
+            B::AliasAnchorRatio { aliases, anchors } => storm(*aliases, *anchors),
+            other => format!("too large or complex a document ({other:?})"),
+        },
+        E::RecursiveReferencesRequireWeakTypes { .. } => {
+            "alias refers to the node that contains it (a recursive alias)".into()
+        }
+        E::InvalidScalar { ty, .. } => match *ty {
+            "u8" | "u16" | "u32" | "u64" | "usize" => {
+                format!("expected a whole number from 0 to {}", max_unsigned(ty))
+            }
+            "i8" | "i16" | "i32" | "i64" | "isize" => "expected a whole number".into(),
+            "f32" | "f64" => "expected a number".into(),
+            "bool" => "expected true or false".into(),
+            other => format!("invalid {other}"),
+        },
+        E::TaggedScalarCannotDeserializeIntoString { .. } => {
+            "expected a plain string (remove the '!!' tag)".into()
+        }
+        E::NullIntoString { .. } => "expected a value, found null (nothing written)".into(),
+        E::Unexpected { expected, .. } => match *expected {
+            "string scalar" => "expected a single value, not a list or mapping".into(),
+            "mapping start" => "expected a mapping (key: value)".into(),
+            other => format!("expected {other}"),
+        },
+        other => clean_message(&other.to_string()),
+    }
+}
+
+/// serde_path_to_error names positions inside our `Spanned` wrappers
+/// `….value`, and unknown positions `?`; neither helps the reader.
+pub(super) fn clean_path(path: &str) -> String {
+    let path = path.strip_suffix(".value").unwrap_or(path);
+    let path = path.replace(".value[", "[").replace(".value.", ".");
+    let path = path.trim_end_matches(".?").trim_end_matches('?');
+    if path == "." {
+        String::new()
+    } else {
+        path.to_string()
+    }
+}
+
+/// serde-saphyr appends " at line L, column C" to messages; the location
+/// already leads our line.
+fn clean_message(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    message
+        .replace(
+            "set DuplicateKeyPolicy in Options if acceptable",
+            "each key may appear once",
+        )
+        .replace('`', "'")
+}
+
+pub(super) fn located<T>(
+    spanned: &Spanned<T>,
+    key: impl Into<String>,
+    message: impl Into<String>,
+) -> Located {
+    Located {
+        line: spanned.referenced.line() as u32,
+        column: spanned.referenced.column() as u32,
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// An error before the file name is known to it.
+#[derive(Debug)]
+pub(crate) struct Located {
+    pub line: u32,
+    pub column: u32,
+    pub key: String,
+    pub message: String,
+}
+
+impl Located {
+    pub(super) fn at(self, path: &Path) -> Error {
+        Error::Invalid {
+            path: path.to_owned(),
+            line: self.line,
+            column: self.column,
+            key: one_line(&self.key),
+            message: one_line(&self.message),
+        }
+    }
+}
+
+/// Text from the file (keys, values) is quoted in errors as it is, but for
+/// control characters, which are escaped (`\n`, `\u{1b}`): an error stays
+/// one line whatever the file holds, and a terminal shows nothing the file
+/// did not say.
+pub(crate) fn one_line(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}

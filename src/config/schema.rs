@@ -1,0 +1,300 @@
+//! The config file exactly as written: the serde schema (`Raw*` types,
+//! unknown keys rejected), the helpers that read its odd shapes (a key
+//! written as `null` versus an absent one, a mapping as its entries in file
+//! order, enums as one lowercase word), the limits a file must stay within,
+//! and [`parse`], which reads YAML text into [`RawConfig`]. Values that a
+//! later, cross-key check may reject are kept `Spanned`, so that error can
+//! point at the offending token too.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::diagnostics::{Located, clean_path, locate};
+use super::{Mode, Pidfile, SignalName, Span};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) listen: Option<Spanned<Vec<RawListen>>>,
+    #[serde(default)]
+    pub(super) workers: RawWorkers,
+    /// Absent: `None`; `null`: `Some(None)`; a path: `Some(Some(path))`.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) pidfile: Option<Option<Spanned<PathBuf>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub(super) control_socket: Option<Option<Spanned<PathBuf>>>,
+    #[serde(default)]
+    pub(super) log: RawLog,
+}
+
+pub(super) type Pairs = Vec<(Spanned<String>, Spanned<String>)>;
+
+/// A mapping as its entries in file order, keys located too (so an error
+/// about a key can point at it). Duplicate keys never get here: the
+/// parser refuses them.
+fn pairs<'de, D>(deserializer: D) -> Result<Pairs, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Pairs;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping of NAME: value")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut pairs = Vec::new();
+            while let Some(pair) = map.next_entry()? {
+                pairs.push(pair);
+            }
+            Ok(pairs)
+        }
+    }
+    deserializer.deserialize_map(Visitor)
+}
+
+/// Tells a key written as `null` apart from an absent one.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListen {
+    pub(super) name: Spanned<String>,
+    pub(super) address: Spanned<String>,
+    pub(super) backlog: Option<Spanned<u32>>,
+    pub(super) mode: Option<Spanned<Mode>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorkers {
+    pub(super) count: Option<Spanned<RawCount>>,
+    pub(super) app: Option<Spanned<AppName>>,
+    pub(super) command: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default, deserialize_with = "pairs")]
+    pub(super) env: Pairs,
+    pub(super) cwd: Option<Spanned<PathBuf>>,
+    pub(super) user: Option<Spanned<String>>,
+    pub(super) group: Option<Spanned<String>>,
+    pub(super) ready: Option<Spanned<ReadyName>>,
+    pub(super) ready_timeout: Option<Spanned<Span>>,
+    #[serde(default, deserialize_with = "present")]
+    pub(super) heartbeat_timeout: Option<Option<Spanned<Span>>>,
+    pub(super) stop_signal: Option<SignalName>,
+    pub(super) stop_timeout: Option<Span>,
+    pub(super) restart_backoff: Option<Spanned<RawBackoff>>,
+}
+
+/// `expecting` cannot name `MAX_WORKERS`; a test keeps the two equal.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected auto or a whole number of workers from 1 to 1024"
+)]
+pub(super) enum RawCount {
+    Number(i64),
+    Word(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AppName {
+    Builtin,
+    Exec,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ReadyName {
+    Started,
+    Notify,
+}
+
+/// An enum written as one lowercase word. Read from the scalar's text (not
+/// serde's enum forms, which would also accept `app: {builtin: null}`), so
+/// only the words themselves are accepted, and the error lists them.
+macro_rules! word_enum {
+    ($($ty:ident { $($variant:ident => $word:literal),+ })+) => {$(
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                const WORDS: &[&str] = &[$($word),+];
+                struct Word;
+                impl<'de> serde::de::Visitor<'de> for Word {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        write!(f, "one of {}", WORDS.join(", "))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<$ty, E> {
+                        match word {
+                            $($word => Ok($ty::$variant),)+
+                            _ => Err(E::custom(format!(
+                                "unknown variant '{word}', expected one of {}",
+                                WORDS.join(", ")
+                            ))),
+                        }
+                    }
+                    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<$ty, E> {
+                        self.visit_str(&v.to_string())
+                    }
+                    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<$ty, E> {
+                        self.visit_str(&v.to_string())
+                    }
+                    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<$ty, E> {
+                        self.visit_str(&v.to_string())
+                    }
+                    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<$ty, E> {
+                        self.visit_str(&v.to_string())
+                    }
+                    fn visit_unit<E: serde::de::Error>(self) -> Result<$ty, E> {
+                        Err(E::custom(format!("expected one of {} (found null)", WORDS.join(", "))))
+                    }
+                    fn visit_none<E: serde::de::Error>(self) -> Result<$ty, E> {
+                        self.visit_unit()
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<$ty, A::Error> {
+                        Err(serde::de::Error::custom(format!(
+                            "expected one of {} (a plain value, not a list)",
+                            WORDS.join(", ")
+                        )))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<$ty, A::Error> {
+                        Err(serde::de::Error::custom(format!(
+                            "expected one of {} (a plain value, not a mapping)",
+                            WORDS.join(", ")
+                        )))
+                    }
+                }
+                deserializer.deserialize_any(Word)
+            }
+        }
+    )+};
+}
+
+word_enum! {
+    AppName { Builtin => "builtin", Exec => "exec" }
+    ReadyName { Started => "started", Notify => "notify" }
+    LevelName { Error => "error", Warn => "warn", Info => "info", Debug => "debug", Trace => "trace" }
+    FormatName { Auto => "auto", Journald => "journald", Text => "text", Json => "json" }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackoff {
+    pub(super) initial: Option<Spanned<Span>>,
+    pub(super) max: Option<Spanned<Span>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub(super) level: Option<LevelName>,
+    pub(super) format: Option<FormatName>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum LevelName {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum FormatName {
+    Auto,
+    Journald,
+    Text,
+    Json,
+}
+
+/// The limits a config file must stay within: far above any real config,
+/// far below what would cost hawkey time or memory (alias bombs, deep
+/// nesting, huge documents). Checked by serde-saphyr while it reads.
+pub(super) mod limits {
+    pub(crate) const EVENTS: usize = 200_000;
+    pub(crate) const ALIASES: usize = 1_000;
+    pub(crate) const ANCHORS: usize = 1_000;
+    pub(crate) const DEPTH: usize = 32;
+    pub(crate) const NODES: usize = 100_000;
+    pub(crate) const SCALAR_BYTES: usize = 1024 * 1024;
+    /// An alias storm: at least this many aliases, and more than
+    /// `PER_ANCHOR` for each anchor defined.
+    pub(crate) const STORM_ALIASES: usize = 100;
+    pub(crate) const PER_ANCHOR: usize = 10;
+}
+
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = limits::EVENTS;
+    budget.max_aliases = limits::ALIASES;
+    budget.max_anchors = limits::ANCHORS;
+    budget.max_depth = limits::DEPTH;
+    budget.max_documents = 1;
+    budget.max_nodes = limits::NODES;
+    budget.max_total_scalar_bytes = limits::SCALAR_BYTES;
+    budget.alias_anchor_min_aliases = limits::STORM_ALIASES;
+    budget.alias_anchor_ratio_multiplier = limits::PER_ANCHOR;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.with_snippet = false;
+    options.strict_booleans = true;
+    options
+}
+
+/// Parses the YAML text into the raw layer, with the key path of the first
+/// error recorded beside serde-saphyr's location.
+pub(super) fn parse(text: &str) -> Result<RawConfig, Located> {
+    if text.trim().is_empty() {
+        // An empty file is a valid config with every default.
+        return parse("{}");
+    }
+    let mut path = String::new();
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options(), |de| {
+        serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|error| locate(text, &clean_path(&path), error.without_snippet()))
+}
+
+/// Just the keys that say where a running master can be reached, read
+/// leniently: other keys are neither checked nor needed. Lets `hawkey
+/// reload` reach the master even when the file no longer validates, so the
+/// master (which must refuse it) is the one to report why.
+#[derive(Debug, Deserialize)]
+pub(super) struct RawLocator {
+    #[serde(default, deserialize_with = "present")]
+    pub(super) pidfile: Option<Option<PathBuf>>,
+    #[serde(default, deserialize_with = "present")]
+    pub(super) control_socket: Option<Option<PathBuf>>,
+}
+
+impl RawLocator {
+    pub(super) fn into_keys(self) -> (Pidfile, Pidfile) {
+        let key = |k: Option<Option<PathBuf>>| match k {
+            None => Pidfile::Default,
+            Some(None) => Pidfile::Disabled,
+            Some(Some(p)) => Pidfile::Path(p),
+        };
+        (key(self.pidfile), key(self.control_socket))
+    }
+}
+
+pub(super) fn parse_locator(text: &str) -> Option<RawLocator> {
+    if text.trim().is_empty() {
+        return parse_locator("{}");
+    }
+    serde_saphyr::from_str_with_options(text, options()).ok()
+}
