@@ -353,18 +353,6 @@ impl Config {
     }
 }
 
-/// Environment names hawkey sets for every worker itself.
-pub const RESERVED_ENV: &[&str] = &[
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-    "HAWKEY_WORKER",
-    "HAWKEY_GENERATION",
-    "HAWKEY_STOP_SIGNAL",
-    "HAWKEY_ROLE",
-];
-
 impl Workers {
     pub fn backoff(&self) -> (Duration, Duration) {
         (self.restart_backoff.initial.0, self.restart_backoff.max.0)

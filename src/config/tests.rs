@@ -176,6 +176,22 @@ fn reserved_environment_names_are_refused() {
 }
 
 #[test]
+fn every_variable_hawkey_sets_for_workers_is_refused_in_env() {
+    // Issue #12: WATCHDOG_USEC used to pass, and a worker then saw two.
+    assert_eq!(
+        err("workers:\n  env: {WATCHDOG_USEC: \"1\"}\n"),
+        "/etc/hawkey/hawkey.yaml:2:9: workers.env.WATCHDOG_USEC: is set by hawkey for each worker and cannot be overridden"
+    );
+    for var in crate::env::WORKER_VARS {
+        let e = err(&format!("workers:\n  env: {{{}: x}}\n", var.name));
+        assert!(
+            e.ends_with(": is set by hawkey for each worker and cannot be overridden"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn unknown_users_are_refused() {
     assert_eq!(
         err("workers:\n  user: no-such-user-hawkey\n"),

@@ -14,7 +14,7 @@ use super::diagnostics::{Located, located};
 use super::schema::*;
 use super::{
     Address, AppKind, Backoff, Config, Format, Heartbeat, Level, Listen, Log, MAX_WORKERS, Mode,
-    Pidfile, RESERVED_ENV, Ready, SignalName, Span, WorkerCount, Workers,
+    Pidfile, Ready, SignalName, Span, WorkerCount, Workers,
 };
 
 impl RawConfig {
@@ -324,7 +324,8 @@ fn validate_command(
 }
 
 /// `workers.env`: names a process environment can hold, none that hawkey
-/// sets itself, values without NUL.
+/// sets itself (the table in [`crate::env`]: a second value beside
+/// hawkey's would be the one `getenv(3)` finds), values without NUL.
 fn validate_env(pairs: Pairs) -> Result<BTreeMap<String, String>, Located> {
     let mut env = BTreeMap::new();
     for (name, value) in pairs {
@@ -336,7 +337,7 @@ fn validate_env(pairs: Pairs) -> Result<BTreeMap<String, String>, Located> {
                 "invalid variable name (no '=', spaces, control characters or leading digit)",
             ));
         }
-        if RESERVED_ENV.contains(&name.value.as_str()) {
+        if crate::env::is_reserved(&name.value) {
             return Err(located(
                 &name,
                 key,
