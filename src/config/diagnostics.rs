@@ -237,10 +237,10 @@ pub(super) fn located<T>(
 /// An error before the file name is known to it.
 #[derive(Debug)]
 pub(crate) struct Located {
-    pub line: u32,
-    pub column: u32,
-    pub key: String,
-    pub message: String,
+    pub(super) line: u32,
+    pub(super) column: u32,
+    pub(super) key: String,
+    pub(super) message: String,
 }
 
 impl Located {

@@ -11,8 +11,8 @@
 //! 1, columns in characters) point at the offending token; `key.path` is the
 //! innermost key or sequence index whose value holds it, written as
 //! `listen[0].address` or `workers.env.NAME` (empty, with its `: `, at the
-//! top level). The one exception is a file over [`MAX_FILE_BYTES`], refused
-//! before it is read.
+//! top level). The one exception is a file over 1 MiB, refused before it
+//! is read.
 //!
 //! # Parts
 //!
@@ -37,7 +37,7 @@ mod diagnostics;
 mod events;
 pub(crate) mod paths;
 mod schema;
-pub mod units;
+pub(crate) mod units;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -49,41 +49,41 @@ use std::time::Duration;
 use serde::Serialize;
 
 use self::diagnostics::{Located, one_line};
-pub use self::validate::resolve_program;
+pub(crate) use self::validate::resolve_program;
 
-pub use self::units::{Mode, SignalName, Span};
+pub(crate) use self::units::{Mode, SignalName, Span};
 
 /// The configuration hawkey ships with, also embedded in the binary: used
 /// when the default path does not exist, so `hawkey run` works out of the box.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../../hawkey.yaml");
+pub(crate) const EMBEDDED_DEFAULT: &str = include_str!("../../hawkey.yaml");
 
 /// Where `hawkey` looks when neither `-c` nor `HAWKEY_CONFIG` names a file.
-pub const DEFAULT_PATH: &str = "/etc/hawkey/hawkey.yaml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/hawkey/hawkey.yaml";
 
 /// The largest config file accepted: far beyond any real config, small
 /// enough that a runaway file cannot exhaust memory.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The most workers `workers.count` accepts.
-pub const MAX_WORKERS: u32 = 1024;
+pub(crate) const MAX_WORKERS: u32 = 1024;
 
 /// A validated, complete configuration.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Config {
-    pub listen: Vec<Listen>,
-    pub workers: Workers,
+    pub(crate) listen: Vec<Listen>,
+    pub(crate) workers: Workers,
     #[serde(skip_serializing_if = "Pidfile::is_default")]
-    pub pidfile: Pidfile,
+    pub(crate) pidfile: Pidfile,
     /// Where `hawkey status/reload/stop` reach the master; same shape as
     /// the pidfile key (`Default`: beside the pidfile).
     #[serde(skip_serializing_if = "Pidfile::is_default")]
-    pub control_socket: Pidfile,
-    pub log: Log,
+    pub(crate) control_socket: Pidfile,
+    pub(crate) log: Log,
 }
 
 /// The `pidfile` key.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Pidfile {
+pub(crate) enum Pidfile {
     /// Absent: `hawkey.pid` in the runtime directory (see [`crate::pidfile::runtime_dir`]).
     Default,
     Path(PathBuf),
@@ -108,18 +108,18 @@ impl Serialize for Pidfile {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Listen {
-    pub name: String,
-    pub address: Address,
-    pub backlog: u32,
+pub(crate) struct Listen {
+    pub(crate) name: String,
+    pub(crate) address: Address,
+    pub(crate) backlog: u32,
     /// File mode of a unix socket; `None` for TCP.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mode: Option<Mode>,
+    pub(crate) mode: Option<Mode>,
 }
 
 /// Where a self-bound listener listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Address {
+pub(crate) enum Address {
     Tcp(SocketAddr),
     Unix(PathBuf),
 }
@@ -140,7 +140,7 @@ impl Serialize for Address {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WorkerCount {
+pub(crate) enum WorkerCount {
     /// CPUs this process may use, capped by the cgroup CPU quota.
     Auto,
     Fixed(u32),
@@ -157,7 +157,7 @@ impl Serialize for WorkerCount {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AppKind {
+pub(crate) enum AppKind {
     /// The built-in HTTP app (or, for a program that embeds hawkey, its own
     /// worker function), run in a re-executed copy of this binary.
     Builtin,
@@ -167,7 +167,7 @@ pub enum AppKind {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Ready {
+pub(crate) enum Ready {
     /// Ready as soon as the program has been executed.
     Started,
     /// Ready when the worker sends `READY=1` to its `NOTIFY_SOCKET`.
@@ -175,27 +175,27 @@ pub enum Ready {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Workers {
-    pub count: WorkerCount,
-    pub app: AppKind,
+pub(crate) struct Workers {
+    pub(crate) count: WorkerCount,
+    pub(crate) app: AppKind,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub command: Vec<String>,
-    pub env: BTreeMap<String, String>,
-    pub cwd: Option<PathBuf>,
-    pub user: Option<String>,
-    pub group: Option<String>,
-    pub ready: Ready,
-    pub ready_timeout: Span,
+    pub(crate) command: Vec<String>,
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) user: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) ready: Ready,
+    pub(crate) ready_timeout: Span,
     #[serde(skip_serializing_if = "Heartbeat::is_default")]
-    pub heartbeat_timeout: Heartbeat,
-    pub stop_signal: SignalName,
-    pub stop_timeout: Span,
-    pub restart_backoff: Backoff,
+    pub(crate) heartbeat_timeout: Heartbeat,
+    pub(crate) stop_signal: SignalName,
+    pub(crate) stop_timeout: Span,
+    pub(crate) restart_backoff: Backoff,
 }
 
 /// `workers.heartbeat_timeout`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Heartbeat {
+pub(crate) enum Heartbeat {
     /// Absent: 30s for apps that send heartbeats (the built-in app), none
     /// for exec workers.
     Default,
@@ -205,7 +205,7 @@ pub enum Heartbeat {
 }
 
 /// The heartbeat timeout of an app that sends heartbeats when the key is absent.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 
 impl Heartbeat {
     fn is_default(&self) -> bool {
@@ -214,7 +214,7 @@ impl Heartbeat {
 
     /// The timeout in force: `app_heartbeats` says whether a builtin app
     /// sends heartbeats at all.
-    pub fn resolve(self, app: AppKind, app_heartbeats: bool) -> Option<Duration> {
+    pub(crate) fn resolve(self, app: AppKind, app_heartbeats: bool) -> Option<Duration> {
         match (self, app) {
             (Heartbeat::Off, _) => None,
             (Heartbeat::Every(s), AppKind::Exec) => Some(s.0),
@@ -235,14 +235,14 @@ impl Serialize for Heartbeat {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Backoff {
-    pub initial: Span,
-    pub max: Span,
+pub(crate) struct Backoff {
+    pub(crate) initial: Span,
+    pub(crate) max: Span,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Level {
+pub(crate) enum Level {
     Error,
     Warn,
     Info,
@@ -252,7 +252,7 @@ pub enum Level {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Format {
+pub(crate) enum Format {
     /// journald when stderr is the journal stream, text otherwise.
     Auto,
     Journald,
@@ -261,29 +261,44 @@ pub enum Format {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Log {
-    pub level: Level,
-    pub format: Format,
+pub(crate) struct Log {
+    pub(crate) level: Level,
+    pub(crate) format: Format,
 }
 
 /// A config error, already located. `Display` is the one line the
 /// operator sees.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The file could not be opened or read.
     #[error("failed to read config '{}': {source}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The file is over the size limit (1 MiB); refused unread.
     #[error("{}: file is larger than {MAX_FILE_BYTES} bytes", path.display())]
-    TooLarge { path: PathBuf },
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file was read but is not a valid configuration: the one line
+    /// `FILE:LINE:COL: key.path: message`.
     #[error("{}:{line}:{column}: {key}{message}", one_line(&path.display().to_string()), key = key_prefix(key))]
     Invalid {
+        /// The file, as it was named.
         path: PathBuf,
+        /// The offending token's line, from 1.
         line: u32,
+        /// The offending token's column, from 1, in characters.
         column: u32,
+        /// The key path whose value holds the token (`listen[0].address`);
+        /// empty at the top level.
         key: String,
+        /// What is wrong, and what is allowed.
         message: String,
     },
 }
@@ -341,7 +356,7 @@ impl Config {
     /// The `pidfile` and `control_socket` keys of a file that may not
     /// validate as a whole (see `schema::RawLocator`); `None` if even those
     /// cannot be read.
-    pub fn locate(path: &Path) -> Option<(Pidfile, Pidfile)> {
+    pub(crate) fn locate(path: &Path) -> Option<(Pidfile, Pidfile)> {
         let text = std::fs::read_to_string(path).ok()?;
         schema::parse_locator(&text).map(schema::RawLocator::into_keys)
     }
@@ -350,12 +365,6 @@ impl Config {
     /// to the same `Config`.
     pub fn to_yaml(&self) -> String {
         serde_saphyr::to_string(self).expect("a validated config always serializes")
-    }
-}
-
-impl Workers {
-    pub fn backoff(&self) -> (Duration, Duration) {
-        (self.restart_backoff.initial.0, self.restart_backoff.max.0)
     }
 }
 

@@ -497,7 +497,7 @@ fn valid_env_name(name: &str) -> bool {
 
 /// Finds `program` the way `execvp` would, so a typo is a config error at
 /// `hawkey check` rather than a crash loop at run time.
-pub fn resolve_program(program: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
+pub(crate) fn resolve_program(program: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &Path| {
         std::fs::metadata(p)
