@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 
 use super::Error;
 use super::events;
@@ -221,14 +221,24 @@ fn clean_message(message: &str) -> String {
         .replace('`', "'")
 }
 
+/// An error at the token `spanned` was read from, about `key`.
 pub(super) fn located<T>(
     spanned: &Spanned<T>,
     key: impl Into<String>,
     message: impl Into<String>,
 ) -> Located {
+    located_at(&spanned.referenced, key, message)
+}
+
+/// An error at `location`, about `key`.
+pub(super) fn located_at(
+    location: &Location,
+    key: impl Into<String>,
+    message: impl Into<String>,
+) -> Located {
     Located {
-        line: spanned.referenced.line() as u32,
-        column: spanned.referenced.column() as u32,
+        line: location.line() as u32,
+        column: location.column() as u32,
         key: key.into(),
         message: message.into(),
     }

@@ -350,7 +350,7 @@ impl Config {
     /// Parses and validates `text`; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
         let raw = schema::parse(text).map_err(|e| e.at(path))?;
-        raw.validate().map_err(|e| e.at(path))
+        raw.validate(text).map_err(|e| e.at(path))
     }
 
     /// The `pidfile` and `control_socket` keys of a file that may not

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 
 use super::diagnostics::{Located, clean_path, locate};
 use super::{Mode, Pidfile, SignalName, Span};
@@ -30,11 +30,18 @@ pub(super) struct RawConfig {
     pub(super) log: RawLog,
 }
 
-pub(super) type Pairs = Vec<(Spanned<String>, Spanned<String>)>;
+/// `workers.env` as its entries in file order: each name located (so an
+/// error about it can point at it), each value as its text only.
+///
+/// A located value would cost ten times its text: serde_path_to_error
+/// follows a `Spanned` value into the mapping serde-saphyr makes of it,
+/// field by field, and a large `env` spent most of its reading there. The
+/// one check that needs a value's place (a NUL byte in it) reads it again
+/// with [`env_value_location`].
+pub(super) type Pairs = Vec<(Spanned<String>, String)>;
 
-/// A mapping as its entries in file order, keys located too (so an error
-/// about a key can point at it). Duplicate keys never get here: the
-/// parser refuses them.
+/// A mapping as its entries in file order, see [`Pairs`]. Duplicate keys
+/// never get here: the parser refuses them.
 fn pairs<'de, D>(deserializer: D) -> Result<Pairs, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -297,4 +304,53 @@ pub(super) fn parse_locator(text: &str) -> Option<RawLocator> {
         return parse_locator("{}");
     }
     serde_saphyr::from_str_with_options(text, options()).ok()
+}
+
+/// Just `workers.env`, values located, read leniently (other keys are
+/// skipped): for [`env_value_location`].
+#[derive(Deserialize)]
+struct EnvValues {
+    #[serde(default)]
+    workers: EnvValuesOfWorkers,
+}
+
+#[derive(Default, Deserialize)]
+struct EnvValuesOfWorkers {
+    #[serde(default, deserialize_with = "located_values")]
+    env: Vec<Spanned<String>>,
+}
+
+/// The values of a mapping, located, in file order: the same entries
+/// [`pairs`] reads, for the same text.
+fn located_values<'de, D>(deserializer: D) -> Result<Vec<Spanned<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<Spanned<String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping of NAME: value")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut values = Vec::new();
+            while let Some((_, value)) = map.next_entry::<Spanned<String>, Spanned<String>>()? {
+                values.push(value);
+            }
+            Ok(values)
+        }
+    }
+    deserializer.deserialize_map(Visitor)
+}
+
+/// Where the value of the `index`th entry of `workers.env` is, in a text
+/// that [`parse`] read without error: that reading kept the values' text
+/// only (see [`Pairs`]), so the one error that points at a value reads the
+/// file a second time, without serde_path_to_error.
+pub(super) fn env_value_location(text: &str, index: usize) -> Option<Location> {
+    let values: EnvValues = serde_saphyr::from_str_with_options(text, options()).ok()?;
+    values.workers.env.get(index).map(|v| v.referenced)
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
-use super::diagnostics::{Located, located};
+use super::diagnostics::{Located, located, located_at};
 use super::schema::*;
 use super::{
     Address, AppKind, Backoff, Config, Format, Heartbeat, Level, Listen, Log, MAX_WORKERS, Mode,
@@ -19,12 +19,17 @@ use super::{
 
 impl RawConfig {
     /// Checks every rule that spans keys, fills in defaults and returns the
-    /// effective configuration. `path_var` is the `PATH` used to find
-    /// `workers.command[0]`.
-    pub(super) fn validate_with(self, path_var: Option<&OsStr>) -> Result<Config, Located> {
+    /// effective configuration. `text` is what the raw layer was read from
+    /// (to locate what it keeps unlocated); `path_var` is the `PATH` used to
+    /// find `workers.command[0]`.
+    pub(super) fn validate_with(
+        self,
+        text: &str,
+        path_var: Option<&OsStr>,
+    ) -> Result<Config, Located> {
         Ok(Config {
             listen: validate_listen(self.listen)?,
-            workers: self.workers.validate(path_var)?,
+            workers: self.workers.validate(text, path_var)?,
             pidfile: validate_pidfile(self.pidfile)?,
             control_socket: validate_control_socket(self.control_socket)?,
             log: validate_log(self.log),
@@ -32,9 +37,9 @@ impl RawConfig {
     }
 
     /// [`RawConfig::validate_with`] this process's `PATH`.
-    pub(super) fn validate(self) -> Result<Config, Located> {
+    pub(super) fn validate(self, text: &str) -> Result<Config, Located> {
         let path_var = std::env::var_os("PATH");
-        self.validate_with(path_var.as_deref())
+        self.validate_with(text, path_var.as_deref())
     }
 }
 
@@ -204,14 +209,14 @@ impl RawWorkers {
     /// the keys depend on each other (`app` decides what `command`, `ready`
     /// and `heartbeat_timeout` may be), so the first error is the one
     /// reported.
-    fn validate(self, path_var: Option<&OsStr>) -> Result<Workers, Located> {
+    fn validate(self, text: &str, path_var: Option<&OsStr>) -> Result<Workers, Located> {
         let count = validate_count(self.count)?;
         let app = match self.app.as_ref().map(|a| a.value) {
             None | Some(AppName::Builtin) => AppKind::Builtin,
             Some(AppName::Exec) => AppKind::Exec,
         };
         let command = validate_command(app, self.app.as_ref(), self.command, path_var)?;
-        let env = validate_env(self.env)?;
+        let env = validate_env(self.env, text)?;
         let cwd = validate_cwd(self.cwd)?;
         let (user, group) = validate_identity(self.user, self.group)?;
         let ready = validate_ready(app, self.ready)?;
@@ -326,9 +331,9 @@ fn validate_command(
 /// `workers.env`: names a process environment can hold, none that hawkey
 /// sets itself (the table in [`crate::env`]: a second value beside
 /// hawkey's would be the one `getenv(3)` finds), values without NUL.
-fn validate_env(pairs: Pairs) -> Result<BTreeMap<String, String>, Located> {
+fn validate_env(pairs: Pairs, text: &str) -> Result<BTreeMap<String, String>, Located> {
     let mut env = BTreeMap::new();
-    for (name, value) in pairs {
+    for (i, (name, value)) in pairs.into_iter().enumerate() {
         let key = format!("workers.env.{}", name.value);
         if !valid_env_name(&name.value) {
             return Err(located(
@@ -344,10 +349,13 @@ fn validate_env(pairs: Pairs) -> Result<BTreeMap<String, String>, Located> {
                 "is set by hawkey for each worker and cannot be overridden",
             ));
         }
-        if value.value.contains('\0') {
-            return Err(located(&value, key, "value contains a NUL byte"));
+        if value.contains('\0') {
+            // Never None for a text that was read once already; the name
+            // would still point at the entry.
+            let at = env_value_location(text, i).unwrap_or(name.referenced);
+            return Err(located_at(&at, key, "value contains a NUL byte"));
         }
-        env.insert(name.value, value.value);
+        env.insert(name.value, value);
     }
     Ok(env)
 }
