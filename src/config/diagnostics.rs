@@ -14,18 +14,53 @@ use serde_saphyr::{Location, Spanned};
 
 use super::Error;
 use super::events;
-use super::schema::limits;
+use super::schema::{EnvName, limits};
 
 /// Turns serde-saphyr's error into ours: the location of the offending
 /// token, the key path whose value holds it, and words for the reader.
-pub(super) fn locate(text: &str, serde_path: &str, error: &serde_saphyr::Error) -> Located {
-    use serde_saphyr::Error as E;
-    use serde_saphyr::budget::BudgetBreach;
+/// `env_name`: the `workers.env` entry whose value serde was reading, if
+/// it failed there.
+pub(super) fn locate(
+    text: &str,
+    serde_path: &str,
+    error: &serde_saphyr::Error,
+    env_name: Option<EnvName>,
+) -> Located {
     let (mut line, mut column) = error
         .location()
         .map(|l| (l.line() as u32, l.column() as u32))
         .unwrap_or((1, 1));
     let mut message = describe(error);
+    match elsewhere(text, serde_path, error) {
+        Some(Elsewhere::Whole(located)) => return located,
+        Some(Elsewhere::At(l, c)) => (line, column) = (l, c),
+        None => {}
+    }
+    if let Some((l, c, m)) = refine(text, line, column, &message) {
+        (line, column, message) = (l, c, m);
+    }
+    let key = key_path(text, serde_path, error, env_name, (line, column));
+    Located {
+        line,
+        column,
+        key,
+        message,
+    }
+}
+
+/// What [`elsewhere`] found.
+enum Elsewhere {
+    /// The error, located and worded anew.
+    Whole(Located),
+    /// The place to show instead.
+    At(u32, u32),
+}
+
+/// Errors that serde-saphyr reports away from the token to show, found
+/// again by reading the events.
+fn elsewhere(text: &str, serde_path: &str, error: &serde_saphyr::Error) -> Option<Elsewhere> {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach;
     match error {
         // Judged once the whole document is read, so reported at its end:
         // find the alias where the storm began instead.
@@ -33,60 +68,115 @@ pub(super) fn locate(text: &str, serde_path: &str, error: &serde_saphyr::Error) 
             breach: BudgetBreach::AliasAnchorRatio { .. },
             ..
         } => {
-            if let Some((line, column, key, aliases, anchors)) =
-                events::alias_storm(text, limits::STORM_ALIASES, limits::PER_ANCHOR)
-            {
-                return Located {
-                    line,
-                    column,
-                    key,
-                    message: storm(aliases, anchors),
-                };
-            }
+            let (line, column, key, aliases, anchors) =
+                events::alias_storm(text, limits::STORM_ALIASES, limits::PER_ANCHOR)?;
+            Some(Elsewhere::Whole(Located {
+                line,
+                column,
+                key,
+                message: storm(aliases, anchors),
+            }))
         }
         // The parser scans ahead of serde: a deep `[[[[...` can reach its
         // flow nesting limit (256) before serde counts 33 levels.
         E::ExternalMessage { msg, .. } if msg == "recursion limit exceeded" => {
-            if let Some((line, column, key)) = events::too_deep(text, limits::DEPTH) {
-                return Located {
-                    line,
-                    column,
-                    key,
-                    message: describe_depth(),
-                };
-            }
+            let (line, column, key) = events::too_deep(text, limits::DEPTH)?;
+            Some(Elsewhere::Whole(Located {
+                line,
+                column,
+                key,
+                message: describe_depth(),
+            }))
         }
         // serde notices a missing field at the end of the mapping; the
         // mapping that lacks it is the token to show.
         E::SerdeMissingField { .. } => {
-            if let Some((l, c)) = events::value_start(text, serde_path) {
-                (line, column) = (l, c);
-            }
+            let (line, column) = events::value_start(text, serde_path)?;
+            Some(Elsewhere::At(line, column))
         }
-        _ => {}
+        _ => None,
     }
-    if let Some((l, c, m)) = refine(text, line, column, &message) {
-        (line, column, message) = (l, c, m);
-    }
-    // serde knows the path of what it was deserializing, but the parser
-    // reads ahead of it (a broken quote in `workers.user` surfaces while
-    // serde stands at `workers`), and a key it could not read is '?' to
-    // it. Where the events find the location deeper inside serde's path,
-    // they name the value exactly; elsewhere serde's path stands: at an
-    // unknown key, or where an alias or merge repeats a node written
-    // under another key.
-    let here = events::path_at(text, line, column);
-    let key = if events::within(&here, serde_path) {
+}
+
+/// The key path to name for an error shown at `at`.
+///
+/// serde knows the path of what it was deserializing, but the parser
+/// reads ahead of it (a broken quote in `workers.user` surfaces while
+/// serde stands at `workers`), and a key it could not read is '?' to it.
+/// Where the events find the location deeper inside serde's path, they
+/// name the value exactly; elsewhere serde's path stands: at an unknown
+/// key, or where an alias or merge repeats a node written under another
+/// key.
+fn key_path(
+    text: &str,
+    serde_path: &str,
+    error: &serde_saphyr::Error,
+    env_name: Option<EnvName>,
+    at: (u32, u32),
+) -> String {
+    let here = env_name
+        .and_then(|name| env_value_path(text, serde_path, error, name, at))
+        .unwrap_or_else(|| events::path_at(text, at.0, at.1));
+    if events::within(&here, serde_path) {
         here
     } else {
         serde_path.to_string()
-    };
-    Located {
-        line,
-        column,
-        key,
-        message,
     }
+}
+
+/// The key path [`events::path_at`] finds for an error at `at` (line,
+/// column) that serde-saphyr raised while reading the value of the
+/// `workers.env` entry `name`, where the text alone shows what it is: the
+/// walk reads the document a second time up to the error, which was most
+/// of the time to refuse a large `env` that runs over the node budget.
+///
+/// The text shows it when the error is a budget breach (raised at the node
+/// the parser has just given, not ahead of it), at the token right after
+/// `NAME:` on the line of a name written plainly (letters, digits and `_`)
+/// where it is read (not repeated by a merge, whose locations differ), with
+/// no alias before it (so no key above it repeats another), and serde
+/// stands in `workers.env`: then that token is the value of `NAME`, and
+/// its path `workers.env.NAME`. Otherwise `None`, and the walk decides.
+fn env_value_path(
+    text: &str,
+    serde_path: &str,
+    error: &serde_saphyr::Error,
+    name: EnvName,
+    (line, column): (u32, u32),
+) -> Option<String> {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach;
+    let E::Budget { breach, .. } = error else {
+        return None;
+    };
+    if matches!(breach, BudgetBreach::AliasAnchorRatio { .. })
+        || serde_path != "workers.env"
+        || name.referenced != name.defined
+    {
+        return None;
+    }
+    let span = name.referenced.span();
+    let start = usize::try_from(span.byte_offset()?).ok()?;
+    let end = start.checked_add(usize::try_from(span.byte_len()?).ok()?)?;
+    let written = text.get(start..end)?;
+    if written.is_empty()
+        || !written
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return None;
+    }
+    let blanks = |s: &str| s.len() - s.trim_start_matches([' ', '\t']).len();
+    let colon = end + blanks(&text[end..]);
+    let value = text[colon..]
+        .strip_prefix(':')
+        .map(|v| colon + 1 + blanks(v))?;
+    if text[..value].contains('*') {
+        return None;
+    }
+    let value_column = name.referenced.column() + text[start..value].chars().count() as u64;
+    ((name.referenced.line(), value_column) == (u64::from(line), u64::from(column)))
+        .then(|| format!("{serde_path}.{written}"))
 }
 
 /// Two parser errors that point away from the mistake:
@@ -282,4 +372,74 @@ pub(crate) fn one_line(text: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::schema;
+
+    /// An env whose two values hold more text than the budget allows
+    /// ([`limits::SCALAR_BYTES`]): the breach is raised at the second
+    /// value. `entry` writes an entry from its name and value.
+    fn env_over_text_budget(flow: bool, entry: &str) -> String {
+        let half = "x".repeat(limits::SCALAR_BYTES / 2 + 1);
+        let entries = ["V0", "V1"].map(|name| entry.replace("{name}", name).replace("{v}", &half));
+        if flow {
+            format!("workers: {{env: {{{}}}}}\n", entries.join(", "))
+        } else {
+            format!("workers:\n  env:\n    {}\n", entries.join("\n    "))
+        }
+    }
+
+    /// The error's key, whether the text alone named it, and the key the
+    /// walk names at the same place.
+    fn named(text: &str) -> (String, bool, String) {
+        let Err(failed) = schema::read(text) else {
+            panic!("config should be rejected");
+        };
+        let error = failed.error.without_snippet();
+        assert!(
+            matches!(error, serde_saphyr::Error::Budget { .. }),
+            "{error}"
+        );
+        let serde_path = clean_path(&failed.serde_path);
+        let located = locate(text, &serde_path, error, failed.env_name);
+        let at = (located.line, located.column);
+        let shortcut = failed
+            .env_name
+            .and_then(|name| env_value_path(text, &serde_path, error, name, at));
+        let walked = events::path_at(text, at.0, at.1);
+        (located.key, shortcut.is_some(), walked)
+    }
+
+    #[test]
+    fn a_budget_breach_in_an_env_value_is_named_as_the_walk_names_it() {
+        for (flow, entry, by_text) in [
+            (true, "{name}: {v}", true),
+            (false, "{name}: {v}", true),
+            (true, "{name} :  '{v}'", true),
+            (false, "{name}:\t\"{v}\"", true),
+            // The name is not written as it reads, the value is not right
+            // after it, or an alias comes first: the walk decides.
+            (true, "\"{name}\": {v}", false),
+            (false, "{name}: &a {v}", false),
+            (false, "{name}: # the value\n      {v}", false),
+            (false, "? {name}\n    : {v}", false),
+        ] {
+            let text = env_over_text_budget(flow, entry);
+            let (key, shortcut, walked) = named(&text);
+            assert_eq!(key, "workers.env.V1", "{entry:?}");
+            assert_eq!(key, walked, "{entry:?}");
+            assert_eq!(shortcut, by_text, "{entry:?}");
+        }
+    }
+
+    #[test]
+    fn after_an_alias_the_walk_names_the_env_value() {
+        let text = env_over_text_budget(true, "{name}: {v}").replace("{V0", "{A: &a q, B: *a, V0");
+        let (key, shortcut, walked) = named(&text);
+        assert_eq!((key.as_str(), shortcut), ("workers.env.V1", false));
+        assert_eq!(key, walked);
+    }
 }

@@ -6,6 +6,7 @@
 //! later, cross-key check may reject are kept `Spanned`, so that error can
 //! point at the offending token too.
 
+use std::cell::Cell;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -40,6 +41,23 @@ pub(super) struct RawConfig {
 /// with [`env_value_location`].
 pub(super) type Pairs = Vec<(Spanned<String>, String)>;
 
+/// Where the name of a `workers.env` entry was read from: `referenced`
+/// and `defined` differ where a merge or alias repeated it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct EnvName {
+    pub(super) referenced: Location,
+    pub(super) defined: Location,
+}
+
+thread_local! {
+    /// The name of the `workers.env` entry whose value [`pairs`] is
+    /// reading, while it reads it. When the reading fails there, [`parse`]
+    /// takes it for `diagnostics::locate`, which can then often name the
+    /// value without reading the document again. Set and taken within one
+    /// `parse` on this thread.
+    static READING_VALUE_OF: Cell<Option<EnvName>> = const { Cell::new(None) };
+}
+
 /// A mapping as its entries in file order, see [`Pairs`]. Duplicate keys
 /// never get here: the parser refuses them.
 fn pairs<'de, D>(deserializer: D) -> Result<Pairs, D::Error>
@@ -57,8 +75,14 @@ where
             mut map: A,
         ) -> Result<Self::Value, A::Error> {
             let mut pairs = Vec::new();
-            while let Some(pair) = map.next_entry()? {
-                pairs.push(pair);
+            while let Some(name) = map.next_key::<Spanned<String>>()? {
+                READING_VALUE_OF.set(Some(EnvName {
+                    referenced: name.referenced,
+                    defined: name.defined,
+                }));
+                let value = map.next_value()?;
+                READING_VALUE_OF.set(None);
+                pairs.push((name, value));
             }
             Ok(pairs)
         }
@@ -259,21 +283,52 @@ fn options() -> serde_saphyr::Options {
     options
 }
 
-/// Parses the YAML text into the raw layer, with the key path of the first
-/// error recorded beside serde-saphyr's location.
+/// Parses the YAML text into the raw layer, the first error located.
 pub(super) fn parse(text: &str) -> Result<RawConfig, Located> {
     if text.trim().is_empty() {
         // An empty file is a valid config with every default.
         return parse("{}");
     }
-    let mut path = String::new();
+    read(text).map_err(|failed| {
+        let error = failed.error.without_snippet();
+        locate(
+            text,
+            &clean_path(&failed.serde_path),
+            error,
+            failed.env_name,
+        )
+    })
+}
+
+/// Why [`read`] failed, with what is known of where.
+pub(super) struct Failed {
+    /// serde-saphyr's error, located where the parser stood.
+    pub(super) error: serde_saphyr::Error,
+    /// The key path serde was filling, as serde_path_to_error writes it.
+    pub(super) serde_path: String,
+    /// The `workers.env` entry whose value serde was reading, if any.
+    pub(super) env_name: Option<EnvName>,
+}
+
+/// Reads the YAML text into the raw layer, recording beside the first
+/// error the key path serde was filling.
+pub(super) fn read(text: &str) -> Result<RawConfig, Box<Failed>> {
+    let mut serde_path = String::new();
+    READING_VALUE_OF.set(None);
     let result = serde_saphyr::with_deserializer_from_str_with_options(text, options(), |de| {
         serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|e| {
-            path = e.path().to_string();
+            serde_path = e.path().to_string();
             e.into_inner()
         })
     });
-    result.map_err(|error| locate(text, &clean_path(&path), error.without_snippet()))
+    let env_name = READING_VALUE_OF.take();
+    result.map_err(|error| {
+        Box::new(Failed {
+            error,
+            serde_path,
+            env_name,
+        })
+    })
 }
 
 /// Just the keys that say where a running master can be reached, read
