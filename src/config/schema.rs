@@ -4,7 +4,8 @@
 //! order, enums as one lowercase word), the limits a file must stay within,
 //! and [`parse`], which reads YAML text into [`RawConfig`]. Values that a
 //! later, cross-key check may reject are kept `Spanned`, so that error can
-//! point at the offending token too.
+//! point at the offending token too; `workers.env`'s values are the one
+//! exception, for speed (see [`Pairs`]).
 
 use std::cell::Cell;
 use std::path::PathBuf;
