@@ -114,67 +114,30 @@ impl<'a> Cursor<'a> {
                     (scalar, read) = (None, true);
                 }
                 ',' => {
-                    match self.frames.last() {
-                        Some(Frame::Map { key: Some(_) }) => self.complete(None),
-                        Some(Frame::Seq { .. }) if read => self.complete(None),
-                        _ => {}
-                    }
+                    self.gap_comma(read);
                     (scalar, read, entered) = (None, false, true);
                 }
-                ':' if matches!(self.frames.last(), Some(Frame::Map { key: None })) => {
-                    self.complete(scalar.take());
-                    read = false;
+                ':' => {
+                    if self.gap_colon(&mut scalar) {
+                        read = false;
+                    }
                 }
-                // `key:` where a value goes: a block mapping begins.
-                ':' if scalar.is_some() => {
-                    self.frames.push(Frame::Map { key: scalar.take() });
-                    read = false;
-                }
-                // After a key the parser already gave.
-                ':' => {}
                 '#' => while chars.next_if(|(_, c)| *c != '\n').is_some() {},
                 '"' | '\'' => {
-                    let mut text = String::new();
-                    let mut closed = false;
-                    for (_, q) in chars.by_ref() {
-                        if q == c {
-                            closed = true;
-                            break;
-                        }
-                        text.push(q);
-                    }
+                    let (text, closed) = quoted(&mut chars, c);
                     // Unclosed within the gap: the error is inside it.
                     (scalar, read) = (Some(Cow::Owned(text)), closed);
                 }
                 // Properties of the next node, not a node.
                 '&' | '!' => while chars.next_if(|(_, n)| !n.is_whitespace()).is_some() {},
                 '-' if chars.peek().is_none_or(|(_, n)| n.is_whitespace()) => {
-                    match self.frames.last() {
-                        Some(Frame::Seq { .. }) if read => self.complete(None),
-                        Some(Frame::Seq { .. }) => {}
-                        // `- ` where a value goes: a block sequence begins.
-                        _ => self.frames.push(Frame::Seq { index: 0 }),
-                    }
+                    self.gap_dash(read);
                     (scalar, read, entered) = (None, false, true);
                 }
                 c if c.is_whitespace() => {}
                 _ => {
-                    // A plain scalar: up to a flow indicator, ': ' or a line end.
-                    let rest = &gap[i..];
-                    let end = rest
-                        .char_indices()
-                        .find(|&(j, c)| {
-                            matches!(c, ',' | '[' | ']' | '{' | '}' | '\n')
-                                || (c == ':'
-                                    && rest[j + 1..]
-                                        .chars()
-                                        .next()
-                                        .is_none_or(|n| n.is_whitespace() || n == ','))
-                        })
-                        .map_or(rest.len(), |(j, _)| j);
-                    // Running to the end of the gap: the error is inside it.
-                    let whole = end < rest.len();
-                    (scalar, read) = (Some(Cow::Borrowed(rest[..end].trim_end())), whole);
+                    let (text, end, whole) = plain(&gap[i..]);
+                    (scalar, read) = (Some(Cow::Borrowed(text)), whole);
                     while chars.next_if(|(j, _)| *j < i + end).is_some() {}
                 }
             }
@@ -188,6 +151,41 @@ impl<'a> Cursor<'a> {
             entered = false;
         }
         Ok(entered || !matches!(self.frames.last(), Some(Frame::Seq { .. })))
+    }
+
+    /// A `,` in a gap: it ends a mapping's value, or a sequence element
+    /// that was `read`.
+    fn gap_comma(&mut self, read: bool) {
+        match self.frames.last() {
+            Some(Frame::Map { key: Some(_) }) => self.complete(None),
+            Some(Frame::Seq { .. }) if read => self.complete(None),
+            _ => {}
+        }
+    }
+
+    /// A `:` in a gap, after `scalar` if one was read: it ends a key, or
+    /// (`key:` where a value goes) begins a block mapping. Returns whether
+    /// it did either; after a key the parser already gave, it does nothing.
+    fn gap_colon(&mut self, scalar: &mut Option<Cow<'a, str>>) -> bool {
+        if matches!(self.frames.last(), Some(Frame::Map { key: None })) {
+            self.complete(scalar.take());
+            true
+        } else if scalar.is_some() {
+            self.frames.push(Frame::Map { key: scalar.take() });
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A `- ` in a gap: the next element of a block sequence, or (where a
+    /// value goes) the first of a new one.
+    fn gap_dash(&mut self, read: bool) {
+        match self.frames.last() {
+            Some(Frame::Seq { .. }) if read => self.complete(None),
+            Some(Frame::Seq { .. }) => {}
+            _ => self.frames.push(Frame::Seq { index: 0 }),
+        }
     }
 
     /// The key path of the slot being filled, written as serde_path_to_error
@@ -210,6 +208,37 @@ impl<'a> Cursor<'a> {
         }
         path
     }
+}
+
+/// A quoted scalar in a gap, after its opening `quote`: its text (escapes
+/// left as written) and whether it closes within the gap.
+fn quoted(chars: &mut impl Iterator<Item = (usize, char)>, quote: char) -> (String, bool) {
+    let mut text = String::new();
+    for (_, q) in chars {
+        if q == quote {
+            return (text, true);
+        }
+        text.push(q);
+    }
+    (text, false)
+}
+
+/// A plain scalar at the start of `rest`: up to a flow indicator, `: ` or
+/// a line end. Its text, its length in `rest`, and whether it ends before
+/// `rest` does (running to the end of the gap: the error is inside it).
+fn plain(rest: &str) -> (&str, usize, bool) {
+    let end = rest
+        .char_indices()
+        .find(|&(j, c)| {
+            matches!(c, ',' | '[' | ']' | '{' | '}' | '\n')
+                || (c == ':'
+                    && rest[j + 1..]
+                        .chars()
+                        .next()
+                        .is_none_or(|n| n.is_whitespace() || n == ','))
+        })
+        .map_or(rest.len(), |(j, _)| j);
+    (rest[..end].trim_end(), end, end < rest.len())
 }
 
 /// What a visitor tells the walk after seeing a node or an error.

@@ -1,33 +1,55 @@
 //! `hawkey.yaml`: parsing, validation and the effective configuration.
 //!
-//! The file is read in two layers. `raw` mirrors the file exactly
+//! The file is read in two layers: the raw layer mirrors the file exactly
 //! (serde, unknown keys rejected, source locations kept where a later check
 //! needs them); [`Config`] is what the rest of hawkey uses, with every
 //! default filled in and every cross-key rule checked. Nothing is applied
 //! until the whole file has validated.
 //!
-//! Every error is one line: `FILE:LINE:COL: key.path: what is wrong (what is
-//! allowed)`, and maps to exit status 78 (`EX_CONFIG`).
+//! Every error is one line, `FILE:LINE:COL: key.path: what is wrong (what is
+//! allowed)`, and maps to exit status 78 (`EX_CONFIG`). LINE and COL (from
+//! 1, columns in characters) point at the offending token; `key.path` is the
+//! innermost key or sequence index whose value holds it, written as
+//! `listen[0].address` or `workers.env.NAME` (empty, with its `: `, at the
+//! top level). The one exception is a file over 1 MiB, refused before it
+//! is read.
+//!
+//! # Parts
+//!
+//! - this file: the validated [`Config`] and its parts, [`Error`], and
+//!   [`Config::load`] / [`Config::parse`], which run the layers below in turn;
+//! - `schema`: the raw layer, the serde types the file deserializes into,
+//!   and the limits a file must stay within (alias bombs, depth, size);
+//! - `diagnostics`: serde and YAML errors turned into located one-line
+//!   messages (which token, which key, in words for the reader);
+//! - `events`: a second reading of the YAML, event by event, run only once
+//!   an error is found, for the locations serde cannot give;
+//! - `validate`: raw layer to [`Config`], one function per decision;
+//! - `units`: durations, signal names and file modes, which YAML has no type for;
+//! - `paths`: where a config's pidfile and control socket are, once resolved.
 //!
 //! The YAML crate lives behind this module only (`serde-saphyr`, the
 //! maintained successor of the archived `serde_yaml`): it reports line and
 //! column, rejects duplicate keys and bounds alias expansion and document
 //! size, which is what a config file read by root needs.
 
+mod diagnostics;
 mod events;
 pub(crate) mod paths;
-mod raw;
+mod schema;
 pub(crate) mod units;
+mod validate;
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
+
+use self::diagnostics::{Located, one_line};
+pub(crate) use self::validate::resolve_program;
 
 pub(crate) use self::units::{Mode, SignalName, Span};
 
@@ -40,7 +62,7 @@ pub(crate) const DEFAULT_PATH: &str = "/etc/hawkey/hawkey.yaml";
 
 /// The largest config file accepted: far beyond any real config, small
 /// enough that a runaway file cannot exhaust memory.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The most workers `workers.count` accepts.
 pub(crate) const MAX_WORKERS: u32 = 1024;
@@ -248,31 +270,33 @@ pub(crate) struct Log {
 /// operator sees.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The file could not be read.
+    /// The file could not be opened or read.
     #[error("failed to read config '{}': {source}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why not.
+        /// Why.
         #[source]
         source: std::io::Error,
     },
-    /// The file is over [`MAX_FILE_BYTES`]; it was not parsed.
+    /// The file is over the size limit (1 MiB); refused unread.
     #[error("{}: file is larger than {MAX_FILE_BYTES} bytes", path.display())]
     TooLarge {
         /// The file.
         path: PathBuf,
     },
-    /// Invalid YAML or an invalid value, at a line and column (from 1).
+    /// The file was read but is not a valid configuration: the one line
+    /// `FILE:LINE:COL: key.path: message`.
     #[error("{}:{line}:{column}: {key}{message}", one_line(&path.display().to_string()), key = key_prefix(key))]
     Invalid {
-        /// The file.
+        /// The file, as it was named.
         path: PathBuf,
-        /// Its line, from 1.
+        /// The offending token's line, from 1.
         line: u32,
-        /// Its column, from 1.
+        /// The offending token's column, from 1, in characters.
         column: u32,
-        /// The key path of the value that holds the error (`workers.count`).
+        /// The key path whose value holds the token (`listen[0].address`);
+        /// empty at the top level.
         key: String,
         /// What is wrong, and what is allowed.
         message: String,
@@ -325,16 +349,16 @@ impl Config {
 
     /// Parses and validates `text`; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
-        let raw = raw::parse(text).map_err(|e| e.at(path))?;
-        raw.validate().map_err(|e| e.at(path))
+        let raw = schema::parse(text).map_err(|e| e.at(path))?;
+        raw.validate(text).map_err(|e| e.at(path))
     }
 
     /// The `pidfile` and `control_socket` keys of a file that may not
-    /// validate as a whole (see `raw::RawLocator`); `None` if even those
+    /// validate as a whole (see `schema::RawLocator`); `None` if even those
     /// cannot be read.
     pub(crate) fn locate(path: &Path) -> Option<(Pidfile, Pidfile)> {
         let text = std::fs::read_to_string(path).ok()?;
-        raw::parse_locator(&text).map(raw::RawLocator::into_keys)
+        schema::parse_locator(&text).map(schema::RawLocator::into_keys)
     }
 
     /// The configuration as `hawkey check` prints it: YAML that parses back
@@ -342,89 +366,6 @@ impl Config {
     pub fn to_yaml(&self) -> String {
         serde_saphyr::to_string(self).expect("a validated config always serializes")
     }
-}
-
-/// An error before the file name is known to it.
-#[derive(Debug)]
-pub(crate) struct Located {
-    pub(crate) line: u32,
-    pub(crate) column: u32,
-    pub(crate) key: String,
-    pub(crate) message: String,
-}
-
-impl Located {
-    fn at(self, path: &Path) -> Error {
-        Error::Invalid {
-            path: path.to_owned(),
-            line: self.line,
-            column: self.column,
-            key: one_line(&self.key),
-            message: one_line(&self.message),
-        }
-    }
-}
-
-/// Text from the file (keys, values) is quoted in errors as it is, but for
-/// control characters, which are escaped (`\n`, `\u{1b}`): an error stays
-/// one line whatever the file holds, and a terminal shows nothing the file
-/// did not say.
-pub(crate) fn one_line(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_string();
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
-/// Environment names hawkey sets for every worker itself.
-pub(crate) const RESERVED_ENV: &[&str] = &[
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-    "HAWKEY_WORKER",
-    "HAWKEY_GENERATION",
-    "HAWKEY_STOP_SIGNAL",
-    "HAWKEY_ROLE",
-];
-
-/// Whether `name` can be an environment variable name in `workers.env`.
-fn valid_env_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.contains('=')
-        && !name.chars().any(|c| c.is_control() || c.is_whitespace())
-        && !name.as_bytes()[0].is_ascii_digit()
-}
-
-/// Finds `program` the way `execvp` would, so a typo is a config error at
-/// `hawkey check` rather than a crash loop at run time.
-pub(crate) fn resolve_program(program: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        std::fs::metadata(p)
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
-    if program.contains('/') {
-        let p = PathBuf::from(program);
-        return executable(&p).then_some(p);
-    }
-    let search = path_var
-        .map(|p| p.as_bytes().to_vec())
-        .unwrap_or_else(|| b"/usr/local/bin:/usr/bin:/bin".to_vec());
-    search
-        .split(|b| *b == b':')
-        .filter(|dir| !dir.is_empty())
-        .map(|dir| Path::new(OsStr::from_bytes(dir)).join(program))
-        .find(|candidate| executable(candidate))
 }
 
 #[cfg(test)]

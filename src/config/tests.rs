@@ -176,6 +176,44 @@ fn reserved_environment_names_are_refused() {
 }
 
 #[test]
+fn every_variable_hawkey_sets_for_workers_is_refused_in_env() {
+    // Issue #12: WATCHDOG_USEC used to pass, and a worker then saw two.
+    assert_eq!(
+        err("workers:\n  env: {WATCHDOG_USEC: \"1\"}\n"),
+        "/etc/hawkey/hawkey.yaml:2:9: workers.env.WATCHDOG_USEC: is set by hawkey for each worker and cannot be overridden"
+    );
+    for var in crate::env::WORKER_VARS {
+        let e = err(&format!("workers:\n  env: {{{}: x}}\n", var.name));
+        assert!(
+            e.ends_with(": is set by hawkey for each worker and cannot be overridden"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_nul_in_an_env_value_points_at_the_value_as_it_is_used() {
+    // The value's place is read again for this error; these are the
+    // places the first reading gave when it kept every value located.
+    for (yaml, at) in [
+        ("workers:\n  env:\n    X: y\n    A: \"a\\0b\"\n", "4:8"),
+        ("workers:\n  env: {A: ok, B: \"a\\0b\"}\n", "2:19"),
+        ("workers:\n  user: &x \"a\\0b\"\n  env:\n    A: *x\n", "4:8"),
+        (
+            "workers:\n  env:\n    <<: {A: \"a\\0b\"}\n    B: c\n",
+            "3:9",
+        ),
+    ] {
+        let name = if yaml.contains("B: \"a") { "B" } else { "A" };
+        assert_eq!(
+            err(yaml),
+            format!("/etc/hawkey/hawkey.yaml:{at}: workers.env.{name}: value contains a NUL byte"),
+            "{yaml:?}"
+        );
+    }
+}
+
+#[test]
 fn unknown_users_are_refused() {
     assert_eq!(
         err("workers:\n  user: no-such-user-hawkey\n"),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A duration written with units: `250ms`, `30s`, `5m`, `1h`, `1m30s`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Span(pub Duration);
+pub(crate) struct Span(pub(crate) Duration);
 
 /// The longest duration any key accepts: one day. Larger values are almost
 /// certainly a unit mistake (`30000s` meant as milliseconds).
@@ -83,7 +83,7 @@ impl fmt::Display for Span {
 
 /// A signal given by name, with or without the `SIG` prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SignalName(pub Signal);
+pub(crate) struct SignalName(pub(crate) Signal);
 
 impl FromStr for SignalName {
     type Err = String;
@@ -117,7 +117,7 @@ impl fmt::Display for SignalName {
 /// as octal, so a bare `0660` means the same; quoting it keeps other YAML
 /// tools, which would read a number, from disagreeing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Mode(pub u32);
+pub(crate) struct Mode(pub(crate) u32);
 
 impl FromStr for Mode {
     type Err = String;
