@@ -18,22 +18,25 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
 use nix::unistd::Pid;
 
-/// What a worker said in one datagram.
+/// What a worker said in one datagram, of what the master acts on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Message {
+    /// `READY=1`.
     pub(crate) ready: bool,
-    pub(crate) stopping: bool,
+    /// `WATCHDOG=1`: a heartbeat.
     pub(crate) watchdog: bool,
+    /// `STATUS=`, the worker's own status line.
     pub(crate) status: Option<String>,
 }
 
-/// Parses `KEY=VALUE` lines; unknown keys are ignored, as systemd does.
+/// Parses `KEY=VALUE` lines; other keys (`STOPPING=1` among them: the
+/// master decides when a worker stops) are ignored, as systemd ignores
+/// unknown ones.
 pub(crate) fn parse(datagram: &[u8]) -> Message {
     let mut message = Message::default();
     for line in datagram.split(|b| *b == b'\n') {
         match line {
             b"READY=1" => message.ready = true,
-            b"STOPPING=1" => message.stopping = true,
             b"WATCHDOG=1" => message.watchdog = true,
             _ => {
                 if let Some(status) = line.strip_prefix(b"STATUS=") {
