@@ -59,12 +59,33 @@ impl Master<'_> {
             });
             return;
         };
-        let event = match g.plan.spawn(slot) {
-            Ok(pid) => Event::Spawned {
-                slot,
-                generation,
-                pid,
+        // The worker's own notify channel, bound before the fork.
+        let channel = match g.plan.notifies() {
+            false => None,
+            true => match self.inbox.open(g.plan.worker_uid()) {
+                Ok(channel) => Some(channel),
+                Err(error) => {
+                    self.queue.push_back(Event::SpawnFailed {
+                        slot,
+                        generation,
+                        error: format!("failed to make the worker's notify socket: {error}"),
+                        master_fault: true,
+                    });
+                    return;
+                }
             },
+        };
+        let event = match g.plan.spawn(slot, channel.as_ref().map(|c| c.path())) {
+            Ok(pid) => {
+                if let Some(channel) = channel {
+                    self.inbox.attach(pid, channel);
+                }
+                Event::Spawned {
+                    slot,
+                    generation,
+                    pid,
+                }
+            }
             Err(error) => Event::SpawnFailed {
                 slot,
                 generation,
@@ -74,9 +95,18 @@ impl Master<'_> {
         };
         if !self.ready_announced || self.pool.is_reloading() {
             // Starting takes as long as it legitimately takes: keep
-            // systemd's start/reload timeout ahead of ready_timeout.
+            // systemd's start/reload timeout ahead of ready_timeout. Once
+            // a second is enough: a pool of 1024 spawns must not queue
+            // 1024 datagrams on systemd's socket.
             let extend = extend_timeout(g.settings.ready_timeout);
-            self.notify(&[extend]);
+            let now = std::time::Instant::now();
+            if self
+                .extended_at
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+            {
+                self.extended_at = Some(now);
+                self.notify(&[extend]);
+            }
         }
         self.queue.push_back(event);
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::unistd::Pid;
 
-use super::inbox::Sender;
+use super::inbox::Received;
 use super::reap::reap_all;
 use super::signals::Request as SignalRequest;
 use super::supervisor::Event;
@@ -92,12 +92,13 @@ impl Master<'_> {
         .flatten()
         .min()
         .map(|d| d.saturating_duration_since(now));
-        self.poll(requested)?;
+        let readable = self.poll(requested)?;
         let woke = Instant::now();
         self.woke = woke;
         // Notifications first: a heartbeat that waited in the queue while
         // the master was stopped must count before any deadline does.
-        self.read_inbox();
+        let received = self.inbox.read(&readable);
+        self.queue_messages(received);
         // Stopped while asleep: woken well after the timeout. Stopped while
         // busy (the timeout was computed after): SIGCONT says so.
         let slept_long = requested
@@ -111,6 +112,10 @@ impl Master<'_> {
         // Reap on every wake-up, not only on SIGCHLD: cheap, and a merged
         // or early signal can never leave a zombie behind.
         for (pid, exit) in reap_all() {
+            // What it said last counts before its exit does; then its
+            // channel goes.
+            let last = self.inbox.detach(pid);
+            self.queue_messages(last);
             self.queue.push_back(Event::Exited { pid, exit });
         }
         let requests = match self.control.as_mut() {
@@ -125,8 +130,9 @@ impl Master<'_> {
     }
 
     /// Sleeps until a watched fd is readable or `timeout` has passed
-    /// (forever without one).
-    fn poll(&self, timeout: Option<Duration>) -> Result<(), Error> {
+    /// (forever without one); returns the workers whose notify channel has
+    /// messages waiting.
+    fn poll(&self, timeout: Option<Duration>) -> Result<Vec<Pid>, Error> {
         let timeout = match timeout {
             None => PollTimeout::NONE,
             // Round up so the deadline has passed when poll returns.
@@ -135,10 +141,14 @@ impl Master<'_> {
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = vec![
-            PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
-            PollFd::new(self.inbox.as_fd(), PollFlags::POLLIN),
-        ];
+        let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        // The channels come first after the signalfd, in this order.
+        let workers: Vec<Pid> = self.inbox.poll_fds().map(|(pid, _)| pid).collect();
+        fds.extend(
+            self.inbox
+                .poll_fds()
+                .map(|(_, fd)| PollFd::new(fd, PollFlags::POLLIN)),
+        );
         if let Some(control) = &self.control {
             fds.extend(
                 control
@@ -148,22 +158,46 @@ impl Master<'_> {
             );
         }
         match poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
-            Err(error) => Err(Error::Poll(error)),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(error) => return Err(Error::Poll(error)),
         }
+        let readable = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        Ok(workers
+            .into_iter()
+            .zip(&fds[1..])
+            .filter(|(_, fd)| readable(fd))
+            .map(|(pid, _)| pid)
+            .collect())
     }
 
-    /// Queues what the workers said since the last wake-up.
-    fn read_inbox(&mut self) {
-        for (sender, message) in self.inbox.drain() {
-            let Some(pid) = self.credited_worker(sender) else {
+    /// Queues what the workers said: each message for the worker whose
+    /// channel it came on, if it came from that worker or a descendant of
+    /// it (see `inbox`). Anyone else is not heard.
+    fn queue_messages(&mut self, received: Vec<Received>) {
+        for Received {
+            worker: pid,
+            sender,
+            message,
+            credited,
+            fds,
+        } in received
+        {
+            if fds > 0 {
+                // Not part of the protocol; only the worker's own user can
+                // reach its channel, so this is the app's doing: noted, not
+                // shouted (a loop sending them would flood the log).
                 tracing::debug!(
-                    pid = sender.pid.as_raw(),
-                    "ignoring a notify message from pid {}: not a worker's",
-                    sender.pid
+                    pid = sender.as_raw(),
+                    "closed {fds} descriptors pid {sender} passed to worker {pid}'s notify socket"
+                );
+            }
+            if !credited {
+                tracing::debug!(
+                    pid = sender.as_raw(),
+                    "ignoring a notify message from pid {sender}: not worker {pid} or its descendant"
                 );
                 continue;
-            };
+            }
             if message.ready {
                 self.queue.push_back(Event::Ready { pid });
             }
@@ -198,18 +232,5 @@ impl Master<'_> {
             }
         }
         continued
-    }
-
-    /// The worker a notify message counts for: the sender itself, or the
-    /// worker whose process group the sender is in. Each worker leads its
-    /// own group, so a helper it runs (`systemd-notify --ready`, which is
-    /// how Node.js apps notify) speaks for it — as systemd's
-    /// `NotifyAccess=all` lets a service's helpers, by cgroup. Anyone else
-    /// is not heard.
-    fn credited_worker(&self, sender: Sender) -> Option<Pid> {
-        if self.pool.has_worker(sender.pid) {
-            return Some(sender.pid);
-        }
-        sender.group.filter(|g| self.pool.has_worker(*g))
     }
 }

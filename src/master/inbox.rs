@@ -1,22 +1,41 @@
-//! The master's end of its workers' `sd_notify(3)` messages.
+//! The master's end of its workers' `sd_notify(3)` messages: one private
+//! channel per worker.
 //!
-//! The master plays systemd's part for its workers: it binds one datagram
-//! socket in the abstract namespace (`@hawkey/<pid>/notify`, no file to
-//! clean up, gone with the master) with `SO_PASSCRED`, so the kernel stamps
-//! each message with the sender's pid and a message is credited to the
-//! worker with that pid only. Builtin workers always get it as their
-//! `NOTIFY_SOCKET`; exec workers with `ready: notify` too. Never systemd's
-//! own socket: the master filters that out of every worker's environment.
+//! The master plays systemd's part for its workers. Each worker gets a
+//! datagram socket of its own, bound by the master just before the fork
+//! (its path is the worker's `NOTIFY_SOCKET`), so that:
+//! - **nobody else can reach it**: the sockets live in a directory the
+//!   master creates for itself (`hawkey-notify.<pid>`, mode 0711: others
+//!   may pass through it but not list it), each socket mode 0600 and owned
+//!   by the uid the worker runs as. `connect(2)` to a path socket needs
+//!   write permission on it, so another local user cannot even send.
+//!   (The first releases used one abstract socket for all workers, which
+//!   any local user could flood or stuff with descriptors.)
+//! - **a pool of any size is heard**: a datagram socket queues at most
+//!   `net.unix.max_dgram_qlen` (10) messages; one queue per worker means a
+//!   worker's `READY=1` never waits behind another's, at 2 workers or 1024.
+//! - **a message counts only for its worker**: the kernel stamps each one
+//!   with the sender's pid (`SO_PASSCRED`); a message on worker W's channel
+//!   is credited to W only when the sender is W or a descendant of W (a
+//!   helper it runs, such as `systemd-notify --ready`), never a process
+//!   that merely joined W's process group or got hold of the path.
+//!
+//! Descriptors passed with `SCM_RIGHTS` are never part of the protocol:
+//! every one that arrives is closed, whatever else is wrong with the
+//! message. The control buffer holds the kernel's maximum (`SCM_MAX_FD`),
+//! and even a truncated one is walked for the descriptors it did install.
 //! Workers send with [`crate::worker::notify::Notifier`].
 
-use std::ffi::{OsStr, OsString};
-use std::io::{self, IoSliceMut};
-use std::os::fd::AsRawFd;
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
-use nix::unistd::Pid;
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::unistd::{Pid, Uid};
 
 /// What a worker said in one datagram, of what the master acts on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -48,122 +67,388 @@ pub(crate) fn parse(datagram: &[u8]) -> Message {
     message
 }
 
-/// The master's socket for its workers' notifications.
-pub(crate) struct Inbox {
+/// The longest `sun_path` (108 bytes with its NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// Room left in `sun_path` for a channel's name (`/` and up to 20 digits).
+const NAME_ROOM: usize = 21;
+
+/// A datagram's largest payload the master reads; longer ones are cut
+/// (systemd reads up to its page size too).
+const DATAGRAM_MAX: usize = 4096;
+
+/// The most descriptors the kernel passes in one message (`SCM_MAX_FD`).
+const SCM_MAX_FD: usize = 253;
+
+/// How many parents up a sender may be from its worker and still count
+/// (a shell, an interpreter and a helper are three).
+const MAX_DEPTH: usize = 64;
+
+/// One worker's channel: its socket, unlinked when dropped.
+pub(crate) struct Channel {
     socket: UnixDatagram,
-    name: OsString,
+    path: PathBuf,
+}
+
+impl Channel {
+    /// The worker's `NOTIFY_SOCKET` value.
+    pub(crate) fn path(&self) -> &OsStr {
+        self.path.as_os_str()
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// One message as it arrived: the worker whose channel it came on, the
+/// pid the kernel vouches for, what it said.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) worker: Pid,
+    pub(crate) sender: Pid,
+    pub(crate) message: Message,
+    /// Whether the sender is the worker or one of its descendants.
+    pub(crate) credited: bool,
+    /// How many descriptors came with it (all closed already).
+    pub(crate) fds: usize,
+}
+
+/// The master's directory of channels, and the channel of each worker.
+pub(crate) struct Inbox {
+    dir: PathBuf,
+    next: u64,
+    channels: HashMap<Pid, Channel>,
 }
 
 impl Inbox {
-    /// Binds `@hawkey/<pid>/notify` (with a suffix if that is taken),
-    /// non-blocking, close-on-exec, with `SO_PASSCRED`.
-    pub(crate) fn bind() -> io::Result<Inbox> {
+    /// Creates the master's channel directory in `base` (see
+    /// [`notify_base`]): `hawkey-notify.<pid>`, with a suffix if that
+    /// name is taken, mode 0711, checked to be the master's own.
+    pub(crate) fn create(base: &Path) -> io::Result<Inbox> {
         let pid = std::process::id();
         let mut last_error = None;
         for attempt in 0..16 {
             let name = if attempt == 0 {
-                format!("hawkey/{pid}/notify")
+                format!("hawkey-notify.{pid}")
             } else {
-                format!("hawkey/{pid}/notify.{attempt}")
+                format!("hawkey-notify.{pid}.{attempt}")
             };
-            let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
-            match UnixDatagram::bind_addr(&addr) {
-                Ok(socket) => {
-                    socket.set_nonblocking(true)?;
-                    setsockopt(&socket, sockopt::PassCred, &true)?;
-                    let mut value = OsString::from("@");
-                    value.push(&name);
-                    return Ok(Inbox {
-                        socket,
-                        name: value,
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_error = Some(e),
-                Err(e) => return Err(e),
+            let dir = base.join(name);
+            if dir.as_os_str().len() + NAME_ROOM > SUN_PATH_MAX {
+                return Err(io::Error::other(format!(
+                    "{}: too long for a socket path",
+                    dir.display()
+                )));
+            }
+            // mkdir never follows a symlink in its last component: an
+            // existing entry of any kind is EEXIST, never reused.
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Inbox::own(dir),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = Some(e),
+                Err(e) => return Err(with_path(e, &dir)),
             }
         }
-        Err(last_error.unwrap_or_else(|| io::Error::other("no free notify socket name")))
+        Err(last_error.unwrap_or_else(|| io::Error::other("no free notify directory name")))
     }
 
-    /// The `NOTIFY_SOCKET` value workers get.
-    pub(crate) fn name(&self) -> &OsStr {
-        &self.name
+    /// Sets the mode of the directory just made, through a descriptor (not
+    /// the path, which is only trusted once it is known to be ours).
+    fn own(dir: PathBuf) -> io::Result<Inbox> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let handle = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&dir)
+            .map_err(|e| with_path(e, &dir))?;
+        let meta = handle.metadata()?;
+        if meta.uid() != Uid::effective().as_raw() {
+            return Err(io::Error::other(format!(
+                "{}: not owned by this process's user",
+                dir.display()
+            )));
+        }
+        // 0711: workers that run as another user pass through to their
+        // own socket; nobody but the master can list or change it.
+        handle.set_permissions(std::fs::Permissions::from_mode(0o711))?;
+        Ok(Inbox {
+            dir,
+            next: 0,
+            channels: HashMap::new(),
+        })
     }
 
-    /// Every waiting message, with the pid the kernel vouches for and that
-    /// process's group (see [`Sender`]).
-    pub(crate) fn drain(&self) -> Vec<(Sender, Message)> {
+    /// The directory the channels are in.
+    #[cfg(test)]
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Binds a new channel for a worker about to be spawned: mode 0600,
+    /// owned by `owner` (the uid the worker will run as) when that is not
+    /// the master's own. Non-blocking, close-on-exec, `SO_PASSCRED`.
+    pub(crate) fn open(&mut self, owner: Option<Uid>) -> io::Result<Channel> {
+        let path = self.dir.join(self.next.to_string());
+        self.next += 1;
+        // The mode is set by the umask in force at bind(2): no moment in
+        // which the socket is reachable with a wider one. The master is
+        // single-threaded, so nothing else creates files meanwhile.
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+        let bound = UnixDatagram::bind(&path);
+        nix::sys::stat::umask(old);
+        let socket = bound.map_err(|e| with_path(e, &path))?;
+        let channel = Channel { socket, path };
+        channel.socket.set_nonblocking(true)?;
+        setsockopt(&channel.socket, sockopt::PassCred, &true)?;
+        if let Some(uid) = owner.filter(|u| *u != Uid::effective()) {
+            // By path, safely: only the master can change entries of its
+            // directory, so this is the socket just bound.
+            nix::unistd::chown(&channel.path, Some(uid), None)
+                .map_err(|e| with_path(io::Error::from(e), &channel.path))?;
+        }
+        Ok(channel)
+    }
+
+    /// The channel is now `worker`'s.
+    pub(crate) fn attach(&mut self, worker: Pid, channel: Channel) {
+        self.channels.insert(worker, channel);
+    }
+
+    /// `worker` is gone: what it still had queued, then its channel goes.
+    pub(crate) fn detach(&mut self, worker: Pid) -> Vec<Received> {
         let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let mut space = nix::cmsg_space!(libc::ucred, [std::os::fd::RawFd; 8]);
-            let (len, pid, fds) = match recvmsg::<()>(
-                self.socket.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Ok(msg) => {
-                    let (mut pid, mut fds) = (None, Vec::new());
-                    if let Ok(cmsgs) = msg.cmsgs() {
-                        for cmsg in cmsgs {
-                            match cmsg {
-                                ControlMessageOwned::ScmCredentials(cred) => pid = Some(cred.pid()),
-                                ControlMessageOwned::ScmRights(received) => fds.extend(received),
-                                _ => {}
-                            }
-                        }
-                    }
-                    (msg.bytes, pid, fds)
-                }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => break,
-            };
-            // The sender's group is read while it is surely still there:
-            // `systemd-notify` waits until its barrier fd (below) is closed.
-            let sender = pid.map(|pid| Sender {
-                pid: Pid::from_raw(pid),
-                group: process_group(pid),
-            });
-            // Descriptors are not part of the worker protocol: close them,
-            // which also releases a sender waiting on a barrier.
-            for fd in fds {
-                let _ = nix::unistd::close(fd);
-            }
-            if let Some(sender) = sender {
-                out.push((sender, parse(&buf[..len])));
+        if let Some(channel) = self.channels.remove(&worker) {
+            drain(&channel, worker, &mut out);
+        }
+        out
+    }
+
+    /// The channels to poll, each with its worker.
+    pub(crate) fn poll_fds(&self) -> impl Iterator<Item = (Pid, BorrowedFd<'_>)> {
+        self.channels
+            .iter()
+            .map(|(pid, c)| (*pid, c.socket.as_fd()))
+    }
+
+    /// Every message waiting on the channels of `workers`.
+    pub(crate) fn read(&mut self, workers: &[Pid]) -> Vec<Received> {
+        let mut out = Vec::new();
+        for worker in workers {
+            if let Some(channel) = self.channels.get(worker) {
+                drain(channel, *worker, &mut out);
             }
         }
         out
     }
 }
 
-/// Who sent a notify message: its pid, and its process group as read when
-/// the message was received (a helper such as `systemd-notify` runs in its
-/// worker's group, see `Master::credited_worker`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Sender {
-    pub(crate) pid: Pid,
-    pub(crate) group: Option<Pid>,
-}
-
-/// The process group of `pid` (`getpgid(2)`), if it still exists.
-fn process_group(pid: i32) -> Option<Pid> {
-    nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok()
-}
-
-impl std::os::fd::AsFd for Inbox {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.socket.as_fd()
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.channels.clear();
+        let _ = std::fs::remove_dir(&self.dir);
     }
+}
+
+fn with_path(error: io::Error, path: &Path) -> io::Error {
+    io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}
+
+/// Where the channel directory goes: the runtime directory hawkey uses
+/// for its pidfile (`config::paths::runtime_dir`) if it exists, else its
+/// parent (`/run`, `$XDG_RUNTIME_DIR`), else the temporary directory. The
+/// first that is a directory and that no other user can write to (unless
+/// it is sticky, as /tmp is) is taken.
+pub(crate) fn notify_base(runtime_dir: Option<&Path>) -> PathBuf {
+    let candidates = runtime_dir
+        .into_iter()
+        .flat_map(|d| [Some(d), d.parent()])
+        .flatten()
+        .map(Path::to_path_buf)
+        .chain([std::env::temp_dir(), PathBuf::from("/tmp")]);
+    for dir in candidates {
+        if let Ok(meta) = std::fs::metadata(&dir)
+            && meta.is_dir()
+            && (meta.mode() & 0o022 == 0 || meta.mode() & 0o1000 != 0)
+        {
+            return dir;
+        }
+    }
+    PathBuf::from("/tmp")
+}
+
+/// Reads every message waiting on `channel` into `out`.
+fn drain(channel: &Channel, worker: Pid, out: &mut Vec<Received>) {
+    let mut buf = vec![0u8; DATAGRAM_MAX];
+    // Room for the credentials and SCM_MAX_FD descriptors, aligned for
+    // cmsghdr (u64 alignment is at least that of size_t).
+    let space = cmsg_room();
+    let mut control = vec![0u64; space.div_ceil(8)];
+    loop {
+        match receive(channel.socket.as_raw_fd(), &mut buf, &mut control, space) {
+            Ok(Some(got)) => {
+                // The sender's ancestry is read while it surely still
+                // runs: `systemd-notify` waits until its barrier fd (one
+                // of `got.fds`) is closed, just below.
+                let credited = got
+                    .pid
+                    .is_some_and(|pid| pid == worker || descends_from(pid, worker));
+                let fds = got.fds.len();
+                for fd in got.fds {
+                    // SAFETY: the kernel just installed this descriptor
+                    // for us and nothing else holds it; closing it once
+                    // is its only use.
+                    unsafe { libc::close(fd) };
+                }
+                if let Some(sender) = got.pid {
+                    out.push(Received {
+                        worker,
+                        sender,
+                        message: parse(&buf[..got.len]),
+                        credited,
+                        fds,
+                    });
+                }
+            }
+            Ok(None) => break,
+            Err(_) => break,
+        }
+    }
+}
+
+/// The control buffer's size: credentials and `SCM_MAX_FD` descriptors.
+fn cmsg_room() -> usize {
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    unsafe {
+        libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32) as usize
+            + libc::CMSG_SPACE((SCM_MAX_FD * std::mem::size_of::<RawFd>()) as u32) as usize
+    }
+}
+
+/// One datagram as `recvmsg(2)` gave it.
+struct Got {
+    len: usize,
+    pid: Option<Pid>,
+    fds: Vec<RawFd>,
+}
+
+/// Receives one datagram without blocking; `None` when none is waiting.
+fn receive(
+    fd: RawFd,
+    buf: &mut [u8],
+    control: &mut [u64],
+    space: usize,
+) -> io::Result<Option<Got>> {
+    loop {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: msghdr is plain data; all zero is a valid value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: `msg` points at `iov` (over `buf`) and at `control`,
+        // both live and as large as the lengths given; recvmsg writes
+        // within them only.
+        let n = unsafe {
+            libc::recvmsg(
+                fd,
+                &mut msg,
+                libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC | libc::MSG_TRUNC,
+            )
+        };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(None),
+                _ => return Err(error),
+            }
+        }
+        let mut got = Got {
+            len: (n as usize).min(buf.len()),
+            pid: None,
+            fds: Vec::new(),
+        };
+        // Walk what the kernel wrote, truncated (MSG_CTRUNC) or not: the
+        // descriptors it installed are all within msg_controllen.
+        // SAFETY: `msg` is the header recvmsg just filled; CMSG_FIRSTHDR
+        // and CMSG_NXTHDR stay within its msg_control/msg_controllen and
+        // return null past the end; each header's data is read only
+        // within its cmsg_len, with unaligned reads.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                let header = &*cmsg;
+                let data = libc::CMSG_DATA(cmsg);
+                let data_len = header.cmsg_len as usize - (data as usize - cmsg as usize);
+                if header.cmsg_level == libc::SOL_SOCKET {
+                    if header.cmsg_type == libc::SCM_RIGHTS {
+                        let count = data_len / std::mem::size_of::<RawFd>();
+                        for i in 0..count {
+                            let at = data.add(i * std::mem::size_of::<RawFd>());
+                            got.fds.push(std::ptr::read_unaligned(at.cast::<RawFd>()));
+                        }
+                    } else if header.cmsg_type == libc::SCM_CREDENTIALS
+                        && data_len >= std::mem::size_of::<libc::ucred>()
+                    {
+                        let cred = std::ptr::read_unaligned(data.cast::<libc::ucred>());
+                        got.pid = Some(Pid::from_raw(cred.pid));
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        return Ok(Some(got));
+    }
+}
+
+/// Whether `ancestor` is among the parents of `pid` (at most
+/// [`MAX_DEPTH`] up), as `/proc/<pid>/stat` tells.
+pub(crate) fn descends_from(pid: Pid, ancestor: Pid) -> bool {
+    let mut current = pid;
+    for _ in 0..MAX_DEPTH {
+        match parent_of(current) {
+            Some(parent) if parent == ancestor => return true,
+            Some(parent) if parent.as_raw() > 1 => current = parent,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The parent pid of `pid` (field 4 of `/proc/<pid>/stat`, read after the
+/// command name, which may itself hold spaces and parentheses).
+fn parent_of(pid: Pid) -> Option<Pid> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.iter().rposition(|b| *b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let _state = fields.next()?;
+    fields.next()?.parse().ok().map(Pid::from_raw)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::TestDir;
     use crate::worker::notify::Notifier;
     use sd_notify::NotifyState;
+    use std::os::fd::OwnedFd;
+
+    fn inbox() -> (TestDir, Inbox) {
+        let base = TestDir::new("inbox");
+        let inbox = Inbox::create(&base.0).unwrap();
+        (base, inbox)
+    }
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
 
     #[test]
     fn messages_parse_like_systemd() {
@@ -175,32 +460,98 @@ mod tests {
     }
 
     #[test]
-    fn inbox_credits_messages_to_the_sending_pid() {
-        let inbox = Inbox::bind().unwrap();
-        let notifier = Notifier::connect(Some(inbox.name())).unwrap();
+    fn a_channel_credits_its_worker_and_no_one_else() {
+        let (_base, mut inbox) = inbox();
+        let me = nix::unistd::getpid();
+        let channel = inbox.open(None).unwrap();
+        let notifier = Notifier::connect(Some(channel.path())).unwrap();
+        inbox.attach(me, channel);
         notifier
             .send(&[NotifyState::Ready, NotifyState::Status("up")])
             .unwrap();
-        let got = inbox.drain();
+        let got = inbox.read(&[me]);
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].0.pid.as_raw() as u32, std::process::id());
-        assert_eq!(got[0].0.group, Some(nix::unistd::getpgrp()));
-        assert!(got[0].1.ready);
-        assert_eq!(got[0].1.status.as_deref(), Some("up"));
+        assert_eq!((got[0].worker, got[0].sender), (me, me));
+        assert!(got[0].credited);
+        assert!(got[0].message.ready);
+        assert_eq!(got[0].message.status.as_deref(), Some("up"));
+
+        // The same channel, said to belong to another pid: this process
+        // is not that pid's descendant (pid 1's is every process, and
+        // pid 1 is never a worker).
+        let other = Pid::from_raw(i32::MAX - 1);
+        let channel = inbox.open(None).unwrap();
+        let notifier = Notifier::connect(Some(channel.path())).unwrap();
+        inbox.attach(other, channel);
+        notifier.send(&[NotifyState::Watchdog]).unwrap();
+        let got = inbox.read(&[other]);
+        assert_eq!(got.len(), 1);
+        assert!(!got[0].credited, "{got:?}");
     }
 
     #[test]
-    fn a_reader_that_never_reads_cannot_block_the_sender() {
-        let inbox = Inbox::bind().unwrap();
-        let notifier = Notifier::connect(Some(inbox.name())).unwrap();
-        let mut dropped = false;
-        for _ in 0..10_000 {
-            if let Err(e) = notifier.send(&[NotifyState::Status("x")]) {
-                assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
-                dropped = true;
-                break;
-            }
+    fn a_child_of_the_worker_is_credited() {
+        let me = nix::unistd::getpid();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        assert!(descends_from(pid, me));
+        assert!(!descends_from(me, pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!descends_from(pid, me), "a reaped child has no parent");
+    }
+
+    #[test]
+    fn the_directory_and_sockets_are_private() {
+        let (base, mut inbox) = inbox();
+        let dir = std::fs::metadata(inbox.dir()).unwrap();
+        assert_eq!(dir.mode() & 0o7777, 0o711);
+        let channel = inbox.open(None).unwrap();
+        let meta = std::fs::metadata(channel.path()).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        let path = PathBuf::from(channel.path());
+        drop(channel);
+        assert!(!path.exists(), "a dropped channel is unlinked");
+        drop(inbox);
+        assert_eq!(std::fs::read_dir(&base.0).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn every_passed_descriptor_is_closed() {
+        let (_base, mut inbox) = inbox();
+        let me = nix::unistd::getpid();
+        let channel = inbox.open(None).unwrap();
+        let path = PathBuf::from(channel.path());
+        inbox.attach(me, channel);
+        let sender = UnixDatagram::unbound().unwrap();
+        sender.connect(&path).unwrap();
+        let before = open_fds();
+        let files: Vec<OwnedFd> = (0..SCM_MAX_FD)
+            .map(|_| std::fs::File::open("/dev/null").unwrap().into())
+            .collect();
+        let raw: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();
+        // 9 (more than the 8 the first release had room for), the most one
+        // message may carry, and two messages in one go.
+        for count in [9, SCM_MAX_FD, 1] {
+            let rights = [nix::sys::socket::ControlMessage::ScmRights(&raw[..count])];
+            let iov = [io::IoSlice::new(b"READY=1")];
+            nix::sys::socket::sendmsg::<()>(
+                sender.as_raw_fd(),
+                &iov,
+                &rights,
+                nix::sys::socket::MsgFlags::empty(),
+                None,
+            )
+            .unwrap();
         }
-        assert!(dropped, "the queue never filled");
+        let got = inbox.read(&[me]);
+        assert_eq!(got.len(), 3);
+        let fds: Vec<usize> = got.iter().map(|g| g.fds).collect();
+        assert_eq!(fds, [9, SCM_MAX_FD, 1]);
+        drop(files);
+        assert_eq!(open_fds(), before, "a passed descriptor stayed open");
     }
 }

@@ -179,6 +179,8 @@ struct Master<'p> {
     next_ping: Option<Instant>,
     unhealthy_logged: bool,
     ready_announced: bool,
+    /// When `EXTEND_TIMEOUT_USEC=` was last sent upstream.
+    extended_at: Option<Instant>,
     /// When the loop last woke from poll.
     woke: Instant,
     /// A stall was noted while this wake-up's events were handled; the
@@ -252,7 +254,16 @@ impl<'p> Master<'p> {
         become_subreaper(pid, &env);
         let upstream =
             Notifier::connect(env.get(crate::env::NOTIFY_SOCKET)).map_err(Error::Notify)?;
-        let inbox = Inbox::bind().map_err(Error::Notify)?;
+        let runtime = config::paths::runtime_dir(
+            env.get("RUNTIME_DIRECTORY"),
+            env.get("XDG_RUNTIME_DIR"),
+            nix::unistd::geteuid().is_root(),
+        );
+        if let Err(error) = spawn::raise_fd_limit() {
+            tracing::warn!("failed to raise the fd limit: {error}");
+        }
+        let inbox =
+            Inbox::create(&inbox::notify_base(runtime.as_deref())).map_err(Error::Notify)?;
         let control = bind_control(&config, &env);
         let running_as_root = nix::unistd::geteuid().is_root();
         let watchdog = env.watchdog();
@@ -283,6 +294,7 @@ impl<'p> Master<'p> {
             next_ping: watchdog.map(|_| Instant::now()),
             unhealthy_logged: false,
             ready_announced: false,
+            extended_at: None,
             release_pages: false,
             woke: Instant::now(),
             stall_noted: false,
@@ -339,7 +351,6 @@ impl<'p> Master<'p> {
             listeners: &inherited,
             heartbeat,
             environment: &self.env.vars,
-            inbox: self.inbox.name(),
             journal: crate::logging::stderr_is_journal(self.env.get(crate::env::JOURNAL_STREAM)),
             worker_log: &self.worker_log,
             argv0: &self.env.argv0,

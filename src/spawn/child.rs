@@ -39,6 +39,9 @@ pub(crate) struct Steps {
     pub(crate) max_fd: RawFd,
     /// Give stdout and stderr a journal stream of the worker's own.
     pub(crate) journal: Option<Journal>,
+    /// The fd limit the worker gets: the one hawkey started with (the
+    /// master raises its own, see `spawn::raise_fd_limit`).
+    pub(crate) nofile: libc::rlimit,
 }
 
 /// A connection to journald's stdout stream socket, opened by the worker
@@ -271,6 +274,9 @@ pub(crate) unsafe fn run(s: &Steps) -> ! {
             let len = put_decimal(at, pid);
             *at.add(len) = 0;
         }
+        // Lowering a limit to at most its hard value cannot fail; if it
+        // did, the worker would only keep the master's higher limit.
+        libc::setrlimit(libc::RLIMIT_NOFILE, &s.nofile);
         libc::sigprocmask(libc::SIG_SETMASK, s.empty_mask, std::ptr::null_mut());
         libc::execve(s.program, s.argv, s.envp);
         fail(pipe, Step::Exec, errno())

@@ -62,11 +62,37 @@ pub(crate) struct Plan {
     stdin: OwnedFd,
     /// `WATCHDOG_USEC` given to workers, if they must send heartbeats.
     heartbeat_usec: Option<u128>,
+    /// Whether workers get a notify channel (`NOTIFY_SOCKET`): builtin
+    /// ones and exec ones with `ready: notify`.
+    notifies: bool,
     /// When the master's stderr is the journal: each worker connects a
     /// stream of its own, so journald credits its lines to its pid.
     journal: Option<JournalPlan>,
     master: Pid,
     max_fd: RawFd,
+    nofile: libc::rlimit,
+}
+
+/// The fd limit hawkey was started with, recorded by [`raise_fd_limit`]:
+/// what workers get back.
+static STARTED_NOFILE: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
+
+/// Raises the master's soft fd limit to its hard one, as systemd does for
+/// itself: the master holds a notify socket per worker, and a pool of 1024
+/// would not fit in the usual 1024. Workers get the limit hawkey started
+/// with back (a program using `select(2)` breaks above 1024). Returns the
+/// new soft limit.
+pub(crate) fn raise_fd_limit() -> std::io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    STARTED_NOFILE.get_or_init(|| libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    });
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard)
 }
 
 struct JournalPlan {
@@ -116,8 +142,6 @@ pub(crate) struct Inputs<'a> {
     pub(crate) heartbeat: Option<std::time::Duration>,
     /// The master's environment at start-up.
     pub(crate) environment: &'a [(OsString, OsString)],
-    /// `NOTIFY_SOCKET` for workers that report readiness.
-    pub(crate) inbox: &'a OsStr,
     /// `HAWKEY_LOG` for builtin workers: `level/format`.
     pub(crate) worker_log: &'a str,
     /// Whether the master's stderr is the journal stream.
@@ -196,9 +220,17 @@ impl Plan {
             .open("/dev/null")
             .map_err(Error::DevNull)?
             .into();
-        let max_fd = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        let current = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE);
+        let max_fd = current
             .map(|(soft, _)| soft.min(1 << 20) as RawFd)
             .unwrap_or(1 << 16);
+        let nofile = STARTED_NOFILE.get().copied().unwrap_or_else(|| {
+            let (soft, hard) = current.unwrap_or((1024, 1024));
+            libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            }
+        });
         Ok(Plan {
             program,
             argv,
@@ -209,17 +241,31 @@ impl Plan {
             listeners: inputs.listeners.iter().map(|l| l.fd.as_raw_fd()).collect(),
             stdin,
             heartbeat_usec,
+            notifies: workers.app == AppKind::Builtin || workers.ready == Ready::Notify,
             journal,
             master: nix::unistd::getpid(),
             max_fd,
+            nofile,
         })
     }
 
-    /// Forks and executes the worker for `slot`. Returns once `execve`
-    /// succeeded in the child, or with the step that failed.
-    pub(crate) fn spawn(&self, slot: usize) -> Result<Pid, Error> {
+    /// Whether this generation's workers get a notify channel: then
+    /// [`Plan::spawn`] wants its path.
+    pub(crate) fn notifies(&self) -> bool {
+        self.notifies
+    }
+
+    /// The uid workers run as, when the plan drops privileges.
+    pub(crate) fn worker_uid(&self) -> Option<Uid> {
+        self.creds.as_ref().map(|c| c.uid)
+    }
+
+    /// Forks and executes the worker for `slot`, with `notify` as its
+    /// `NOTIFY_SOCKET` (its own channel, see `master::inbox`). Returns
+    /// once `execve` succeeded in the child, or with the step that failed.
+    pub(crate) fn spawn(&self, slot: usize, notify: Option<&OsStr>) -> Result<Pid, Error> {
         // Everything the child touches is built here, before the fork.
-        let mut buffers = self.buffers(slot)?;
+        let mut buffers = self.buffers(slot, notify)?;
         let journal = self.journal.as_ref().map(|j| child::Journal {
             addr: &j.addr,
             addr_len: j.addr_len,
@@ -252,6 +298,7 @@ impl Plan {
             error_pipe: write_end.as_raw_fd(),
             max_fd: self.max_fd,
             journal,
+            nofile: self.nofile,
         };
 
         // SAFETY: the master is single-threaded (no other thread can hold a
@@ -278,7 +325,7 @@ impl Plan {
     /// The per-slot buffers the child reads and fills in: argv with the
     /// slot's name, the environment with the slot and room for the pids
     /// and the journal stream, scratch room for moving the listeners.
-    fn buffers(&self, slot: usize) -> Result<SlotBuffers, Error> {
+    fn buffers(&self, slot: usize, notify: Option<&OsStr>) -> Result<SlotBuffers, Error> {
         let name = match &self.builtin_name {
             Some(prefix) => Some(cstring(format!("{prefix}: worker {slot}"), "argv")?),
             None => None,
@@ -287,6 +334,9 @@ impl Plan {
             name.iter().chain(&self.argv).map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let slot_entry = env_entry(env::HAWKEY_WORKER.as_bytes(), slot.to_string().as_bytes())?;
+        let notify_entry = notify
+            .map(|path| env_entry(env::NOTIFY_SOCKET.as_bytes(), path.as_bytes()))
+            .transpose()?;
         // "LISTEN_PID=" (and "WATCHDOG_PID=") then room for the digits and
         // the NUL, filled in by the child.
         let mut pid_entries: Vec<Vec<u8>> = std::iter::once(env::LISTEN_PID)
@@ -302,6 +352,7 @@ impl Plan {
         stream_entry.resize(stream_at + child::STREAM_ROOM + 1, 0);
         let mut envp: Vec<*const c_char> = self.env.iter().map(|e| e.as_ptr()).collect();
         envp.push(slot_entry.as_ptr());
+        envp.extend(notify_entry.iter().map(|e| e.as_ptr()));
         envp.extend(pid_entries.iter().map(|e| e.as_ptr().cast::<c_char>()));
         if self.journal.is_some() {
             envp.push(stream_entry.as_ptr().cast());
@@ -326,6 +377,7 @@ impl Plan {
         Ok(SlotBuffers {
             _name: name,
             _slot_entry: slot_entry,
+            _notify_entry: notify_entry,
             _pid_entries: pid_entries,
             _stream_entry: stream_entry,
             argv,
@@ -406,9 +458,6 @@ fn environment(inputs: &Inputs<'_>, heartbeat_usec: Option<u128>) -> Result<Vec<
             workers.stop_signal.0.as_str().as_bytes(),
         ),
     ];
-    if builtin || workers.ready == Ready::Notify {
-        ours.push((env::NOTIFY_SOCKET, inputs.inbox.as_bytes()));
-    }
     let usec = heartbeat_usec.map(|u| u.to_string());
     if let Some(usec) = &usec {
         ours.push((env::WATCHDOG_USEC, usec.as_bytes()));
@@ -442,6 +491,7 @@ fn journal_identifier(inputs: &Inputs<'_>) -> String {
 struct SlotBuffers {
     _name: Option<CString>,
     _slot_entry: CString,
+    _notify_entry: Option<CString>,
     _pid_entries: Vec<Vec<u8>>,
     _stream_entry: Vec<u8>,
     argv: Vec<*const c_char>,

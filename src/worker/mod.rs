@@ -165,7 +165,8 @@ impl Worker {
             .parse()
             .map_err(|_| Error::Environment(env::HAWKEY_GENERATION))?;
         let notify: Option<OsString> = std::env::var_os(env::NOTIFY_SOCKET);
-        let notifier = Notifier::connect(notify.as_deref()).map_err(Error::Notify)?;
+        let notifier = Notifier::connect_patient(notify.as_deref(), notify::WORKER_PATIENCE)
+            .map_err(Error::Notify)?;
         let mut listeners = Vec::new();
         for (fd, name) in sd_notify::listen_fds_with_names().map_err(Error::Sockets)? {
             // SAFETY: listen_fds_with_names checked LISTEN_PID is this

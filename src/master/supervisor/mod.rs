@@ -390,11 +390,6 @@ impl Pool {
         self.stops.retain(|g, _| in_use.contains(g));
         out
     }
-
-    /// Whether `pid` is a serving worker or a replacement being started.
-    pub(crate) fn has_worker(&self, pid: Pid) -> bool {
-        self.slots.iter().any(|s| s.runs(pid))
-    }
 }
 
 #[cfg(test)]
