@@ -327,3 +327,97 @@ fn at_256_exec_workers_every_worker_is_ready_and_stops() {
         "a worker outlived the master"
     );
 }
+
+/// For `seconds`, sends `WATCHDOG=1` as fast as the queues take it to
+/// every socket in the directory (listed afresh, so sockets of workers
+/// started meanwhile too); prints how many went and how many were
+/// refused.
+const FLOOD: &str = r#"
+import os, socket, sys, time
+dir, seconds = sys.argv[1], float(sys.argv[2])
+sent = refused = 0
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    try:
+        names = os.listdir(dir)
+    except OSError:
+        names = [n for n in sys.argv[3:]]
+    for name in names:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        try:
+            s.connect(os.path.join(dir, name))
+            for _ in range(200):
+                s.send(b"WATCHDOG=1\nSTATUS=flood\n")
+                sent += 1
+        except (BlockingIOError, ConnectionRefusedError, FileNotFoundError):
+            pass
+        except PermissionError:
+            refused += 1
+        finally:
+            s.close()
+print(sent, refused)
+"#;
+
+#[test]
+fn notify_floods_during_heartbeats_and_a_reload_kill_no_healthy_worker() {
+    require_root("notify_floods_during_heartbeats_and_a_reload_kill_no_healthy_worker");
+    let dir = TempDir::new("notify-flood");
+    let port = free_port();
+    let config = write_config(
+        &dir,
+        &builtin_yaml(&dir, port, 2, "  app: builtin\n  heartbeat_timeout: 3s\n"),
+    );
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
+    let first = notify_socket_of(hawkey.workers()[0]);
+    let channels = std::path::Path::new(&first).parent().unwrap().to_owned();
+    let names: Vec<String> = std::fs::read_dir(&channels)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    // Two floods from root (the workers' own uid: it can reach the
+    // sockets, its messages are not credited), two from nobody (who cannot
+    // list the directory, so is given the names).
+    let floods: Vec<_> = [None, None, Some(65534), Some(65534)]
+        .into_iter()
+        .map(|uid| {
+            let (channels, names) = (channels.clone(), names.clone());
+            std::thread::spawn(move || {
+                let mut args = vec![channels.to_str().unwrap().to_string(), "12".to_string()];
+                args.extend(names);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                (uid, python(uid, FLOOD, &args))
+            })
+        })
+        .collect();
+    // Four heartbeat timeouts of flood, a reload in the middle of it.
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, out, err) = hawkey_cli(&["reload", "--wait"], &config);
+    assert_eq!(code, 0, "{out}{err}");
+    for flood in floods {
+        let (uid, (code, out)) = flood.join().unwrap();
+        assert_eq!(code, 0, "{out}");
+        let counts: Vec<u64> = out.split_whitespace().map(|n| n.parse().unwrap()).collect();
+        match uid {
+            None => assert!(counts[0] > 0, "the root flood sent nothing: {out}"),
+            Some(_) => assert_eq!(counts[0], 0, "another uid reached a channel: {out}"),
+        }
+    }
+    assert_eq!(
+        hawkey.count_log("sent no heartbeat"),
+        0,
+        "{}",
+        hawkey.log_text()
+    );
+    let (code, out, err) = hawkey_cli(&["status"], &config);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("2/2 workers ready, generation 2, 0 restarts"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("flood"),
+        "a flood's STATUS= was credited: {out}"
+    );
+    hawkey.stop_cleanly();
+}
