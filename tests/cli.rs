@@ -389,7 +389,7 @@ fn check_reports_an_invalid_config_as_one_located_line_and_exits_78() {
         ),
         (
             "colour: red\n",
-            "1:1: colour: unknown field 'colour', expected one of listen, workers, pidfile, control_socket, log",
+            "1:1: colour: unknown field 'colour', expected one of listen, workers, pidfile, control_socket, log, reload",
         ),
         (
             "workers:\n  count: 2000\n",

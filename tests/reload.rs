@@ -310,7 +310,7 @@ fn a_second_reload_while_one_runs_is_refused_with_75() {
         &dir,
         port,
         1,
-        "  app: exec\n  ready: notify\n  command: [sh, -c, 'sleep 1; exec python3 -c \"import os,socket; a=os.environ[\\\"NOTIFY_SOCKET\\\"]; s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM); s.connect(chr(0)+a[1:]); s.send(b\\\"READY=1\\\"); import time; time.sleep(1000)\"']\n",
+        "  app: exec\n  ready: notify\n  command: [sh, -c, 'sleep 1; exec python3 -c \"import os,socket; a=os.environ[\\\"NOTIFY_SOCKET\\\"]; s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM); s.connect(a); s.send(b\\\"READY=1\\\"); import time; time.sleep(1000)\"']\n",
     );
     let config = write_config(&dir, &yaml);
     let (mut hawkey, _notify, _) = start_ready(&dir, &config);
@@ -367,4 +367,63 @@ fn replaced_workers_get_their_own_generations_stop_signal() {
     assert_eq!(read(), "1 SIGTERM SIGTERM\n");
     hawkey.stop_cleanly();
     assert_eq!(read(), "1 SIGTERM SIGTERM\n2 SIGUSR1 SIGUSR1\n");
+}
+
+/// The most workers seen at once while `hawkey reload --wait` ran (by
+/// the master's children, sampled), and the command's outcome.
+fn peak_during_reload(hawkey: &Hawkey, config: &Path) -> (usize, i32, String) {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reload = scope.spawn(|| {
+            let (code, out, err) = hawkey_cli(&["reload", "--wait"], config);
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            (code, format!("{out}{err}"))
+        });
+        let mut peak = 0;
+        let deadline = Instant::now() + LIMIT;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+            peak = peak.max(hawkey.workers().len());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (code, out) = reload.join().unwrap();
+        (peak, code, out)
+    })
+}
+
+#[test]
+fn a_surge_replaces_that_many_at_once_and_the_default_one_at_a_time() {
+    let dir = TempDir::new("reload-surge");
+    let port = free_port();
+    // New workers take a second to be ready: long enough to see how many
+    // run beside the old ones.
+    let yaml = |surge: &str| {
+        builtin_yaml(
+            &dir,
+            port,
+            4,
+            &format!(
+                "  app: exec\n  ready: notify\n  command: [sh, -c, 'sleep 1; exec python3 \"$0\"', '{}']\n{surge}",
+                python_app().display()
+            ),
+        )
+    };
+    let config = write_config(&dir, &yaml(""));
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
+    let (peak, code, out) = peak_during_reload(&hawkey, &config);
+    assert_eq!(code, 0, "{out}");
+    // One new worker starting beside the 4 old ones, plus, for a moment,
+    // the old one it replaced still draining.
+    assert!((5..=6).contains(&peak), "{peak} workers at once");
+    std::fs::write(&config, yaml("reload:\n  surge: 100%\n")).unwrap();
+    // The last worker replaced may still be draining: counted from 4.
+    wait_until(STOP_GUARD, "the replaced workers gone", || {
+        (hawkey.workers().len() == 4).then_some(())
+    });
+    let (peak, code, out) = peak_during_reload(&hawkey, &config);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(peak, 8, "the whole new generation beside the old one");
+    let (code, out, err) = hawkey_cli(&["status"], &config);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("4/4 workers ready, generation 3"), "{out}");
+    hawkey.stop_cleanly();
 }

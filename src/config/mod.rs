@@ -79,6 +79,44 @@ pub struct Config {
     #[serde(skip_serializing_if = "Pidfile::is_default")]
     pub(crate) control_socket: Pidfile,
     pub(crate) log: Log,
+    pub(crate) reload: Reload,
+}
+
+/// The `reload` section: how a rolling reload proceeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Reload {
+    pub(crate) surge: Surge,
+}
+
+/// `reload.surge`: how many new workers a rolling reload may start beside
+/// the old ones at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Surge {
+    /// That many workers (at most the pool).
+    Workers(u32),
+    /// That share of the pool, rounded up: `100%` replaces the whole
+    /// generation at once.
+    Percent(u32),
+}
+
+impl Surge {
+    /// How many at once in a pool of `count` workers: from 1 to `count`.
+    pub(crate) fn of(self, count: usize) -> usize {
+        let n = match self {
+            Surge::Workers(n) => n as usize,
+            Surge::Percent(p) => (count * p as usize).div_ceil(100),
+        };
+        n.clamp(1, count.max(1))
+    }
+}
+
+impl Serialize for Surge {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Surge::Workers(n) => serializer.serialize_u32(*n),
+            Surge::Percent(p) => serializer.serialize_str(&format!("{p}%")),
+        }
+    }
 }
 
 /// The `pidfile` key.

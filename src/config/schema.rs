@@ -30,6 +30,25 @@ pub(super) struct RawConfig {
     pub(super) control_socket: Option<Option<Spanned<PathBuf>>>,
     #[serde(default)]
     pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) reload: RawReload,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReload {
+    pub(super) surge: Option<Spanned<RawSurge>>,
+}
+
+/// `expecting` cannot name `MAX_WORKERS`; a test keeps the two equal.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a whole number of workers from 1 to 1024, or a percentage such as 25%"
+)]
+pub(super) enum RawSurge {
+    Number(i64),
+    Word(String),
 }
 
 /// `workers.env` as its entries in file order: each name located (so an

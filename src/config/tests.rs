@@ -285,3 +285,50 @@ fn errors_stay_one_line_whatever_the_file_holds() {
             .contains("workers.env.A\\nB: invalid variable name")
     );
 }
+
+#[test]
+fn reload_surge_is_a_number_of_workers_or_a_share_of_the_pool() {
+    let surge = |yaml: &str| {
+        Config::parse(yaml, Path::new("/etc/hawkey/hawkey.yaml"))
+            .unwrap()
+            .reload
+            .surge
+    };
+    assert_eq!(surge("{}"), Surge::Workers(1), "one at a time by default");
+    assert_eq!(surge("reload: {surge: 4}\n"), Surge::Workers(4));
+    assert_eq!(surge("reload: {surge: 25%}\n"), Surge::Percent(25));
+    assert_eq!(Surge::Workers(1).of(8), 1);
+    assert_eq!(Surge::Workers(50).of(8), 8, "never more than the pool");
+    assert_eq!(Surge::Percent(25).of(8), 2);
+    assert_eq!(Surge::Percent(25).of(3), 1, "rounded up");
+    assert_eq!(Surge::Percent(100).of(256), 256);
+    assert_eq!(Surge::Percent(1).of(2), 1, "at least one");
+    for (yaml, message) in [
+        (
+            "reload:\n  surge: 0\n",
+            "2:10: reload.surge: 0 is out of range (1 to 1024 workers, or 1% to 100%)",
+        ),
+        (
+            "reload:\n  surge: 101%\n",
+            "2:10: reload.surge: 101% is out of range (1 to 1024 workers, or 1% to 100%)",
+        ),
+        (
+            "reload:\n  surge: half\n",
+            "2:10: reload.surge: invalid surge 'half' (1 to 1024 workers, or 1% to 100%)",
+        ),
+        (
+            "reload:\n  surge: 2.5\n",
+            "2:10: reload.surge: expected a whole number of workers from 1 to 1024, or a percentage such as 25%",
+        ),
+        (
+            "reload:\n  surges: 2\n",
+            "2:3: reload.surges: unknown field 'surges', expected one of surge",
+        ),
+    ] {
+        assert_eq!(
+            err(yaml),
+            format!("/etc/hawkey/hawkey.yaml:{message}"),
+            "{yaml}"
+        );
+    }
+}

@@ -14,7 +14,7 @@ use super::diagnostics::{Located, located, located_at};
 use super::schema::*;
 use super::{
     Address, AppKind, Backoff, Config, Format, Heartbeat, Level, Listen, Log, MAX_WORKERS, Mode,
-    Pidfile, Ready, SignalName, Span, WorkerCount, Workers,
+    Pidfile, Ready, Reload, SignalName, Span, Surge, WorkerCount, Workers,
 };
 
 impl RawConfig {
@@ -33,6 +33,9 @@ impl RawConfig {
             pidfile: validate_pidfile(self.pidfile)?,
             control_socket: validate_control_socket(self.control_socket)?,
             log: validate_log(self.log),
+            reload: Reload {
+                surge: validate_surge(self.reload.surge)?,
+            },
         })
     }
 
@@ -242,6 +245,27 @@ impl RawWorkers {
                 .unwrap_or(Span(std::time::Duration::from_secs(25))),
             restart_backoff,
         })
+    }
+}
+
+/// `reload.surge`: 1 (the default) to [`MAX_WORKERS`] workers, or 1% to
+/// 100% of the pool.
+fn validate_surge(surge: Option<Spanned<RawSurge>>) -> Result<Surge, Located> {
+    let Some(s) = surge else {
+        return Ok(Surge::Workers(1));
+    };
+    let key = "reload.surge";
+    let range = format!("1 to {MAX_WORKERS} workers, or 1% to 100%");
+    match &s.value {
+        RawSurge::Number(n) if (1..=i64::from(MAX_WORKERS)).contains(n) => {
+            Ok(Surge::Workers(*n as u32))
+        }
+        RawSurge::Number(n) => Err(located(&s, key, format!("{n} is out of range ({range})"))),
+        RawSurge::Word(w) => match w.strip_suffix('%').map(str::parse::<u32>) {
+            Some(Ok(p)) if (1..=100).contains(&p) => Ok(Surge::Percent(p)),
+            Some(Ok(p)) => Err(located(&s, key, format!("{p}% is out of range ({range})"))),
+            _ => Err(located(&s, key, format!("invalid surge '{w}' ({range})"))),
+        },
     }
 }
 

@@ -367,6 +367,7 @@ impl<'p> Master<'p> {
             stop_timeout: workers.stop_timeout.0,
             backoff_initial: workers.restart_backoff.initial.0,
             backoff_max: workers.restart_backoff.max.0,
+            surge: config.reload.surge.of(count),
         };
         self.generations.insert(
             generation,

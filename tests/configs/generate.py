@@ -619,7 +619,7 @@ case("mode-on-tcp", listener(f'    mode: {M}"0660"\n'), "listen[0].mode")
 case("mode-on-tcp-flow", f'listen: [{{name: a, address: "[::1]:80", mode: {M}"0600"}}]\n', "listen[0].mode")
 
 category("unknown")
-TOP_KEYS = "expected one of listen, workers, pidfile, control_socket, log"
+TOP_KEYS = "expected one of listen, workers, pidfile, control_socket, log, reload"
 for name, key in [
     ("worker", "worker"),
     ("listeners", "listeners"),

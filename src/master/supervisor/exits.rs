@@ -19,7 +19,7 @@ impl Pool {
     /// A process exited: a draining worker, a failed replacement, or a
     /// serving worker. Say so in operator terms, then decide what next.
     pub(super) fn on_exit(&mut self, pid: Pid, exit: Exit, now: Instant, out: &mut Decision) {
-        if !self.retired_exited(pid, exit, out) && !self.replacement_exited(pid, exit, out) {
+        if !self.retired_exited(pid, exit, out) && !self.replacement_exited(pid, exit, now, out) {
             self.serving_exited(pid, exit, now, out);
         }
     }
@@ -38,7 +38,13 @@ impl Pool {
 
     /// A replacement died before it was ready: the reload fails (unless
     /// hawkey is stopping anyway).
-    fn replacement_exited(&mut self, pid: Pid, exit: Exit, out: &mut Decision) -> bool {
+    fn replacement_exited(
+        &mut self,
+        pid: Pid,
+        exit: Exit,
+        now: Instant,
+        out: &mut Decision,
+    ) -> bool {
         let Some(s) = self
             .slots
             .iter_mut()
@@ -59,7 +65,7 @@ impl Pool {
             } => format!("not ready after {}", Span(self.settings.ready_timeout)),
             _ => exit.to_string(),
         };
-        self.new_worker_failed(id, pid, generation, exit, &why, out);
+        self.new_worker_failed(id, pid, generation, exit, &why, now, out);
         true
     }
 
@@ -89,7 +95,7 @@ impl Pool {
             // A new slot's worker of the reload's generation never became
             // ready: the reload fails like a replacement would.
             s.state = State::Pending { at: now };
-            self.new_worker_failed(id, pid, generation, exit, &exit.to_string(), out);
+            self.new_worker_failed(id, pid, generation, exit, &exit.to_string(), now, out);
         } else if !running {
             out.notices.push(exited(id, pid, generation, exit));
         } else if matches!(before, State::Stopping { .. }) {
@@ -161,6 +167,7 @@ impl Pool {
         generation: u64,
         exit: Exit,
         why: &str,
+        now: Instant,
         out: &mut Decision,
     ) {
         out.notices.push(
@@ -174,7 +181,9 @@ impl Pool {
             .exit(exit),
         );
         self.reload_failed(
+            generation,
             format!("worker {id} (pid {pid}) of generation {generation} {why}"),
+            now,
             out,
         );
     }

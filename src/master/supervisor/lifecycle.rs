@@ -46,10 +46,19 @@ impl Pool {
             s.generation = generation;
             s.worker_status = None;
         }
-        if self.phase != Phase::Running {
-            // A stop arrived while this worker was being forked.
+        let abandoned = successor && generation != self.generation;
+        if self.phase != Phase::Running || abandoned {
+            // A stop arrived while this worker was being forked, or the
+            // reload it was started for is being rolled back.
             let (signal, kill_at) = stop_of(&self.stops, &settings, generation, now);
-            if successor {
+            if abandoned {
+                // It drains as a retired worker: its end fails nothing.
+                s.successor = None;
+                s.retiring.push((
+                    generation,
+                    starting.signal(signal, kill_at, now, &mut out.actions),
+                ));
+            } else if successor {
                 s.successor = Some((
                     generation,
                     starting.signal(signal, kill_at, now, &mut out.actions),
@@ -83,7 +92,9 @@ impl Pool {
         if matches!(s.successor, Some((g, State::Spawning)) if g == generation) {
             s.successor = None;
             self.reload_failed(
+                generation,
                 format!("worker {slot} of generation {generation}: {error}"),
+                now,
                 out,
             );
             return;

@@ -84,6 +84,9 @@ pub(crate) struct Settings {
     pub(crate) stop_timeout: Duration,
     pub(crate) backoff_initial: Duration,
     pub(crate) backoff_max: Duration,
+    /// How many new workers a rolling reload may start at once, beside
+    /// the old ones (`reload.surge`, at least 1).
+    pub(crate) surge: usize,
 }
 
 impl Settings {
@@ -99,6 +102,7 @@ impl Settings {
             stop_timeout: Duration::ZERO,
             backoff_initial: Duration::ZERO,
             backoff_max: Duration::ZERO,
+            surge: 1,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Rolling reloads and their rollback: the new configuration becomes the
-//! target generation, slots are replaced one at a time (the new worker
-//! ready before the old one is told to stop), and a failure makes the
-//! previous generation the target again.
+//! target generation, slots are replaced up to `surge` at a time (each new
+//! worker ready before the old one of its slot is told to stop, so never
+//! fewer than N serve), and a failure makes the previous generation the
+//! target again: the new workers still starting are stopped, and the
+//! failures among them are not failures of the rollback.
 
 use std::time::Instant;
 
@@ -52,8 +54,19 @@ impl Pool {
         out.actions.push(Action::AnnounceReloading);
     }
 
-    /// A replacement failed: roll back, or give up rolling back.
-    pub(super) fn reload_failed(&mut self, reason: String, out: &mut Decision) {
+    /// A worker of `failed` (a generation) failed to start: roll back, or
+    /// give up rolling back. A worker of a generation already abandoned
+    /// (started beside the one that failed first) changes nothing.
+    pub(super) fn reload_failed(
+        &mut self,
+        failed: u64,
+        reason: String,
+        now: Instant,
+        out: &mut Decision,
+    ) {
+        if failed != self.generation {
+            return;
+        }
         match self.reload.take() {
             Some(Reload {
                 previous: Some((settings, generation)),
@@ -67,6 +80,7 @@ impl Pool {
                     previous: None,
                     failure: Some(reason),
                 });
+                self.abandon(failed, now, out);
             }
             Some(Reload {
                 previous: None,
@@ -87,25 +101,51 @@ impl Pool {
         }
     }
 
-    /// Starts the next replacement of a reload, or finishes it.
+    /// Stops the replacements of generation `abandoned` still starting:
+    /// the slot's old worker serves on, and the replacement drains as a
+    /// retired worker would. One still being forked is stopped once its
+    /// pid is known (`on_spawned`).
+    fn abandon(&mut self, abandoned: u64, now: Instant, out: &mut Decision) {
+        let (signal, kill_at) = stop_of(&self.stops, &self.settings, abandoned, now);
+        for s in &mut self.slots {
+            if let Some((g, state)) = s.successor
+                && g == abandoned
+                && state.pid().is_some()
+            {
+                s.successor = None;
+                s.retiring
+                    .push((g, state.signal(signal, kill_at, now, &mut out.actions)));
+            }
+        }
+    }
+
+    /// Starts the next replacements of a reload (up to `surge` at once),
+    /// or finishes it.
     pub(super) fn advance_reload(&mut self, now: Instant, out: &mut Decision) {
         if self.phase != Phase::Running || self.reload.is_none() {
             return;
         }
-        if self.slots.iter().any(|s| s.successor.is_some()) {
-            return;
-        }
         let (generation, target) = (self.generation, self.target);
-        if let Some(s) = self
+        let in_flight = self.slots.iter().filter(|s| s.successor.is_some()).count();
+        let room = self.settings.surge.max(1).saturating_sub(in_flight);
+        for s in self
             .slots
             .iter_mut()
-            .find(|s| s.id < target && s.generation != generation && s.state.is_ready())
+            .filter(|s| {
+                s.id < target
+                    && s.successor.is_none()
+                    && s.generation != generation
+                    && s.state.is_ready()
+            })
+            .take(room)
         {
             s.successor = Some((generation, State::Spawning));
             out.actions.push(Action::Spawn {
                 slot: s.id,
                 generation,
             });
+        }
+        if self.slots.iter().any(|s| s.successor.is_some()) {
             return;
         }
         // Done only when every slot serves the target generation: old

@@ -14,6 +14,7 @@ fn settings(count: usize) -> Settings {
         stop_timeout: Duration::from_secs(25),
         backoff_initial: Duration::from_millis(100),
         backoff_max: Duration::from_secs(30),
+        surge: 1,
     }
 }
 
@@ -1210,4 +1211,171 @@ fn a_ready_worker_killed_from_outside_is_replaced_at_once_however_often() {
         )
         .is_empty()
     );
+}
+
+#[test]
+fn a_reload_with_a_surge_replaces_that_many_at_once_and_never_has_fewer_ready_than_n() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(4, t0);
+    let mut surge2 = settings(4);
+    surge2.surge = 2;
+    let spawn = |slot| Action::Spawn {
+        slot,
+        generation: 2,
+    };
+    let actions = handle(
+        &mut pool,
+        Event::Reload {
+            settings: surge2,
+            generation: 2,
+        },
+        t0,
+    );
+    assert_eq!(actions, vec![Action::AnnounceReloading, spawn(0), spawn(1)]);
+    let ready_count = |pool: &Pool| pool.slots().iter().filter(|s| s.state.is_ready()).count();
+    for slot in [0, 1] {
+        let spawned = Event::Spawned {
+            slot,
+            generation: 2,
+            pid: pid(200 + slot as i32),
+        };
+        assert!(handle(&mut pool, spawned, t0).is_empty());
+    }
+    assert_eq!(ready_count(&pool), 4, "the old workers serve meanwhile");
+    // One new worker ready: its old one stops, the next slot begins; two
+    // replacements are in flight again.
+    let actions = handle(&mut pool, Event::Ready { pid: pid(200) }, t0);
+    let term = |p| Action::Signal {
+        pid: pid(p),
+        signal: Signal::SIGTERM,
+    };
+    assert_eq!(actions, vec![term(100), spawn(2)]);
+    assert_eq!(ready_count(&pool), 4);
+    let actions = handle(&mut pool, Event::Ready { pid: pid(201) }, t0);
+    assert_eq!(actions, vec![term(101), spawn(3)]);
+    for slot in [2, 3] {
+        let new = pid(200 + slot as i32);
+        let spawned = Event::Spawned {
+            slot,
+            generation: 2,
+            pid: new,
+        };
+        handle(&mut pool, spawned, t0);
+    }
+    assert_eq!(
+        handle(&mut pool, Event::Ready { pid: pid(202) }, t0),
+        vec![term(102)]
+    );
+    assert_eq!(
+        handle(&mut pool, Event::Ready { pid: pid(203) }, t0),
+        vec![
+            term(103),
+            Action::ReloadFinished(ReloadOutcome::Done { generation: 2 }),
+            Action::AnnounceReady
+        ]
+    );
+    assert_eq!(ready_count(&pool), 4);
+
+    // 100%: the whole generation at once.
+    let mut all = settings(4);
+    all.surge = 4;
+    let actions = handle(
+        &mut pool,
+        Event::Reload {
+            settings: all,
+            generation: 3,
+        },
+        t0,
+    );
+    let spawns = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Spawn { generation: 3, .. }))
+        .count();
+    assert_eq!(spawns, 4, "{actions:?}");
+}
+
+#[test]
+fn with_a_surge_one_failure_abandons_the_other_new_workers_and_rolls_back_once() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(3, t0);
+    let mut surge = settings(3);
+    surge.surge = 3;
+    handle(
+        &mut pool,
+        Event::Reload {
+            settings: surge,
+            generation: 2,
+        },
+        t0,
+    );
+    for slot in [0, 1] {
+        let spawned = Event::Spawned {
+            slot,
+            generation: 2,
+            pid: pid(200 + slot as i32),
+        };
+        handle(&mut pool, spawned, t0);
+    }
+    // Slot 0's new worker crashes; slot 1's is starting, slot 2's is still
+    // being forked. The reload rolls back: slot 1's new worker is stopped,
+    // nothing is replaced (every slot's old worker still serves).
+    let decision = pool.handle(
+        Event::Exited {
+            pid: pid(200),
+            exit: Exit::Code(1),
+        },
+        t0,
+    );
+    assert_eq!(
+        decision.actions,
+        vec![Action::Signal {
+            pid: pid(201),
+            signal: Signal::SIGTERM
+        }]
+    );
+    // Slot 2's worker arrives late: stopped at once, as a retired one.
+    let actions = handle(
+        &mut pool,
+        Event::Spawned {
+            slot: 2,
+            generation: 2,
+            pid: pid(202),
+        },
+        t0,
+    );
+    assert_eq!(
+        actions,
+        vec![
+            Action::Signal {
+                pid: pid(202),
+                signal: Signal::SIGTERM
+            },
+            Action::ReloadFinished(ReloadOutcome::RolledBack {
+                reason: "worker 0 (pid 200) of generation 2 exited with status 1".into()
+            }),
+            Action::AnnounceReady
+        ]
+    );
+    // Their ends are expected: no second failure, no respawn.
+    for p in [201, 202] {
+        let decision = pool.handle(
+            Event::Exited {
+                pid: pid(p),
+                exit: Exit::Code(1),
+            },
+            t0,
+        );
+        assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+        assert!(
+            decision.notices.iter().all(|n| !n.text.contains("failed")),
+            "{:?}",
+            decision.notices
+        );
+    }
+    assert!(
+        pool.slots()
+            .iter()
+            .all(|s| s.generation == 1 && s.state.is_ready())
+    );
+    assert_eq!(pool.generation(), 1);
 }
