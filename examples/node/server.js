@@ -102,10 +102,10 @@ server.on('error', (error) => {
 });
 
 // 2. Readiness. Node cannot send a unix datagram by itself, so the
-// standard tool does: systemd-notify, run as our child. It stays in our
-// process group (not detached), which is how hawkey credits its message to
-// this worker. Without --no-block it waits until hawkey has received the
-// message, so it exits 0 only once the message was delivered.
+// standard tool does: systemd-notify, run as our child. hawkey credits a
+// message to this worker when its sender is the worker or a descendant of
+// it, as this child is. Without --no-block it waits until hawkey has
+// received the message, so it exits 0 only once the message was delivered.
 function notify(args) {
   if (!process.env.NOTIFY_SOCKET) return Promise.resolve(true);
   // The listener environment is ours alone, as sd_listen_fds(1) would say.

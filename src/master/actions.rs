@@ -6,8 +6,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use sd_notify::NotifyState;
 
-use super::Master;
 use super::supervisor::{Action, Event, ExitCode, ReloadOutcome};
+use super::{Forking, Master};
 use crate::control::Response;
 use crate::exit::Status;
 
@@ -75,23 +75,29 @@ impl Master<'_> {
                 }
             },
         };
-        let event = match g.plan.spawn(slot, channel.as_ref().map(|c| c.path())) {
-            Ok(pid) => {
+        let event = match g.plan.fork(slot, channel.as_ref().map(|c| c.path())) {
+            Ok(forked) => {
+                // Its channel is heard from now on; the pool learns of the
+                // worker once its execve is known (`settle`).
                 if let Some(channel) = channel {
-                    self.inbox.attach(pid, channel);
+                    self.inbox.attach(forked.pid, channel);
                 }
-                Event::Spawned {
-                    slot,
-                    generation,
-                    pid,
-                }
+                self.forking.insert(
+                    forked.pid,
+                    Forking {
+                        slot,
+                        generation,
+                        forked,
+                    },
+                );
+                None
             }
-            Err(error) => Event::SpawnFailed {
+            Err(error) => Some(Event::SpawnFailed {
                 slot,
                 generation,
                 master_fault: !error.is_worker_fault(),
                 error: error.to_string(),
-            },
+            }),
         };
         if !self.ready_announced || self.pool.is_reloading() {
             // Starting takes as long as it legitimately takes: keep
@@ -108,7 +114,42 @@ impl Master<'_> {
                 self.notify(&[extend]);
             }
         }
+        self.queue.extend(event);
+    }
+
+    /// Queues how the forked child `pid` ended its way to `execve`, if that
+    /// is known now; whether it is (or `pid` was not being forked).
+    pub(super) fn settle(&mut self, pid: Pid) -> bool {
+        let Some(forking) = self.forking.get_mut(&pid) else {
+            return true;
+        };
+        let Some(outcome) = forking.forked.outcome() else {
+            return false;
+        };
+        let Forking {
+            slot, generation, ..
+        } = self.forking.remove(&pid).expect("found above");
+        let event = match outcome {
+            Ok(()) => Event::Spawned {
+                slot,
+                generation,
+                pid,
+            },
+            Err(error) => {
+                // It exits right after saying so; its exit is not a
+                // worker's (the pool never knew it).
+                self.failed_forks.insert(pid);
+                self.inbox.detach(pid);
+                Event::SpawnFailed {
+                    slot,
+                    generation,
+                    master_fault: !error.is_worker_fault(),
+                    error: error.to_string(),
+                }
+            }
+        };
         self.queue.push_back(event);
+        true
     }
 
     /// Every slot is ready: the pidfile, `READY=1`, `MAINPID=`, `STATUS=`.

@@ -95,7 +95,13 @@ impl Master<'_> {
         let readable = self.poll(requested)?;
         let woke = Instant::now();
         self.woke = woke;
-        // Notifications first: a heartbeat that waited in the queue while
+        // Children whose execve is now known become workers first: what
+        // they say below is about a worker the pool knows.
+        let forking: Vec<Pid> = self.forking.keys().copied().collect();
+        for pid in forking {
+            self.settle(pid);
+        }
+        // Notifications next: a heartbeat that waited in the queue while
         // the master was stopped must count before any deadline does.
         let received = self.inbox.read(&readable);
         self.queue_messages(received);
@@ -112,6 +118,11 @@ impl Master<'_> {
         // Reap on every wake-up, not only on SIGCHLD: cheap, and a merged
         // or early signal can never leave a zombie behind.
         for (pid, exit) in reap_all() {
+            // Dead, its report is complete: settled at once.
+            self.settle(pid);
+            if self.failed_forks.remove(&pid) {
+                continue;
+            }
             // What it said last counts before its exit does; then its
             // channel goes.
             let last = self.inbox.detach(pid);
@@ -142,7 +153,15 @@ impl Master<'_> {
             }
         };
         let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-        // The channels come first after the signalfd, in this order.
+        // The report pipes of children on their way to execve (their
+        // end-of-file wakes the loop), read by `settle` on every wake-up.
+        fds.extend(
+            self.forking
+                .values()
+                .map(|f| PollFd::new(f.forked.as_fd(), PollFlags::POLLIN)),
+        );
+        let first_channel = fds.len();
+        // Then the channels, in this order.
         let workers: Vec<Pid> = self.inbox.poll_fds().map(|(pid, _)| pid).collect();
         fds.extend(
             self.inbox
@@ -164,7 +183,7 @@ impl Master<'_> {
         let readable = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
         Ok(workers
             .into_iter()
-            .zip(&fds[1..])
+            .zip(&fds[first_channel..])
             .filter(|(_, fd)| readable(fd))
             .map(|(pid, _)| pid)
             .collect())
@@ -182,6 +201,8 @@ impl Master<'_> {
             fds,
         } in received
         {
+            // A message means the worker's program runs: it is settled.
+            self.settle(pid);
             if fds > 0 {
                 // Not part of the protocol; only the worker's own user can
                 // reach its channel, so this is the app's doing: noted, not

@@ -151,6 +151,13 @@ struct Generation {
     plan: Plan,
 }
 
+/// A worker forked for `slot` of `generation`, on its way to `execve`.
+struct Forking {
+    slot: usize,
+    generation: u64,
+    forked: spawn::Forked,
+}
+
 /// The master's state: what it owns, and what the loop needs between
 /// wake-ups.
 struct Master<'p> {
@@ -181,6 +188,11 @@ struct Master<'p> {
     ready_announced: bool,
     /// When `EXTEND_TIMEOUT_USEC=` was last sent upstream.
     extended_at: Option<Instant>,
+    /// Children forked whose `execve` is not known yet, by pid.
+    forking: BTreeMap<nix::unistd::Pid, Forking>,
+    /// Children whose start failed before `execve`: their exit is not
+    /// reported to the pool.
+    failed_forks: std::collections::BTreeSet<nix::unistd::Pid>,
     /// When the loop last woke from poll.
     woke: Instant,
     /// A stall was noted while this wake-up's events were handled; the
@@ -295,6 +307,8 @@ impl<'p> Master<'p> {
             unhealthy_logged: false,
             ready_announced: false,
             extended_at: None,
+            forking: BTreeMap::new(),
+            failed_forks: Default::default(),
             release_pages: false,
             woke: Instant::now(),
             stall_noted: false,

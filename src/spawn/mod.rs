@@ -20,7 +20,11 @@
 //!
 //! The parent learns whether `execve` succeeded through a close-on-exec
 //! pipe: end-of-file means it did; otherwise the child wrote which step
-//! failed and its errno, and the spawn fails with that.
+//! failed and its errno, and the spawn fails with that. The master does
+//! not wait for it: [`Plan::fork`] returns at once with the pipe
+//! ([`Forked`]), which the master's loop polls beside everything else, so
+//! a pool of 256 is forked in one go rather than one `execve` after
+//! another.
 
 use std::ffi::{CString, OsStr, OsString, c_char};
 use std::io::Read;
@@ -164,6 +168,8 @@ pub(crate) enum Error {
     Fork(#[source] Errno),
     #[error("worker failed to {}: {}", step.describe(), crate::logging::errno_text(*errno))]
     Child { step: Step, errno: Errno },
+    #[error("failed to read the worker's start-up report: {0}")]
+    Report(#[source] std::io::Error),
 }
 
 impl Error {
@@ -260,10 +266,11 @@ impl Plan {
         self.creds.as_ref().map(|c| c.uid)
     }
 
-    /// Forks and executes the worker for `slot`, with `notify` as its
-    /// `NOTIFY_SOCKET` (its own channel, see `master::inbox`). Returns
-    /// once `execve` succeeded in the child, or with the step that failed.
-    pub(crate) fn spawn(&self, slot: usize, notify: Option<&OsStr>) -> Result<Pid, Error> {
+    /// Forks the worker for `slot`, with `notify` as its `NOTIFY_SOCKET`
+    /// (its own channel, see `master::inbox`), and returns at once: the
+    /// child runs its steps to `execve`, and [`Forked::outcome`] tells how
+    /// that went.
+    pub(crate) fn fork(&self, slot: usize, notify: Option<&OsStr>) -> Result<Forked, Error> {
         // Everything the child touches is built here, before the fork.
         let mut buffers = self.buffers(slot, notify)?;
         let journal = self.journal.as_ref().map(|j| child::Journal {
@@ -279,8 +286,14 @@ impl Plan {
             groups: c.groups.as_ptr(),
             group_count: c.groups.len(),
         });
+        // The read end is non-blocking: the master's loop polls it.
         let (read_end, write_end) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Error::Fork)?;
+        nix::fcntl::fcntl(
+            &read_end,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(Error::Fork)?;
         let steps = child::Steps {
             program: self.program.as_ptr(),
             argv: buffers.argv.as_ptr(),
@@ -317,7 +330,10 @@ impl Plan {
                 // The child works on its own copy of the buffers (fork, not
                 // vfork): the parent's may go now.
                 drop(buffers);
-                wait_for_exec(child, read_end)
+                Ok(Forked {
+                    pid: child,
+                    report: std::fs::File::from(read_end),
+                })
             }
         }
     }
@@ -502,31 +518,46 @@ struct SlotBuffers {
     empty_mask: std::mem::MaybeUninit<libc::sigset_t>,
 }
 
-/// Waits for the child's `execve`: end-of-file on the close-on-exec pipe
-/// means it succeeded; otherwise the child wrote which step failed and its
-/// errno, and exits at once (reaped here, so the supervisor never sees a
-/// pid it was not told about).
-fn wait_for_exec(child: Pid, read_end: OwnedFd) -> Result<Pid, Error> {
-    let mut report = [0u8; 5];
-    let mut file = std::fs::File::from(read_end);
-    let mut got = 0;
-    while got < report.len() {
-        match file.read(&mut report[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+/// A forked worker whose `execve` is not known to have happened yet: its
+/// pid, and the read end of its close-on-exec report pipe.
+pub(crate) struct Forked {
+    pub(crate) pid: Pid,
+    report: std::fs::File,
+}
+
+impl Forked {
+    /// How the child's steps went, if it is known yet: `Some(Ok(()))` once
+    /// it executed (end-of-file: the pipe closed at `execve`), `Some(Err)`
+    /// with the step that failed (the child exits right after saying so),
+    /// `None` while it is still on its way. Never blocks. Known for sure
+    /// once the child sent anything (it runs its program then) or exited.
+    pub(crate) fn outcome(&mut self) -> Option<Result<(), Error>> {
+        let mut report = [0u8; 5];
+        loop {
+            return match self.report.read(&mut report) {
+                Ok(0) => Some(Ok(())),
+                // The child writes its 5 bytes in one write(2), shorter
+                // than PIPE_BUF: they arrive together.
+                Ok(_) => {
+                    let step = Step::from_u8(report[0]).unwrap_or(Step::Exec);
+                    let errno = Errno::from_raw(i32::from_ne_bytes([
+                        report[1], report[2], report[3], report[4],
+                    ]));
+                    Some(Err(Error::Child { step, errno }))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+                // Cannot happen on a pipe we own; say it went wrong.
+                Err(e) => Some(Err(Error::Report(e))),
+            };
         }
     }
-    if got == 0 {
-        return Ok(child);
+}
+
+impl std::os::fd::AsFd for Forked {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.report.as_fd()
     }
-    let _ = nix::sys::wait::waitpid(child, None);
-    let step = Step::from_u8(report[0]).unwrap_or(Step::Exec);
-    let errno = Errno::from_raw(i32::from_ne_bytes([
-        report[1], report[2], report[3], report[4],
-    ]));
-    Err(Error::Child { step, errno })
 }
 
 fn credentials(user: Option<&str>, group: Option<&str>) -> Result<Credentials, Error> {
