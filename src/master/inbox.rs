@@ -59,12 +59,37 @@ pub(crate) fn parse(datagram: &[u8]) -> Message {
             b"WATCHDOG=1" => message.watchdog = true,
             _ => {
                 if let Some(status) = line.strip_prefix(b"STATUS=") {
-                    message.status = Some(String::from_utf8_lossy(status).into_owned());
+                    message.status = Some(escape_status(status));
                 }
             }
         }
     }
     message
+}
+
+/// The longest `STATUS=` text kept, in characters (systemd keeps a line;
+/// a status is read in a table row).
+const STATUS_MAX: usize = 256;
+
+/// A worker's `STATUS=` text as the operator may see it raw on a terminal
+/// (`hawkey status`) or in a log: invalid UTF-8 replaced, every control
+/// character written as an escape (`\x1b`, `\n` …) so that no escape
+/// sequence reaches the terminal, and cut to [`STATUS_MAX`] characters.
+pub(crate) fn escape_status(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == STATUS_MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The longest `sun_path` (108 bytes with its NUL).
@@ -278,14 +303,25 @@ pub(crate) fn notify_base(runtime_dir: Option<&Path>) -> PathBuf {
     PathBuf::from("/tmp")
 }
 
-/// Reads every message waiting on `channel` into `out`.
+/// The most messages read from one channel in one wake-up: more than its
+/// queue holds (`net.unix.max_dgram_qlen`, 10 by default), so a wake-up
+/// reads it dry, yet a sender refilling it as fast as the master reads
+/// cannot keep the loop from the rest of its work.
+const READ_MAX: usize = 64;
+
+/// Reads the messages waiting on `channel` (up to [`READ_MAX`]) into `out`.
 fn drain(channel: &Channel, worker: Pid, out: &mut Vec<Received>) {
+    drain_at_most(channel, worker, out, READ_MAX);
+}
+
+/// [`drain`], reading at most `max` messages.
+fn drain_at_most(channel: &Channel, worker: Pid, out: &mut Vec<Received>, max: usize) {
     let mut buf = vec![0u8; DATAGRAM_MAX];
     // Room for the credentials and SCM_MAX_FD descriptors, aligned for
     // cmsghdr (u64 alignment is at least that of size_t).
     let space = cmsg_room();
     let mut control = vec![0u64; space.div_ceil(8)];
-    loop {
+    for _ in 0..max {
         match receive(channel.socket.as_raw_fd(), &mut buf, &mut control, space) {
             Ok(Some(got)) => {
                 // The sender's ancestry is read while it surely still
@@ -446,8 +482,14 @@ mod tests {
         (base, inbox)
     }
 
-    fn open_fds() -> usize {
-        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    /// How many of this process's fds are open on `path` (other tests
+    /// open fds of their own meanwhile: only this file's are counted).
+    fn open_on(path: &Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target == path)
+            .count()
     }
 
     #[test]
@@ -457,6 +499,22 @@ mod tests {
         assert_eq!(m.status.as_deref(), Some("serving 3 clients"));
         assert!(!parse(b"READY=0").ready);
         assert!(parse(b"WATCHDOG=1").watchdog);
+    }
+
+    #[test]
+    fn status_text_cannot_carry_escape_sequences_to_a_terminal() {
+        let m = parse(b"STATUS=\x1b]0;owned\x07\x1b[2Jcleared\rover\xc2\x9b31m");
+        assert_eq!(
+            m.status.as_deref(),
+            Some("\\u{1b}]0;owned\\u{7}\\u{1b}[2Jcleared\\rover\\u{9b}31m")
+        );
+        assert!(!m.status.unwrap().chars().any(char::is_control));
+        let long = format!("STATUS={}", "x".repeat(10_000));
+        assert_eq!(parse(long.as_bytes()).status.unwrap().chars().count(), 257);
+        assert_eq!(
+            parse(b"STATUS=caf\xc3\xa9 \xff").status.unwrap(),
+            "caf\u{e9} \u{fffd}"
+        );
     }
 
     #[test]
@@ -505,6 +563,25 @@ mod tests {
     }
 
     #[test]
+    fn one_wake_up_reads_a_bounded_number_from_a_channel() {
+        const { assert!(READ_MAX > 10, "a wake-up reads a default-sized queue dry") };
+        let (_base, mut inbox) = inbox();
+        let me = nix::unistd::getpid();
+        let channel = inbox.open(None).unwrap();
+        let sender = UnixDatagram::unbound().unwrap();
+        sender.connect(channel.path()).unwrap();
+        for _ in 0..8 {
+            sender.send(b"WATCHDOG=1").unwrap();
+        }
+        // The bound, at 3 here: the rest waits for the next wake-up.
+        let mut out = Vec::new();
+        drain_at_most(&channel, me, &mut out, 3);
+        assert_eq!(out.len(), 3);
+        inbox.attach(me, channel);
+        assert_eq!(inbox.read(&[me]).len(), 5);
+    }
+
+    #[test]
     fn the_directory_and_sockets_are_private() {
         let (base, mut inbox) = inbox();
         let dir = std::fs::metadata(inbox.dir()).unwrap();
@@ -522,15 +599,20 @@ mod tests {
     #[test]
     fn every_passed_descriptor_is_closed() {
         let (_base, mut inbox) = inbox();
+        fn base_file(dir: &TestDir) -> PathBuf {
+            let file = dir.join("passed");
+            std::fs::write(&file, b"").unwrap();
+            file
+        }
         let me = nix::unistd::getpid();
         let channel = inbox.open(None).unwrap();
         let path = PathBuf::from(channel.path());
         inbox.attach(me, channel);
         let sender = UnixDatagram::unbound().unwrap();
         sender.connect(&path).unwrap();
-        let before = open_fds();
+        let marker = base_file(&_base);
         let files: Vec<OwnedFd> = (0..SCM_MAX_FD)
-            .map(|_| std::fs::File::open("/dev/null").unwrap().into())
+            .map(|_| std::fs::File::open(&marker).unwrap().into())
             .collect();
         let raw: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();
         // 9 (more than the 8 the first release had room for), the most one
@@ -552,6 +634,6 @@ mod tests {
         let fds: Vec<usize> = got.iter().map(|g| g.fds).collect();
         assert_eq!(fds, [9, SCM_MAX_FD, 1]);
         drop(files);
-        assert_eq!(open_fds(), before, "a passed descriptor stayed open");
+        assert_eq!(open_on(&marker), 0, "a passed descriptor stayed open");
     }
 }
