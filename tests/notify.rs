@@ -421,3 +421,33 @@ fn notify_floods_during_heartbeats_and_a_reload_kill_no_healthy_worker() {
     );
     hawkey.stop_cleanly();
 }
+
+#[test]
+fn status_escape_sequences_from_a_worker_never_reach_the_operators_terminal() {
+    let dir = TempDir::new("notify-status-escape");
+    let app = write_file(
+        &dir,
+        "app.py",
+        "import os, socket, time\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         s.connect(os.environ['NOTIFY_SOCKET'])\n\
+         s.send(b'READY=1\\nSTATUS=\\x1b]0;owned\\x07\\x1b[2Jcleared')\n\
+         time.sleep(1000)\n",
+    );
+    let yaml = format!(
+        "listen:\n  - {{name: http, address: '127.0.0.1:{}'}}\nworkers:\n  count: 1\n  app: exec\n  ready: notify\n  command: [python3, '{}']\npidfile: {}\n",
+        free_port(),
+        app.display(),
+        dir.join("hawkey.pid").display()
+    );
+    let config = write_config(&dir, &yaml);
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
+    let (code, out, err) = hawkey_cli(&["status"], &config);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(
+        out.contains("\\u{1b}]0;owned\\u{7}\\u{1b}[2Jcleared"),
+        "{out}"
+    );
+    hawkey.stop_cleanly();
+}
