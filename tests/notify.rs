@@ -451,3 +451,61 @@ fn status_escape_sequences_from_a_worker_never_reach_the_operators_terminal() {
     );
     hawkey.stop_cleanly();
 }
+
+/// `hawkey run -c CONFIG` under `ulimit` settings (a shell runs it).
+fn run_with_limits(config: &std::path::Path, limits: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("{limits}; exec \"$0\" run -c \"$1\""))
+        .arg(BIN)
+        .arg(config);
+    plain_env(&mut cmd);
+    cmd
+}
+
+/// `Max open files` of a process: (soft, hard).
+fn fd_limits(pid: i32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_string(), fields[4].to_string())
+}
+
+#[test]
+fn the_master_raises_its_fd_limit_and_workers_get_the_original_back() {
+    let dir = TempDir::new("notify-nofile");
+    let port = free_port();
+    let config = write_config(&dir, &builtin_yaml(&dir, port, 2, "  app: builtin\n"));
+    let (mut hawkey, _notify, _) = start_ready_with(
+        &dir,
+        run_with_limits(&config, "ulimit -S -n 1024; ulimit -H -n 4096"),
+    );
+    // The shell exec'd hawkey: same pid.
+    assert_eq!(fd_limits(hawkey.pid()), ("4096".into(), "4096".into()));
+    for worker in hawkey.workers() {
+        assert_eq!(fd_limits(worker), ("1024".into(), "4096".into()));
+    }
+    assert_eq!(hawkey.count_log("fd limit"), 0, "{}", hawkey.log_text());
+    hawkey.stop_cleanly();
+}
+
+#[test]
+fn a_pool_larger_than_the_fd_limit_allows_is_warned_about() {
+    let dir = TempDir::new("notify-nofile-low");
+    let port = free_port();
+    let config = write_config(&dir, &scale_yaml(&dir, port, 100));
+    let (mut hawkey, _notify, _) =
+        start_ready_with(&dir, run_with_limits(&config, "ulimit -n 256"));
+    hawkey.wait_log(
+        "the fd limit (256) may be too low for 100 workers (about 266 needed): raise LimitNOFILE=",
+        Duration::from_secs(5),
+    );
+    // It still does what it can: here, everything.
+    let (code, out, err) = hawkey_cli(&["status"], &config);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("100/100 workers ready"), "{out}");
+    hawkey.stop_cleanly();
+}

@@ -203,6 +203,21 @@ struct Master<'p> {
     release_pages: bool,
 }
 
+/// Warns when a pool of `count` (with `surge` more during a reload) may
+/// not fit in the master's fd limit: each worker holds a notify socket
+/// and, while it starts, a pipe; two generations overlap in a reload.
+fn warn_if_fds_short(count: usize, surge: usize) {
+    let need = (2 * (count + surge) + 64) as u64;
+    if let Ok((soft, _)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        && soft < need
+    {
+        tracing::warn!(
+            "the fd limit ({soft}) may be too low for {count} workers (about {need} needed): raise LimitNOFILE="
+        );
+    }
+}
+
 /// Takes the listeners from systemd, or binds the config's; says which.
 fn take_listeners(config: &Config) -> Result<(Vec<Listener>, bool), Error> {
     let taken = match listeners::from_systemd().map_err(Error::Listener)? {
@@ -271,8 +286,10 @@ impl<'p> Master<'p> {
             env.get("XDG_RUNTIME_DIR"),
             nix::unistd::geteuid().is_root(),
         );
+        // Refused under a seccomp filter without @resources (as in our
+        // unit); `prepare` says so if a pool then does not fit.
         if let Err(error) = spawn::raise_fd_limit() {
-            tracing::warn!("failed to raise the fd limit: {error}");
+            tracing::debug!("failed to raise the fd limit: {error}");
         }
         let inbox =
             Inbox::create(&inbox::notify_base(runtime.as_deref())).map_err(Error::Notify)?;
@@ -355,6 +372,7 @@ impl<'p> Master<'p> {
             config::WorkerCount::Fixed(n) => n as usize,
             config::WorkerCount::Auto => cpu::available().count,
         };
+        warn_if_fds_short(count, config.reload.surge.of(count));
         let heartbeat = workers
             .heartbeat_timeout
             .resolve(workers.app, self.app_heartbeats);
