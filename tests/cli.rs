@@ -367,7 +367,7 @@ fn the_printed_config_passes_check_again_unchanged() {
     assert_eq!(yaml(&again.stdout), yaml(&out.stdout));
 
     // The default config round-trips too.
-    let empty = write_file(&dir, "empty.yaml", "");
+    let empty = write_file(&dir, "empty.yaml", "{}\n");
     let out = check_file(&empty);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let printed = write_file(&dir, "printed-default.yaml", &out.stdout);

@@ -24,8 +24,8 @@ pub(super) fn socket_path(config_path: Option<PathBuf>) -> Result<PathBuf, Statu
             let Some((pidfile, control_socket)) = keys else {
                 return Err(super::config_failed(&e));
             };
-            let mut fallback = Config::parse("", Path::new("<built-in default>"))
-                .expect("the empty config is valid");
+            let mut fallback = Config::parse("{}", Path::new("<built-in default>"))
+                .expect("the empty mapping is a valid config");
             fallback.pidfile = pidfile;
             fallback.control_socket = control_socket;
             fallback
