@@ -514,6 +514,57 @@ fn a_missing_explicit_config_file_exits_78_naming_the_path() {
 }
 
 #[test]
+fn a_config_path_that_is_not_a_regular_file_is_refused_at_once_with_78() {
+    // A FIFO used to block `open(2)` for ever (check hung; a master reading
+    // it could neither reap nor stop); a device could be read for ever.
+    let dir = TempDir::new("cli-not-a-file");
+    let fifo = dir.join("fifo.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let cases = [
+        (fifo.clone(), "a FIFO"),
+        ("/dev/zero".into(), "a character device"),
+        (dir.path().to_path_buf(), "a directory"),
+    ];
+    for (path, kind) in cases {
+        let expected = format!(
+            "hawkey: error: failed to read config '{}': is {kind}, not a regular file\n",
+            path.display()
+        );
+        for subcommand in ["check", "run"] {
+            // `output` is the hang guard: it gives up (and fails) after 10s.
+            let out = output(hawkey_command(&[subcommand, "-c", path.to_str().unwrap()]));
+            assert_eq!(out.code, Some(78), "{subcommand} {kind}: {}", out.stderr);
+            assert_eq!(out.stderr, expected, "{subcommand}");
+            assert_eq!(out.stdout, "");
+        }
+    }
+}
+
+#[test]
+fn an_empty_or_comment_only_config_is_refused_where_it_ends_with_78() {
+    let dir = TempDir::new("cli-empty");
+    for (text, at) in [
+        ("", "1:1"),
+        ("\n  \n", "3:1"),
+        ("# workers:\n#   count: 2\n", "3:1"),
+    ] {
+        let path = write_file(&dir, "empty.yaml", text);
+        for subcommand in ["check", "run"] {
+            let out = output(hawkey_command(&[subcommand, "-c", path.to_str().unwrap()]));
+            assert_eq!(out.code, Some(78), "{text:?}: {}", out.stderr);
+            assert_eq!(
+                out.stderr,
+                format!(
+                    "{}:{at}: the file holds no settings (write {{}} for every default)\n",
+                    path.display()
+                ),
+                "{subcommand}"
+            );
+        }
+    }
+}
+
+#[test]
 fn bare_check_uses_the_default_path_or_else_the_built_in_default() {
     let out = output(hawkey_command(&["check"]));
     let default = Path::new("/etc/hawkey/hawkey.yaml");
