@@ -564,6 +564,54 @@ fn an_empty_or_comment_only_config_is_refused_where_it_ends_with_78() {
     }
 }
 
+/// An executable shell script at `path` that runs `body`.
+fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_relative_command_is_checked_in_workers_cwd_not_in_hawkeys() {
+    let dir = TempDir::new("cli-relative");
+    let cwd = dir.join("srv");
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(cwd.join("bin")).unwrap();
+    std::fs::create_dir_all(elsewhere.join("bin")).unwrap();
+    script(&cwd.join("app"), "exit 0");
+    script(&elsewhere.join("bin/other"), "exit 0");
+    let config = |command: &str| {
+        write_config(
+            &dir,
+            &format!(
+                "workers:\n  count: 1\n  app: exec\n  command: [{command}]\n  cwd: {}\n",
+                cwd.display()
+            ),
+        )
+    };
+    // Only under `cwd`: accepted, though hawkey's own directory has none.
+    let path = config("./app");
+    let mut cmd = hawkey_command(&["check", "-q", "-c", path.to_str().unwrap()]);
+    cmd.current_dir(&elsewhere);
+    let out = output(cmd);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+
+    // Only in hawkey's own directory: refused, located.
+    let path = config("bin/other");
+    let mut cmd = hawkey_command(&["check", "-c", path.to_str().unwrap()]);
+    cmd.current_dir(&elsewhere);
+    let out = output(cmd);
+    assert_eq!(out.code, Some(78), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "{}:4:13: workers.command[0]: 'bin/other' is not an executable file in workers.cwd '{}' (give an absolute path, or a name found in PATH)\n",
+            path.display(),
+            cwd.display()
+        )
+    );
+}
+
 #[test]
 fn bare_check_uses_the_default_path_or_else_the_built_in_default() {
     let out = output(hawkey_command(&["check"]));
