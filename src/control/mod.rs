@@ -41,12 +41,15 @@
 //! # Security
 //!
 //! Whoever can talk to this socket can stop the service, so two checks
-//! guard it. The socket file is created mode 0600, owned by the master's
-//! user (the umask is narrowed around `bind(2)` so it is never wider, even
-//! for an instant, and `chmod(2)` afterwards covers a directory whose
-//! default ACL overrides the umask). And every accepted connection's peer
-//! credentials (`SO_PEERCRED`, taken by the kernel at `connect(2)`) must
-//! name uid 0 or the master's effective uid; anyone else is told
+//! guard it. The socket file is mode 0600, owned by the master's user,
+//! before anyone can reach it: it is bound in a private directory beside
+//! its path (the umask narrowed around `bind(2)`, and `fchmodat(2)` there
+//! for a directory whose default ACL overrides the umask), then renamed
+//! into place (see [`Server::bind`]); nothing is ever `chmod`ed by a path
+//! others could swap, and a directory others can write is refused. And
+//! every accepted connection's peer credentials (`SO_PEERCRED`, taken by
+//! the kernel at `connect(2)`) must name uid 0 or the master's effective
+//! uid; anyone else is told
 //! `permission denied` (exit code 77, `EX_NOPERM`) and disconnected. The
 //! file mode alone is not enough: a process may have inherited a connected
 //! descriptor, the path may sit in a directory others can write (and so
@@ -117,6 +120,9 @@ pub(crate) enum Error {
         #[source]
         source: io::Error,
     },
+    /// The socket's directory is not fit to hold it (writable by others…).
+    #[error(transparent)]
+    Directory(#[from] crate::config::paths::UnsafeDirectory),
     /// Another live process listens on the path.
     #[error("another hawkey is listening on '{}'", path.display())]
     InUse { path: PathBuf },

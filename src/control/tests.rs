@@ -671,3 +671,108 @@ fn a_user_who_cannot_open_the_socket_gets_permission_denied() {
     );
     assert_eq!(error.status(), Status::NoPermission);
 }
+
+#[test]
+fn no_bind_ever_changes_the_mode_of_a_file_swapped_in_at_the_path() {
+    // A racer keeps putting a symlink to a file of 0644 at the socket's
+    // path while the server binds there again and again. A chmod by path
+    // after bind(2) would follow the symlink (0644 -> 0600 within a few
+    // tries); binding in a private directory and renaming never touches it.
+    let dir = TestDir::new("swap");
+    let target = dir.join("precious");
+    fs::write(&target, "root's\n").unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+    let path = dir.join("hawkey.sock");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (mut bound, mut refused) = (0, 0);
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            for _ in 0..1_000_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let _ = fs::remove_file(&path);
+                let _ = std::os::unix::fs::symlink(&target, &path);
+            }
+        });
+        for _ in 0..300 {
+            match Server::bind(&path) {
+                Ok(server) => {
+                    bound += 1;
+                    drop(server);
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(bound + refused, 300);
+    let meta = fs::metadata(&target).unwrap();
+    assert_eq!(
+        meta.mode() & 0o7777,
+        0o644,
+        "{bound} binds, {refused} refused"
+    );
+    assert_eq!(fs::read_to_string(&target).unwrap(), "root's\n");
+    let left: Vec<String> = fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".hawkey-bind-"))
+        .collect();
+    assert!(left.is_empty(), "staging directories left: {left:?}");
+}
+
+#[test]
+fn the_socket_appears_whole_and_no_staging_directory_is_left() {
+    let dir = TestDir::new("staging");
+    let path = dir.join("hawkey.sock");
+    let server = Server::bind(&path).unwrap();
+    let names = |dir: &TestDir| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&dir), ["hawkey.sock"]);
+    // Listening as soon as it is at the path.
+    assert!(UnixStream::connect(&path).is_ok());
+    assert!(matches!(Server::bind(&path), Err(Error::InUse { .. })));
+    assert_eq!(names(&dir), ["hawkey.sock"]);
+    drop(server);
+    assert!(names(&dir).is_empty());
+}
+
+#[test]
+fn a_path_too_long_for_the_staging_directory_still_binds_0600() {
+    let dir = TestDir::new("long");
+    // The staging path adds ".hawkey-bind-XXXXXX/s" to the directory: at
+    // 100 bytes the socket's own path fits sun_path (108), that does not.
+    let base = dir.0.as_os_str().len() + 1;
+    let path = dir.join(&"s".repeat(100 - base));
+    assert_eq!(path.as_os_str().len(), 100);
+    let server = Server::bind(&path).unwrap();
+    let meta = fs::symlink_metadata(server.path()).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    assert!(UnixStream::connect(&path).is_ok());
+}
+
+#[test]
+fn a_socket_directory_writable_by_others_is_refused() {
+    for mode in [0o777, 0o1777] {
+        let dir = TestDir::new("shared");
+        fs::set_permissions(&dir.0, fs::Permissions::from_mode(mode)).unwrap();
+        let path = dir.join("hawkey.sock");
+        let error = Server::bind(&path).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "refusing control socket directory '{}': it is writable by other users (mode {mode:04o}); make it writable by its owner only",
+                dir.0.display()
+            )
+        );
+        assert!(!path.exists());
+    }
+}
