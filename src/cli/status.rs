@@ -10,11 +10,12 @@ use crate::exit::Status;
 
 /// Asks the master the configuration names for its status and prints it.
 pub(super) fn status(config_path: Option<PathBuf>, json: bool) -> Status {
-    let path = match super::control::socket_path(config_path) {
-        Ok(p) => p,
+    let (path, trust) = match super::control::socket_path(config_path) {
+        Ok(found) => found,
         Err(status) => return status,
     };
-    match control::request(&path, &Request::Status, Some(Duration::from_secs(10))) {
+    let timeout = Some(Duration::from_secs(10));
+    match control::request_trusting(&path, &Request::Status, timeout, &trust) {
         Ok(Response::Status(report)) => {
             let text = if json {
                 serde_json::to_string_pretty(&report).expect("a status report serializes") + "\n"

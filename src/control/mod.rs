@@ -56,6 +56,11 @@
 //! replace or re-link), and permission checks on socket files have not
 //! always been honoured everywhere.
 //!
+//! The CLI checks the other way too: it believes only a server whose peer
+//! credentials name root, its own uid or the pidfile's owner, and the pid
+//! the pidfile names (`client::Trust`), so a process listening at the path
+//! first cannot answer in the master's place.
+//!
 //! [`Server::bind`] replaces a socket file nobody listens on (a master that
 //! died without cleaning up leaves one: `connect(2)` to it fails with
 //! `ECONNREFUSED`), refuses while another process listens on it, and never
@@ -104,7 +109,9 @@ pub(crate) mod server;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
 pub(crate) use client::request;
+pub(crate) use client::{Trust, request_trusting};
 pub(crate) use protocol::{
     ClientId, ListenerStatus, Request, Response, StatusReport, WorkerStatus,
 };
@@ -145,6 +152,18 @@ pub(crate) enum Error {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+    /// The process listening at the path is not the master the CLI
+    /// expects (see `client::Trust`); nothing was sent to it.
+    #[error(
+        "refusing to believe the process listening on '{}' (pid {pid}, uid {uid}): {why}; it is not this hawkey's master",
+        path.display()
+    )]
+    Impostor {
+        path: PathBuf,
+        pid: i32,
+        uid: u32,
+        why: String,
     },
     /// No socket at the path, or nobody listening on it.
     #[error("hawkey is not running (no control socket at '{}')", path.display())]

@@ -776,3 +776,59 @@ fn a_socket_directory_writable_by_others_is_refused() {
         assert!(!path.exists());
     }
 }
+
+#[test]
+fn the_cli_believes_root_itself_and_the_pidfile_owner_at_the_pid_it_names() {
+    let dir = TestDir::new("trust");
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let pidfile = dir.join("hawkey.pid");
+    fs::write(&pidfile, "4242\n").unwrap();
+    std::os::unix::fs::chown(&pidfile, Some(1234), None).unwrap();
+    let trust = Trust::from_pidfile(Some(&pidfile));
+    let own = nix::unistd::geteuid().as_raw();
+    assert_eq!(trust.refuses(4242, 0), None);
+    assert_eq!(trust.refuses(4242, own), None);
+    assert_eq!(trust.refuses(4242, 1234), None);
+    assert_eq!(
+        trust.refuses(4242, 65534).as_deref(),
+        Some(
+            format!(
+                "its uid is not root, uid {own} or uid 1234 (the owner of the pidfile '{}')",
+                pidfile.display()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        trust.refuses(4343, 0).as_deref(),
+        Some(format!("the pidfile '{}' names pid 4242", pidfile.display()).as_str())
+    );
+    // An empty pidfile (the master is still starting) names no pid.
+    fs::write(&pidfile, "").unwrap();
+    assert_eq!(
+        Trust::from_pidfile(Some(&pidfile)).refuses(4343, 1234),
+        None
+    );
+    // No pidfile: root and the CLI's own uid only.
+    let none = Trust::from_pidfile(None);
+    assert_eq!(none.refuses(1, own), None);
+    assert!(none.refuses(1, 65534).is_some());
+}
+
+#[test]
+fn a_pidfile_in_a_directory_writable_by_others_vouches_for_nobody() {
+    let dir = TestDir::new("trust-shared");
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o1777)).unwrap();
+    let pidfile = dir.join("hawkey.pid");
+    fs::write(&pidfile, "4242\n").unwrap();
+    std::os::unix::fs::chown(&pidfile, Some(65534), None).unwrap();
+    let trust = Trust::from_pidfile(Some(&pidfile));
+    assert_eq!(trust, Trust::default());
+    assert!(trust.refuses(4242, 65534).is_some());
+    // A symlink is not followed either.
+    let safe = TestDir::new("trust-link");
+    fs::set_permissions(&safe.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let link = safe.join("hawkey.pid");
+    std::os::unix::fs::symlink(&pidfile, &link).unwrap();
+    assert_eq!(Trust::from_pidfile(Some(&link)), Trust::default());
+}

@@ -59,7 +59,7 @@ mod inbox;
 pub(crate) mod listeners;
 mod memory;
 mod notices;
-mod pidfile;
+pub(crate) mod pidfile;
 mod reap;
 mod reload;
 pub(crate) mod signals;

@@ -436,7 +436,7 @@ fn read_pid(mut file: &File) -> io::Result<Option<u32>> {
 /// A whole pid as we write it: decimal digits, then one `\n`, nothing else,
 /// greater than 0 and within `pid_t`. Anything else (empty, cut short,
 /// garbage) is no pid.
-fn parse_pid(content: &[u8]) -> Option<u32> {
+pub(crate) fn parse_pid(content: &[u8]) -> Option<u32> {
     let digits = content.strip_suffix(b"\n")?;
     if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
