@@ -121,7 +121,7 @@ pub(crate) use server::Server;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
     /// `socket`, `bind`, `chmod` or `listen` failed for the server socket.
-    #[error("failed to bind the control socket '{}'", path.display())]
+    #[error("failed to bind the control socket '{}': {source}", path.display())]
     Bind {
         path: PathBuf,
         #[source]
@@ -137,7 +137,7 @@ pub(crate) enum Error {
     #[error("refusing to replace '{}' with the control socket: not a socket", path.display())]
     NotASocket { path: PathBuf },
     /// The client could not connect, for a reason other than those below.
-    #[error("failed to connect to the control socket '{}'", path.display())]
+    #[error("failed to connect to the control socket '{}': {source}", path.display())]
     Connect {
         path: PathBuf,
         #[source]
@@ -175,7 +175,7 @@ pub(crate) enum Error {
     #[error("control protocol error: {0}")]
     Protocol(String),
     /// Sending or receiving failed; `op` names it ("send the request", …).
-    #[error("failed to {op} on the control socket '{}'", path.display())]
+    #[error("failed to {op} on the control socket '{}': {source}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,

@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -831,4 +831,37 @@ fn a_pidfile_in_a_directory_writable_by_others_vouches_for_nobody() {
     let link = safe.join("hawkey.pid");
     std::os::unix::fs::symlink(&pidfile, &link).unwrap();
     assert_eq!(Trust::from_pidfile(Some(&link)), Trust::default());
+}
+
+#[test]
+fn control_errors_carry_the_os_error() {
+    let path = PathBuf::from("/run/hawkey/hawkey.sock");
+    let os = |errno| io::Error::from_raw_os_error(errno);
+    let cases = [
+        (
+            Error::Bind {
+                path: path.clone(),
+                source: os(libc::EROFS),
+            },
+            "failed to bind the control socket '/run/hawkey/hawkey.sock': Read-only file system (os error 30)",
+        ),
+        (
+            Error::Connect {
+                path: path.clone(),
+                source: os(libc::ENAMETOOLONG),
+            },
+            "failed to connect to the control socket '/run/hawkey/hawkey.sock': File name too long (os error 36)",
+        ),
+        (
+            Error::Io {
+                op: "send the request",
+                path,
+                source: os(libc::ECONNRESET),
+            },
+            "failed to send the request on the control socket '/run/hawkey/hawkey.sock': Connection reset by peer (os error 104)",
+        ),
+    ];
+    for (error, text) in cases {
+        assert_eq!(error.to_string(), text);
+    }
 }
