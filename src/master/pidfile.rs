@@ -50,6 +50,9 @@
 //! 5. Whatever the file held is a stale pid, returned for the caller to log,
 //!    and the file is truncated to empty. It stays empty while hawkey starts:
 //!    an empty file is never mistaken for a pid, a half-written one could be.
+//!    Temporary files (below) that masters of this pidfile which died while
+//!    starting left beside it are removed: holding the lock, we know no
+//!    live master owns one.
 //!
 //! [`Pidfile::stage`], at start-up, writes `PID\n` in full to
 //! `.<name>.<pid>.tmp` in the same directory (created
@@ -196,6 +199,7 @@ pub(crate) fn acquire(path: &Path) -> Result<(Pidfile, Option<u32>), Error> {
         let stale = read_pid(&file).map_err(io_error("read pidfile", path))?;
         file.set_len(0)
             .map_err(io_error("truncate pidfile", path))?;
+        remove_leftover_temps(path);
         let pidfile = Pidfile {
             path: path.to_path_buf(),
             file,
@@ -343,6 +347,39 @@ impl Pidfile {
     #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Removes the temporary files (`.<name>.<pid>.tmp`) masters of this
+/// pidfile that died during start-up left beside it: we hold its lock, so
+/// no live master of it owns one. Best effort: one that cannot be removed
+/// is only clutter.
+fn remove_leftover_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let prefix = prefix.into_encoded_bytes();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let leftover = file_name
+            .as_encoded_bytes()
+            .strip_prefix(prefix.as_slice())
+            .and_then(|rest| rest.strip_suffix(b".tmp"))
+            .is_some_and(|pid| !pid.is_empty() && pid.iter().all(u8::is_ascii_digit));
+        if leftover && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -752,6 +789,31 @@ mod tests {
         ));
         pidfile.remove().unwrap();
         assert!(entries(&dir.0).is_empty());
+    }
+
+    #[test]
+    fn acquire_removes_temporary_files_a_dead_master_left_and_nothing_else() {
+        let dir = TestDir::new("leftovers");
+        let path = dir.join("hawkey.pid");
+        for name in [
+            ".hawkey.pid.4242.tmp",
+            ".hawkey.pid.x.tmp",
+            ".other.pid.4242.tmp",
+            "hawkey.pid.4242.tmp",
+        ] {
+            fs::write(dir.join(name), "4242\n").unwrap();
+        }
+        let (pidfile, _) = acquire(&path).unwrap();
+        assert_eq!(
+            entries(&dir.0),
+            [
+                ".hawkey.pid.x.tmp",
+                ".other.pid.4242.tmp",
+                "hawkey.pid",
+                "hawkey.pid.4242.tmp"
+            ]
+        );
+        pidfile.remove().unwrap();
     }
 
     #[test]
