@@ -4,7 +4,7 @@
 //! anyone may write), and bad inputs an operator can hand it by accident
 //! (an emptied config, a FIFO as the config), on the real binary. Each test
 //! is named as the invariant it holds; an attack that needs another uid
-//! runs as uid 65534 (`nobody`), so these tests need root and fail, loudly,
+//! runs as uid 65534 (`nobody`), so its test needs root and fails, loudly,
 //! without it.
 
 mod support;
@@ -245,7 +245,6 @@ fn a_pidfile_directory_others_can_write_is_refused_before_a_squatter_can_hold_th
 
 #[test]
 fn a_control_socket_directory_others_can_write_is_refused_before_anything_starts() {
-    require_root("a_control_socket_directory_others_can_write_is_refused_before_anything_starts");
     let dir = TempDir::new("hostile-socket-dir");
     let shared = shared_dir(&dir, "shared");
     let pidfile = dir.join("hawkey.pid");

@@ -779,6 +779,10 @@ fn a_socket_directory_writable_by_others_is_refused() {
 
 #[test]
 fn the_cli_believes_root_itself_and_the_pidfile_owner_at_the_pid_it_names() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (gives a file to another uid): run the test suite as root"
+    );
     let dir = TestDir::new("trust");
     fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o755)).unwrap();
     let pidfile = dir.join("hawkey.pid");
@@ -817,6 +821,10 @@ fn the_cli_believes_root_itself_and_the_pidfile_owner_at_the_pid_it_names() {
 
 #[test]
 fn a_pidfile_in_a_directory_writable_by_others_vouches_for_nobody() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (gives a file to another uid): run the test suite as root"
+    );
     let dir = TestDir::new("trust-shared");
     fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o1777)).unwrap();
     let pidfile = dir.join("hawkey.pid");
