@@ -109,10 +109,8 @@ impl Trust {
     }
 }
 
-/// Client side, for the CLI: connects to `path`, sends the request line and
-/// reads the one response line, all within `timeout` (`None`: wait as long
-/// as it takes, for `reload --wait`). Only a peer that [`Trust::default`]
-/// admits (root or the CLI's own uid) is believed.
+/// [`request_trusting`] with the default [`Trust`]: only root or the
+/// caller's own uid is believed (the unit tests' server).
 #[cfg(test)]
 pub(crate) fn request(
     path: &Path,
@@ -122,8 +120,11 @@ pub(crate) fn request(
     request_trusting(path, request, timeout, &Trust::default())
 }
 
-/// [`request`], believing only a peer that `trust` admits: anyone else is
-/// an [`Error::Impostor`], told nothing and not listened to.
+/// Client side, for the CLI: connects to `path`, checks that the process
+/// listening there is one `trust` admits (anyone else is an
+/// [`Error::Impostor`], told nothing and not listened to), sends the
+/// request line and reads the one response line, all within `timeout`
+/// (`None`: wait as long as it takes, for `reload --wait`).
 pub(crate) fn request_trusting(
     path: &Path,
     request: &Request,

@@ -6,7 +6,7 @@
 //! The master binds one unix stream socket in its runtime directory
 //! (`/run/hawkey/hawkey.sock` as root; the directory is chosen like the
 //! pidfile's, see `pidfile::runtime_dir`) and serves it from its event loop
-//! with a [`Server`]. The CLI side is [`request`]. The socket is an extra,
+//! with a [`Server`]. The CLI side is [`request_trusting`]. The socket is an extra,
 //! not a dependency: signals (`SIGHUP`, `SIGTERM`, …) and the pidfile work
 //! the same without it, so a master whose socket could not be bound still
 //! runs, and scripts that signal it keep working.
@@ -87,7 +87,7 @@
 //! left out of the poll set, so new connections wait in the backlog instead
 //! of spinning the loop.
 //!
-//! The client side, [`request`], is an ordinary blocking exchange with an
+//! The client side, [`request_trusting`], is an ordinary blocking exchange with an
 //! overall deadline, for the CLI.
 
 //!
