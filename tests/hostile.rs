@@ -371,3 +371,41 @@ fn a_fifo_config_on_reload_is_refused_at_once_and_the_master_still_stops() {
     assert_eq!(generation(&dir, &probe), 1);
     hawkey.stop_cleanly();
 }
+
+#[test]
+fn a_workers_status_line_reaches_the_operators_terminal_with_escapes_defused() {
+    // A worker's STATUS= text went to `hawkey status` raw: an escape
+    // sequence in it could retitle the terminal, clear it, or fake lines.
+    let dir = TempDir::new("hostile-status-escapes");
+    let script = dir.join("worker.py");
+    std::fs::write(
+        &script,
+        "import os, socket, time\n\
+         a = os.environ['NOTIFY_SOCKET']\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         s.connect('\\0' + a[1:] if a[0] == '@' else a)\n\
+         s.send(b'READY=1\\nSTATUS=ok \\x1b]0;pwned\\x07\\x1b[2J\\rfake \\xc2\\x9b31m')\n\
+         time.sleep(1000)\n",
+    )
+    .unwrap();
+    let config = write_config(
+        &dir,
+        &format!(
+            "listen:\n  - {{name: web, address: '127.0.0.1:{}'}}\nworkers:\n  count: 1\n  app: exec\n  ready: notify\n  command: [python3, '{}']\npidfile: {}\n",
+            free_port(),
+            script.display(),
+            dir.join("hawkey.pid").display()
+        ),
+    );
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
+    let out = wait_until(READY_GUARD, "the worker's status line", || {
+        let (code, out, _) = bounded(cli_command(&["status"], &config));
+        (code == 0 && out.contains("worker status:")).then_some(out)
+    });
+    assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+    assert!(
+        out.contains("  0  ok \\x1b]0;pwned\\x07\\x1b[2J\\rfake \\u{9b}31m\n"),
+        "{out:?}"
+    );
+    hawkey.stop_cleanly();
+}
