@@ -74,7 +74,7 @@ impl Status {
             Status::Usage => "usage error",
             Status::NoWorker => "no worker could start",
             Status::CantCreate => {
-                "pidfile or runtime directory unusable (e.g. a symlink at the pidfile path)"
+                "pidfile or runtime directory unusable (e.g. a symlink at the pidfile path, a directory others can write, a full disk)"
             }
             Status::TempFail => {
                 "another instance holds the pidfile lock; a reload is already in progress"

@@ -367,7 +367,7 @@ fn the_printed_config_passes_check_again_unchanged() {
     assert_eq!(yaml(&again.stdout), yaml(&out.stdout));
 
     // The default config round-trips too.
-    let empty = write_file(&dir, "empty.yaml", "");
+    let empty = write_file(&dir, "empty.yaml", "{}\n");
     let out = check_file(&empty);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let printed = write_file(&dir, "printed-default.yaml", &out.stdout);
@@ -511,6 +511,105 @@ fn a_missing_explicit_config_file_exits_78_naming_the_path() {
     assert_eq!(out.code, Some(78), "{}", out.stderr);
     assert_eq!(out.stderr, expected);
     assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn a_config_path_that_is_not_a_regular_file_is_refused_at_once_with_78() {
+    // A FIFO used to block `open(2)` for ever (check hung; a master reading
+    // it could neither reap nor stop); a device could be read for ever.
+    let dir = TempDir::new("cli-not-a-file");
+    let fifo = dir.join("fifo.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let cases = [
+        (fifo.clone(), "a FIFO"),
+        ("/dev/zero".into(), "a character device"),
+        (dir.path().to_path_buf(), "a directory"),
+    ];
+    for (path, kind) in cases {
+        let expected = format!(
+            "hawkey: error: failed to read config '{}': is {kind}, not a regular file\n",
+            path.display()
+        );
+        for subcommand in ["check", "run"] {
+            // `output` is the hang guard: it gives up (and fails) after 10s.
+            let out = output(hawkey_command(&[subcommand, "-c", path.to_str().unwrap()]));
+            assert_eq!(out.code, Some(78), "{subcommand} {kind}: {}", out.stderr);
+            assert_eq!(out.stderr, expected, "{subcommand}");
+            assert_eq!(out.stdout, "");
+        }
+    }
+}
+
+#[test]
+fn an_empty_or_comment_only_config_is_refused_where_it_ends_with_78() {
+    let dir = TempDir::new("cli-empty");
+    for (text, at) in [
+        ("", "1:1"),
+        ("\n  \n", "3:1"),
+        ("# workers:\n#   count: 2\n", "3:1"),
+    ] {
+        let path = write_file(&dir, "empty.yaml", text);
+        for subcommand in ["check", "run"] {
+            let out = output(hawkey_command(&[subcommand, "-c", path.to_str().unwrap()]));
+            assert_eq!(out.code, Some(78), "{text:?}: {}", out.stderr);
+            assert_eq!(
+                out.stderr,
+                format!(
+                    "{}:{at}: the file holds no settings (write {{}} for every default)\n",
+                    path.display()
+                ),
+                "{subcommand}"
+            );
+        }
+    }
+}
+
+/// An executable shell script at `path` that runs `body`.
+fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_relative_command_is_checked_in_workers_cwd_not_in_hawkeys() {
+    let dir = TempDir::new("cli-relative");
+    let cwd = dir.join("srv");
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(cwd.join("bin")).unwrap();
+    std::fs::create_dir_all(elsewhere.join("bin")).unwrap();
+    script(&cwd.join("app"), "exit 0");
+    script(&elsewhere.join("bin/other"), "exit 0");
+    let config = |command: &str| {
+        write_config(
+            &dir,
+            &format!(
+                "workers:\n  count: 1\n  app: exec\n  command: [{command}]\n  cwd: {}\n",
+                cwd.display()
+            ),
+        )
+    };
+    // Only under `cwd`: accepted, though hawkey's own directory has none.
+    let path = config("./app");
+    let mut cmd = hawkey_command(&["check", "-q", "-c", path.to_str().unwrap()]);
+    cmd.current_dir(&elsewhere);
+    let out = output(cmd);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+
+    // Only in hawkey's own directory: refused, located.
+    let path = config("bin/other");
+    let mut cmd = hawkey_command(&["check", "-c", path.to_str().unwrap()]);
+    cmd.current_dir(&elsewhere);
+    let out = output(cmd);
+    assert_eq!(out.code, Some(78), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "{}:4:13: workers.command[0]: 'bin/other' is not an executable file in workers.cwd '{}' (give an absolute path, or a name found in PATH)\n",
+            path.display(),
+            cwd.display()
+        )
+    );
 }
 
 #[test]

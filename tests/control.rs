@@ -415,3 +415,47 @@ fn status_keeps_each_workers_own_status_line() {
     );
     hawkey.stop_cleanly();
 }
+
+#[test]
+fn root_believes_a_master_of_another_uid_that_owns_the_pidfile_and_runs_at_its_pid() {
+    // As under systemd with User=: the master runs as its own user, root
+    // asks. The CLI now checks the server's peer credentials; the owner of
+    // the pidfile, at the pid it names, is believed.
+    require_root("root_believes_a_master_of_another_uid_that_owns_the_pidfile_and_runs_at_its_pid");
+    let dir = TempDir::new("control-other-uid");
+    let port = free_port();
+    let config = write_config(&dir, &builtin_yaml(&dir, port, 1, ""));
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&config, Some(65534), Some(65534)).unwrap();
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        BIN,
+        "run",
+        "-c",
+    ])
+    .arg(&config);
+    plain_env(&mut cmd);
+    let mut hawkey = Hawkey::spawn(cmd);
+    let pidfile = dir.join("hawkey.pid");
+    let whole = format!("{}\n", hawkey.pid());
+    wait_until(READY_GUARD, "the pidfile to name the master", || {
+        assert!(
+            hawkey.child.try_wait().unwrap().is_none(),
+            "{}",
+            hawkey.log_text()
+        );
+        (std::fs::read_to_string(&pidfile).ok()? == whole).then_some(())
+    });
+    assert_eq!(std::fs::metadata(&pidfile).unwrap().uid(), 65534);
+    let (code, out, err) = hawkey_cli(&["status", "--json"], &config);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["master_pid"], hawkey.pid());
+    let (code, out, err) = hawkey_cli(&["stop"], &config);
+    assert_eq!((code, out.as_str()), (0, "stopped\n"), "{err}");
+    assert_eq!(hawkey.wait_exit(STOP_GUARD).code(), Some(0));
+}

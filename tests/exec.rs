@@ -505,6 +505,39 @@ fn workers_run_in_the_configured_cwd_with_the_configured_environment() {
 }
 
 #[test]
+fn a_relative_command_found_only_under_cwd_is_accepted_and_runs_there() {
+    use std::os::unix::fs::PermissionsExt;
+    // `./app` exists under workers.cwd only, not where hawkey runs: it was
+    // refused by the check (made from hawkey's directory) though execve
+    // after the worker's chdir would find it. Checked as it runs, it runs.
+    let dir = TempDir::new("relative");
+    let work = dir.join("srv");
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::create_dir(&elsewhere).unwrap();
+    let app = work.join("app");
+    std::fs::write(&app, "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = exec_config(
+        &dir,
+        free_port(),
+        &format!(
+            "  count: 1\n  app: exec\n  command: [./app]\n  cwd: {}",
+            work.display()
+        ),
+    );
+    let mut cmd = command(&config);
+    cmd.current_dir(&elsewhere);
+    let mut hawkey = Hawkey::spawn(cmd);
+    let worker = hawkey.wait_workers(1, "sleep", Duration::from_secs(5))[0];
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{worker}/cwd")).unwrap(),
+        work
+    );
+    hawkey.stop_cleanly();
+}
+
+#[test]
 fn ipv6_listeners_are_bound_v6_only_and_passed_like_any_other() {
     let dir = TempDir::new("ipv6");
     let port = free_port();

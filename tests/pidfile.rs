@@ -517,3 +517,82 @@ fn pidfile_null_creates_no_pidfile() {
     hawkey.stop_cleanly();
     assert_eq!(entries(dir.path()), ["hawkey.yaml"]);
 }
+
+/// A tmpfs of one page mounted on `dir`, unmounted on drop (also when the
+/// test fails).
+struct TinyTmpfs(PathBuf);
+
+impl TinyTmpfs {
+    fn mount(dir: &Path) -> TinyTmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4k,mode=0755", "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t tmpfs on {}", dir.display());
+        TinyTmpfs(dir.to_path_buf())
+    }
+
+    /// Writes one file until the file system is full; returns its name.
+    fn fill(&self) -> &'static str {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.0.join("fill")).unwrap();
+        let block = [0u8; 1024];
+        let mut full = false;
+        for _ in 0..64 {
+            if let Err(e) = file.write_all(&block) {
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+                full = true;
+                break;
+            }
+        }
+        assert!(full, "a 4k tmpfs took 64k");
+        "fill"
+    }
+}
+
+impl Drop for TinyTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_pidfile_that_cannot_be_written_in_full_fails_the_start_with_73_and_leaves_nothing() {
+    // Was: the master ran on for ever with an empty pidfile (the write
+    // after readiness failed with ENOSPC and was only logged).
+    require_root(
+        "a_pidfile_that_cannot_be_written_in_full_fails_the_start_with_73_and_leaves_nothing (mounts a tmpfs)",
+    );
+    let dir = TempDir::new("pid-enospc");
+    let full = TinyTmpfs::mount(&dir.join("run"));
+    let fill = full.fill();
+    let pidfile = full.0.join("hawkey.pid");
+    let port = free_port();
+    let config = pool_config(&dir, port, 1, &pidfile);
+
+    let mut hawkey = Hawkey::start(&config);
+    let status = hawkey.wait_exit(STOP);
+    let log = hawkey.log_text();
+    assert_eq!(status.code(), Some(73), "{log}");
+    assert!(
+        log.contains(&format!(
+            "failed to write temporary pidfile '{}': No space left on device (os error 28)",
+            full.0
+                .join(format!(".hawkey.pid.{}.tmp", hawkey.pid()))
+                .display()
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("listening on"), "{log}");
+    assert_eq!(
+        entries(&full.0),
+        [fill],
+        "no pidfile, empty or not, is left"
+    );
+    TcpListener::bind(("127.0.0.1", port)).unwrap();
+}

@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{self, Config, paths};
-use crate::control::{self, Request, Response};
+use crate::control::{self, Request, Response, Trust};
 use crate::env::Environment;
 use crate::exit::Status;
 
-/// Finds the control socket the configuration names, or says why not. A
-/// file that no longer validates still names it: the master then gets the
-/// request and reports the configuration error itself (for `reload`).
-pub(super) fn socket_path(config_path: Option<PathBuf>) -> Result<PathBuf, Status> {
+/// Finds the control socket the configuration names, and whom to believe
+/// there (read from its pidfile), or says why not. A file that no longer
+/// validates still names them: the master then gets the request and
+/// reports the configuration error itself (for `reload`).
+pub(super) fn socket_path(config_path: Option<PathBuf>) -> Result<(PathBuf, Trust), Status> {
     let env = Environment::capture();
     let config = match super::load_config(config_path.clone()) {
         Ok((config, _)) => config,
@@ -24,19 +25,21 @@ pub(super) fn socket_path(config_path: Option<PathBuf>) -> Result<PathBuf, Statu
             let Some((pidfile, control_socket)) = keys else {
                 return Err(super::config_failed(&e));
             };
-            let mut fallback = Config::parse("", Path::new("<built-in default>"))
-                .expect("the empty config is valid");
+            let mut fallback = Config::parse("{}", Path::new("<built-in default>"))
+                .expect("the empty mapping is a valid config");
             fallback.pidfile = pidfile;
             fallback.control_socket = control_socket;
             fallback
         }
     };
-    paths::control_socket(&config, &env).ok_or_else(|| {
+    let trust = Trust::from_pidfile(paths::pidfile(&config, &env).as_deref());
+    let path = paths::control_socket(&config, &env).ok_or_else(|| {
         eprintln!(
             "hawkey: error: the configuration disables the control socket (control_socket: null)"
         );
         Status::Usage
-    })
+    })?;
+    Ok((path, trust))
 }
 
 /// Reports that the master could not be reached; returns the status.
@@ -52,11 +55,11 @@ pub(super) fn command(
     request: &Request,
     timeout: Option<Duration>,
 ) -> Status {
-    let path = match socket_path(config_path) {
-        Ok(p) => p,
+    let (path, trust) = match socket_path(config_path) {
+        Ok(found) => found,
         Err(status) => return status,
     };
-    match control::request(&path, request, timeout) {
+    match control::request_trusting(&path, request, timeout, &trust) {
         Ok(response) => respond(response),
         Err(error) => unreachable(&error),
     }

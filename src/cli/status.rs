@@ -10,11 +10,12 @@ use crate::exit::Status;
 
 /// Asks the master the configuration names for its status and prints it.
 pub(super) fn status(config_path: Option<PathBuf>, json: bool) -> Status {
-    let path = match super::control::socket_path(config_path) {
-        Ok(p) => p,
+    let (path, trust) = match super::control::socket_path(config_path) {
+        Ok(found) => found,
         Err(status) => return status,
     };
-    match control::request(&path, &Request::Status, Some(Duration::from_secs(10))) {
+    let timeout = Some(Duration::from_secs(10));
+    match control::request_trusting(&path, &Request::Status, timeout, &trust) {
         Ok(Response::Status(report)) => {
             let text = if json {
                 serde_json::to_string_pretty(&report).expect("a status report serializes") + "\n"
@@ -41,7 +42,7 @@ fn render(report: &StatusReport) -> String {
     );
     if !report.status.is_empty() {
         out.push_str(": ");
-        out.push_str(&report.status);
+        out.push_str(&printable(&report.status));
     }
     out.push('\n');
     if report.listeners.is_empty() {
@@ -87,11 +88,32 @@ fn render(report: &StatusReport) -> String {
     let said: Vec<Vec<String>> = report
         .workers
         .iter()
-        .filter_map(|w| Some(vec![w.slot.to_string(), w.status.clone()?]))
+        .filter_map(|w| Some(vec![w.slot.to_string(), printable(w.status.as_deref()?)]))
         .collect();
     if !said.is_empty() {
         out.push_str("\nworker status:\n");
         out.push_str(&table(&said, "  "));
+    }
+    out
+}
+
+/// `text` with every control character written as an escape (`\n`,
+/// `\t`, `\r`, `\x1b`, `\u{9b}`): a worker's `STATUS=` line is the
+/// worker's text, and raw it could move the operator's cursor, retitle the
+/// terminal or worse (escape sequences). JSON output is escaped by JSON.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
     }
     out
 }
@@ -176,6 +198,30 @@ SLOT  PID   GEN  STATE    UPTIME  RESTARTS  LAST-EXIT
             render(&report),
             "master pid 7, up 0s, generation 1\nlisteners: none\n\n\
              SLOT  PID  GEN  STATE  UPTIME  RESTARTS  LAST-EXIT\n"
+        );
+    }
+
+    #[test]
+    fn a_workers_status_line_reaches_the_terminal_with_control_characters_escaped() {
+        let mut report = StatusReport::example();
+        report.workers[0].status =
+            Some("ok\u{1b}]0;pwned\u{7}\u{1b}[2J\r\nfake\tline\u{9b}31m".into());
+        report.status = "2 of 2 ready\u{1b}[31m".into();
+        let text = render(&report);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("  0  ok\\x1b]0;pwned\\x07\\x1b[2J\\r\\nfake\\tline\\u{9b}31m\n"),
+            "{text}"
+        );
+        assert!(
+            text.starts_with("master pid 4242, up 3h12m, generation 3: 2 of 2 ready\\x1b[31m\n")
+        );
+        assert_eq!(
+            printable("plain ünïcode, 3 clients"),
+            "plain ünïcode, 3 clients"
         );
     }
 

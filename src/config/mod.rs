@@ -317,6 +317,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The path names something other than a regular file (a FIFO, a
+    /// device, a directory, a socket); refused unread, at once.
+    #[error("failed to read config '{}': is {kind}, not a regular file", path.display())]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead ("a FIFO").
+        kind: &'static str,
+    },
     /// The file is over the size limit (1 MiB); refused unread.
     #[error("{}: file is larger than {MAX_FILE_BYTES} bytes", path.display())]
     TooLarge {
@@ -341,6 +350,69 @@ pub enum Error {
     },
 }
 
+/// Reads the regular file at `path`, at most [`MAX_FILE_BYTES`], without
+/// ever blocking on what is there: a FIFO would block `open(2)` until a
+/// writer came (the master could then neither reap nor stop, `hawkey
+/// check` would hang), a device could be read for ever. So `stat(2)` first
+/// (nothing but a regular file is opened), then `open(2)` with
+/// `O_NONBLOCK` (a FIFO swapped in meanwhile opens at once) and
+/// `O_NOCTTY` (std adds `O_CLOEXEC`), and `fstat(2)` of what was opened,
+/// the check that counts. Symlinks are followed: `/etc/hawkey/hawkey.yaml`
+/// may well be one.
+fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let read_err = |source| Error::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let refuse_unless_file = |meta: std::fs::Metadata| match file_kind(&meta.file_type()) {
+        None => Ok(()),
+        Some(kind) => Err(Error::NotAFile {
+            path: path.to_owned(),
+            kind,
+        }),
+    };
+    refuse_unless_file(std::fs::metadata(path).map_err(read_err)?)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(read_err)?;
+    refuse_unless_file(file.metadata().map_err(read_err)?)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// What a file that is not a regular file is, in words; `None` for a
+/// regular file.
+fn file_kind(kind: &std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    Some(if kind.is_file() {
+        return None;
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "of an unknown kind"
+    })
+}
+
 fn key_prefix(key: &str) -> String {
     if key.is_empty() {
         String::new()
@@ -352,21 +424,7 @@ fn key_prefix(key: &str) -> String {
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, Error> {
-        use std::io::Read;
-        let read_err = |source| Error::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(read_err)?;
-        let mut bytes = Vec::new();
-        file.take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(read_err)?;
-        if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(Error::TooLarge {
-                path: path.to_owned(),
-            });
-        }
+        let bytes = read_file(path)?;
         let text = String::from_utf8(bytes).map_err(|e| {
             // Locate the first byte that is not UTF-8, like any other error.
             let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
@@ -395,7 +453,7 @@ impl Config {
     /// validate as a whole (see `schema::RawLocator`); `None` if even those
     /// cannot be read.
     pub(crate) fn locate(path: &Path) -> Option<(Pidfile, Pidfile)> {
-        let text = std::fs::read_to_string(path).ok()?;
+        let text = String::from_utf8(read_file(path).ok()?).ok()?;
         schema::parse_locator(&text).map(schema::RawLocator::into_keys)
     }
 

@@ -304,10 +304,21 @@ fn options() -> serde_saphyr::Options {
 }
 
 /// Parses the YAML text into the raw layer, the first error located.
+///
+/// A text that holds nothing (empty, or only whitespace and comments) is
+/// refused, located where it ends: YAML reads it as no document at all,
+/// and taking that for "every default" would turn a file truncated by
+/// accident into the built-in demo on a reload. `{}` says "every default"
+/// on purpose.
 pub(super) fn parse(text: &str) -> Result<RawConfig, Located> {
-    if text.trim().is_empty() {
-        // An empty file is a valid config with every default.
-        return parse("{}");
+    if holds_nothing(text) {
+        let (line, column) = super::events::position_after(text);
+        return Err(Located {
+            line,
+            column,
+            key: String::new(),
+            message: "the file holds no settings (write {} for every default)".into(),
+        });
     }
     read(text).map_err(|failed| {
         let error = failed.error.without_snippet();
@@ -318,6 +329,16 @@ pub(super) fn parse(text: &str) -> Result<RawConfig, Located> {
             failed.env_name,
         )
     })
+}
+
+/// Whether `text` is empty or only whitespace, comments and a byte-order
+/// mark: no YAML node at all.
+pub(super) fn holds_nothing(text: &str) -> bool {
+    text.strip_prefix('\u{feff}')
+        .unwrap_or(text)
+        .lines()
+        .map(str::trim)
+        .all(|line| line.is_empty() || line.starts_with('#'))
 }
 
 /// Why [`read`] failed, with what is known of where.
@@ -374,8 +395,12 @@ impl RawLocator {
     }
 }
 
+/// Reads the locator keys of `text`. A text that holds nothing names no
+/// location, so the defaults apply: that is where the master of an
+/// emptied file is to be found when its file set none, and that master
+/// then refuses the file itself (see [`parse`]).
 pub(super) fn parse_locator(text: &str) -> Option<RawLocator> {
-    if text.trim().is_empty() {
+    if holds_nothing(text) {
         return parse_locator("{}");
     }
     serde_saphyr::from_str_with_options(text, options()).ok()

@@ -32,12 +32,26 @@ fn the_shipped_default_is_valid_and_runs_the_builtin_app_on_loopback() {
 }
 
 #[test]
-fn an_empty_file_means_every_default() {
-    assert_eq!(ok(""), ok("{}"));
-    assert_eq!(
-        ok("# only a comment\n").workers.ready_timeout.0,
-        Duration::from_secs(30)
-    );
+fn a_file_that_holds_nothing_is_refused_where_it_ends() {
+    let refused = |at: &str| {
+        format!(
+            "/etc/hawkey/hawkey.yaml:{at}: the file holds no settings (write {{}} for every default)"
+        )
+    };
+    assert_eq!(err(""), refused("1:1"));
+    assert_eq!(err("  \n\t\n"), refused("3:1"));
+    assert_eq!(err("# only a comment\n"), refused("2:1"));
+    assert_eq!(err("\u{feff}# a comment\n   # another"), refused("2:13"));
+    // `{}` says "every default" on purpose.
+    assert_eq!(ok("{}").workers.ready_timeout.0, Duration::from_secs(30));
+    assert_eq!(ok("# every default\n{}\n"), ok("{}"));
+}
+
+#[test]
+fn the_locator_of_a_file_that_holds_nothing_is_the_default() {
+    let keys = |text| schema::parse_locator(text).map(schema::RawLocator::into_keys);
+    assert_eq!(keys(""), Some((Pidfile::Default, Pidfile::Default)));
+    assert_eq!(keys("# c\n"), Some((Pidfile::Default, Pidfile::Default)));
 }
 
 #[test]

@@ -218,9 +218,16 @@ impl RawWorkers {
             None | Some(AppName::Builtin) => AppKind::Builtin,
             Some(AppName::Exec) => AppKind::Exec,
         };
-        let command = validate_command(app, self.app.as_ref(), self.command, path_var)?;
-        let env = validate_env(self.env, text)?;
+        // `cwd` before `command`: a relative program is looked for there.
         let cwd = validate_cwd(self.cwd)?;
+        let command = validate_command(
+            app,
+            self.app.as_ref(),
+            self.command,
+            path_var,
+            cwd.as_deref(),
+        )?;
+        let env = validate_env(self.env, text)?;
         let (user, group) = validate_identity(self.user, self.group)?;
         let ready = validate_ready(app, self.ready)?;
         let ready_timeout = validate_ready_timeout(self.ready_timeout)?;
@@ -294,12 +301,14 @@ fn validate_count(count: Option<Spanned<RawCount>>) -> Result<WorkerCount, Locat
 
 /// `workers.command`: required by `app: exec` (whose key `app` is, to
 /// point at when it is missing), refused otherwise; its program must be
-/// found the way `execvp` will find it.
+/// found the way `execvp` will find it, from the directory it will run in
+/// (`cwd`, when set; else hawkey's own).
 fn validate_command(
     app: AppKind,
     app_key: Option<&Spanned<AppName>>,
     command: Option<Spanned<Vec<Spanned<String>>>>,
     path_var: Option<&OsStr>,
+    cwd: Option<&Path>,
 ) -> Result<Vec<String>, Located> {
     let cmd = match (app, command) {
         (AppKind::Builtin, None) => return Ok(Vec::new()),
@@ -339,12 +348,18 @@ fn validate_command(
             "contains a NUL byte",
         ));
     }
-    if resolve_program(&program.value, path_var).is_none() {
+    if resolve_program_in(&program.value, path_var, cwd).is_none() {
+        let relative_to = match cwd {
+            Some(dir) if !program.value.starts_with('/') => {
+                format!(" in workers.cwd '{}'", dir.display())
+            }
+            _ => String::new(),
+        };
         return Err(located(
             program,
             "workers.command[0]",
             format!(
-                "'{}' is not an executable file (give an absolute path, or a name found in PATH)",
+                "'{}' is not an executable file{relative_to} (give an absolute path, or a name found in PATH)",
                 program.value
             ),
         ));
@@ -527,12 +542,31 @@ fn valid_env_name(name: &str) -> bool {
         && !name.as_bytes()[0].is_ascii_digit()
 }
 
-/// Finds `program` the way `execvp` would, so a typo is a config error at
-/// `hawkey check` rather than a crash loop at run time.
+/// Finds `program` the way `execvp` would from hawkey's own directory, so
+/// a typo is a config error at `hawkey check` rather than a crash loop at
+/// run time. [`resolve_program_in`] with no `cwd`.
 pub(crate) fn resolve_program(program: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
+    resolve_program_in(program, path_var, None)
+}
+
+/// Finds `program` the way `execvp` would after `chdir(cwd)`, which is
+/// what the worker does before its `execve`: a relative candidate
+/// (`./app`, `bin/app`, or a name found through a relative `PATH` entry)
+/// is looked for under `cwd`, not under hawkey's own directory. The
+/// candidate is returned as written (relative stays relative): `execve`
+/// in the worker resolves it from `cwd` itself.
+pub(crate) fn resolve_program_in(
+    program: &str,
+    path_var: Option<&OsStr>,
+    cwd: Option<&Path>,
+) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &Path| {
-        std::fs::metadata(p)
+        let at = match cwd {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        };
+        std::fs::metadata(at)
             .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
             .unwrap_or(false)
     };

@@ -1,27 +1,138 @@
 //! The CLI's end of the control socket: an ordinary blocking exchange
-//! with an overall deadline.
+//! with an overall deadline, with a master it has checked first.
+//!
+//! # Whom the CLI believes
+//!
+//! A socket path proves nothing: in a directory others can write (a 1777
+//! one, say) anyone can listen at the name first and answer `hawkey stop`
+//! with "stopped" while the master runs on. So before it sends anything
+//! the client reads the peer credentials of the process listening there
+//! (`SO_PEERCRED`, taken by the kernel at its `listen(2)`) and goes on
+//! only if its uid is root, the CLI's own, or the owner of the pidfile,
+//! and, when the pidfile names a pid, only if it is that pid ([`Trust`]).
+//! A pidfile in a directory others can write is not believed either: it
+//! could be anyone's.
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr, getsockopt, sockopt,
+};
 
 use super::Error;
 use super::protocol::{MAX_RESPONSE, Request, Response};
 
-/// Client side, for the CLI: connects to `path`, sends the request line and
-/// reads the one response line, all within `timeout` (`None`: wait as long
-/// as it takes, for `reload --wait`).
+/// Who may answer at the control socket: root, the CLI's own uid, the
+/// owner of the pidfile; and only the pid the pidfile names, when it names
+/// one. Read from the pidfile before connecting.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Trust {
+    /// The pidfile it was read from, for the error.
+    pidfile: Option<PathBuf>,
+    /// The pidfile's owner.
+    owner: Option<u32>,
+    /// The pid the pidfile names.
+    pid: Option<u32>,
+}
+
+impl Trust {
+    /// What the pidfile at `path` says (nothing if there is none, it
+    /// cannot be read, or its directory is writable by group or others).
+    /// It is read without blocking and never through a symlink.
+    pub(crate) fn from_pidfile(path: Option<&Path>) -> Trust {
+        let Some(path) = path else {
+            return Trust::default();
+        };
+        let dir_is_private = path
+            .parent()
+            .and_then(|dir| std::fs::metadata(dir).ok())
+            .is_some_and(|meta| meta.is_dir() && meta.mode() & 0o022 == 0);
+        if !dir_is_private {
+            return Trust::default();
+        }
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+        else {
+            return Trust::default();
+        };
+        let Ok(meta) = file.metadata() else {
+            return Trust::default();
+        };
+        if !meta.is_file() {
+            return Trust::default();
+        }
+        let mut content = Vec::new();
+        let pid = file
+            .take(64)
+            .read_to_end(&mut content)
+            .ok()
+            .and_then(|_| crate::master::pidfile::parse_pid(&content));
+        Trust {
+            pidfile: Some(path.to_path_buf()),
+            owner: Some(meta.uid()),
+            pid,
+        }
+    }
+
+    /// Why the peer `(pid, uid)` is not to be believed, if it is not.
+    pub(super) fn refuses(&self, pid: i32, uid: u32) -> Option<String> {
+        let own = nix::unistd::geteuid().as_raw();
+        let pidfile = || {
+            self.pidfile
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        if uid != 0 && uid != own && Some(uid) != self.owner {
+            return Some(match self.owner {
+                Some(owner) => format!(
+                    "its uid is not root, uid {own} or uid {owner} (the owner of the pidfile '{}')",
+                    pidfile()
+                ),
+                None => format!("its uid is not root or uid {own}, and no pidfile names another"),
+            });
+        }
+        match self.pid {
+            Some(expected) if u32::try_from(pid).ok() != Some(expected) => {
+                Some(format!("the pidfile '{}' names pid {expected}", pidfile()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// [`request_trusting`] with the default [`Trust`]: only root or the
+/// caller's own uid is believed (the unit tests' server).
+#[cfg(test)]
 pub(crate) fn request(
     path: &Path,
     request: &Request,
     timeout: Option<Duration>,
 ) -> Result<Response, Error> {
+    request_trusting(path, request, timeout, &Trust::default())
+}
+
+/// Client side, for the CLI: connects to `path`, checks that the process
+/// listening there is one `trust` admits (anyone else is an
+/// [`Error::Impostor`], told nothing and not listened to), sends the
+/// request line and reads the one response line, all within `timeout`
+/// (`None`: wait as long as it takes, for `reload --wait`).
+pub(crate) fn request_trusting(
+    path: &Path,
+    request: &Request,
+    timeout: Option<Duration>,
+    trust: &Trust,
+) -> Result<Response, Error> {
     let client = Connection::open(path, timeout)?;
+    client.check_peer(trust)?;
     let mut line = serde_json::to_vec(request)
         .map_err(|e| Error::Protocol(format!("cannot encode the request: {e}")))?;
     line.push(b'\n');
@@ -105,6 +216,25 @@ impl Connection<'_> {
         };
         set(self.stream.set_read_timeout(Some(left)))?;
         set(self.stream.set_write_timeout(Some(left)))
+    }
+
+    /// Errors unless the process listening at the socket is one `trust`
+    /// admits.
+    fn check_peer(&self, trust: &Trust) -> Result<(), Error> {
+        let peer = getsockopt(&self.stream, sockopt::PeerCredentials).map_err(|e| Error::Io {
+            op: "read the peer credentials",
+            path: self.path.to_path_buf(),
+            source: e.into(),
+        })?;
+        match trust.refuses(peer.pid(), peer.uid()) {
+            None => Ok(()),
+            Some(why) => Err(Error::Impostor {
+                path: self.path.to_path_buf(),
+                pid: peer.pid(),
+                uid: peer.uid(),
+                why,
+            }),
+        }
     }
 
     fn timed_out(&self) -> Error {

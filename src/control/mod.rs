@@ -6,7 +6,7 @@
 //! The master binds one unix stream socket in its runtime directory
 //! (`/run/hawkey/hawkey.sock` as root; the directory is chosen like the
 //! pidfile's, see `pidfile::runtime_dir`) and serves it from its event loop
-//! with a [`Server`]. The CLI side is [`request`]. The socket is an extra,
+//! with a [`Server`]. The CLI side is [`request_trusting`]. The socket is an extra,
 //! not a dependency: signals (`SIGHUP`, `SIGTERM`, …) and the pidfile work
 //! the same without it, so a master whose socket could not be bound still
 //! runs, and scripts that signal it keep working.
@@ -41,17 +41,25 @@
 //! # Security
 //!
 //! Whoever can talk to this socket can stop the service, so two checks
-//! guard it. The socket file is created mode 0600, owned by the master's
-//! user (the umask is narrowed around `bind(2)` so it is never wider, even
-//! for an instant, and `chmod(2)` afterwards covers a directory whose
-//! default ACL overrides the umask). And every accepted connection's peer
-//! credentials (`SO_PEERCRED`, taken by the kernel at `connect(2)`) must
-//! name uid 0 or the master's effective uid; anyone else is told
+//! guard it. The socket file is mode 0600, owned by the master's user,
+//! before anyone can reach it: it is bound in a private directory beside
+//! its path (the umask narrowed around `bind(2)`, and `fchmodat(2)` there
+//! for a directory whose default ACL overrides the umask), then renamed
+//! into place (see [`Server::bind`]); nothing is ever `chmod`ed by a path
+//! others could swap, and a directory others can write is refused. And
+//! every accepted connection's peer credentials (`SO_PEERCRED`, taken by
+//! the kernel at `connect(2)`) must name uid 0 or the master's effective
+//! uid; anyone else is told
 //! `permission denied` (exit code 77, `EX_NOPERM`) and disconnected. The
 //! file mode alone is not enough: a process may have inherited a connected
 //! descriptor, the path may sit in a directory others can write (and so
 //! replace or re-link), and permission checks on socket files have not
 //! always been honoured everywhere.
+//!
+//! The CLI checks the other way too: it believes only a server whose peer
+//! credentials name root, its own uid or the pidfile's owner, and the pid
+//! the pidfile names (`client::Trust`), so a process listening at the path
+//! first cannot answer in the master's place.
 //!
 //! [`Server::bind`] replaces a socket file nobody listens on (a master that
 //! died without cleaning up leaves one: `connect(2)` to it fails with
@@ -79,7 +87,7 @@
 //! left out of the poll set, so new connections wait in the backlog instead
 //! of spinning the loop.
 //!
-//! The client side, [`request`], is an ordinary blocking exchange with an
+//! The client side, [`request_trusting`], is an ordinary blocking exchange with an
 //! overall deadline, for the CLI.
 
 //!
@@ -101,7 +109,9 @@ pub(crate) mod server;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
 pub(crate) use client::request;
+pub(crate) use client::{Trust, request_trusting};
 pub(crate) use protocol::{
     ClientId, ListenerStatus, Request, Response, StatusReport, WorkerStatus,
 };
@@ -111,12 +121,15 @@ pub(crate) use server::Server;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
     /// `socket`, `bind`, `chmod` or `listen` failed for the server socket.
-    #[error("failed to bind the control socket '{}'", path.display())]
+    #[error("failed to bind the control socket '{}': {source}", path.display())]
     Bind {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+    /// The socket's directory is not fit to hold it (writable by others…).
+    #[error(transparent)]
+    Directory(#[from] crate::config::paths::UnsafeDirectory),
     /// Another live process listens on the path.
     #[error("another hawkey is listening on '{}'", path.display())]
     InUse { path: PathBuf },
@@ -124,7 +137,7 @@ pub(crate) enum Error {
     #[error("refusing to replace '{}' with the control socket: not a socket", path.display())]
     NotASocket { path: PathBuf },
     /// The client could not connect, for a reason other than those below.
-    #[error("failed to connect to the control socket '{}'", path.display())]
+    #[error("failed to connect to the control socket '{}': {source}", path.display())]
     Connect {
         path: PathBuf,
         #[source]
@@ -140,6 +153,18 @@ pub(crate) enum Error {
         #[source]
         source: io::Error,
     },
+    /// The process listening at the path is not the master the CLI
+    /// expects (see `client::Trust`); nothing was sent to it.
+    #[error(
+        "refusing to believe the process listening on '{}' (pid {pid}, uid {uid}): {why}; it is not this hawkey's master",
+        path.display()
+    )]
+    Impostor {
+        path: PathBuf,
+        pid: i32,
+        uid: u32,
+        why: String,
+    },
     /// No socket at the path, or nobody listening on it.
     #[error("hawkey is not running (no control socket at '{}')", path.display())]
     NotRunning { path: PathBuf },
@@ -150,7 +175,7 @@ pub(crate) enum Error {
     #[error("control protocol error: {0}")]
     Protocol(String),
     /// Sending or receiving failed; `op` names it ("send the request", …).
-    #[error("failed to {op} on the control socket '{}'", path.display())]
+    #[error("failed to {op} on the control socket '{}': {source}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 /// The longest request line, newline included.
 pub(crate) const MAX_REQUEST: usize = 4096;
 
-/// The longest response line [`request`] accepts. Far above what the
-/// master sends; it only bounds what a confused peer can make us buffer.
+/// The longest response line the client (`request_trusting`) accepts.
+/// Far above what the master sends; it only bounds what a confused peer
+/// can make us buffer.
 pub(crate) const MAX_RESPONSE: usize = 1 << 20;
 
 /// How long a client has, from connecting, to send its whole request.

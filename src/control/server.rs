@@ -5,17 +5,19 @@
 use std::fs::{self, DirBuilder};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::socket::{
     AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr, getsockopt, sockopt,
 };
-use nix::sys::stat::Mode;
+use nix::sys::stat::{FchmodatFlags, Mode};
+use nix::unistd::UnlinkatFlags;
 
 use super::Error;
 use super::protocol::{ClientId, MAX_REQUEST, REQUEST_TIMEOUT, Request, Response};
@@ -30,10 +32,6 @@ const BACKLOG: i32 = 16;
 /// How long accepting pauses after `accept(2)` ran out of descriptors or
 /// memory; the listener stays readable meanwhile, so polling it would spin.
 const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
-
-/// How many times [`Server::bind`] binds again after removing a stale
-/// socket file (or finding the path emptied) before giving up.
-const MAX_BIND_TRIES: u32 = 5;
 
 /// How many reads a waiting client gets per [`Server::drain`] to show it
 /// hung up; whatever it sends meanwhile is discarded.
@@ -91,10 +89,24 @@ enum Progress {
 }
 
 impl Server {
-    /// Binds `path`: refuses to replace anything that is not a socket; a
-    /// stale socket file (connect gets `ECONNREFUSED`) is replaced, a live
-    /// one is an error; the file gets mode 0600; listen backlog 16. If the
-    /// directory is missing, its last component is created (mode 0755).
+    /// Binds `path`: refuses a directory others can write
+    /// (`config::paths::check_directory`), refuses to replace anything that
+    /// is not a socket or a socket someone listens on; a stale socket file
+    /// (connect gets `ECONNREFUSED`) is replaced. The file is mode 0600
+    /// from before it can be reached; listen backlog 16. If the directory
+    /// is missing, its last component is created (mode 0755).
+    ///
+    /// The socket is bound in a private directory beside `path` (mode 0700,
+    /// made by `mkdtemp(3)`), given its mode and set listening there, then
+    /// `rename(2)`d to `path`: when it appears at `path` it is complete. A
+    /// path-based `chmod` after binding at `path` would follow whatever a
+    /// racer swapped in meanwhile (a symlink to a root-owned file), and
+    /// `fchmod(2)` on a socket descriptor does not reach the file on Linux.
+    /// Inside the private directory nobody else can add or swap an entry,
+    /// so the mode is set there with `fchmodat(2)` relative to the
+    /// directory's descriptor, which covers a directory whose default ACL
+    /// overrides the umask; the umask is narrowed around `bind(2)` too, so
+    /// the file is never wider even inside it.
     ///
     /// The umask is narrowed for the duration of `bind(2)`: call this in
     /// start-up, while no other thread creates files.
@@ -103,47 +115,33 @@ impl Server {
             path: path.to_path_buf(),
             source,
         };
+        crate::config::paths::check_directory(path, "control socket")?;
         create_parent(path).map_err(bind_error)?;
-        let addr = UnixAddr::new(path).map_err(|e| bind_error(e.into()))?;
+        refuse_live_or_foreign(path)?;
         let owner = nix::unistd::geteuid().as_raw();
-        for _ in 0..MAX_BIND_TRIES {
-            let socket = nix::sys::socket::socket(
-                AddressFamily::Unix,
-                SockType::Stream,
-                SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-                None,
-            )
-            .map_err(|e| bind_error(e.into()))?;
-            match bind_owner_only(&socket, &addr) {
-                Ok(()) => {}
-                Err(Errno::EADDRINUSE) => {
-                    remove_if_stale(path)?;
-                    continue;
-                }
-                Err(e) => return Err(bind_error(e.into())),
-            }
-            let meta = fs::symlink_metadata(path).map_err(bind_error)?;
-            // From here the file is ours, and dropping `server` on an error
-            // below removes it.
-            let server = Server {
-                listener: UnixListener::from(socket),
-                path: path.to_path_buf(),
-                inode: (meta.dev(), meta.ino()),
-                bound_by: std::process::id(),
-                owner,
-                clients: Vec::new(),
-                next_id: 1,
-                accept_paused_until: None,
-            };
-            fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
-            let backlog = Backlog::new(BACKLOG).map_err(|e| bind_error(e.into()))?;
-            nix::sys::socket::listen(&server.listener, backlog)
-                .map_err(|e| bind_error(e.into()))?;
-            return Ok(server);
-        }
-        Err(bind_error(io::Error::other(format!(
-            "the path was taken again after removing a stale socket, {MAX_BIND_TRIES} times"
-        ))))
+        let socket = nix::sys::socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(|e| bind_error(e.into()))?;
+        let staging = Staging::new(path).map_err(bind_error)?;
+        let inode = staging.bind(&socket).map_err(bind_error)?;
+        // From the rename on the file is at `path` and ours: dropping
+        // `server` removes it (the drop of `staging` only removes its
+        // directory).
+        staging.publish(path).map_err(bind_error)?;
+        Ok(Server {
+            listener: UnixListener::from(socket),
+            path: path.to_path_buf(),
+            inode,
+            bound_by: std::process::id(),
+            owner,
+            clients: Vec::new(),
+            next_id: 1,
+            accept_paused_until: None,
+        })
     }
 
     /// The socket's path, as given to [`Server::bind`].
@@ -329,6 +327,78 @@ fn create_parent(path: &Path) -> io::Result<()> {
     }
 }
 
+/// The private directory a control socket is bound in before it is
+/// renamed to its path: mode 0700, beside the path (so the rename stays in
+/// one file system), removed with whatever is left in it when dropped.
+struct Staging {
+    dir: PathBuf,
+    fd: OwnedFd,
+}
+
+/// The socket's name inside [`Staging`].
+const STAGED: &str = "s";
+
+impl Staging {
+    fn new(path: &Path) -> io::Result<Staging> {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = nix::unistd::mkdtemp(&parent.join(".hawkey-bind-XXXXXX"))?;
+        let opened = nix::fcntl::open(
+            &dir,
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+            Mode::empty(),
+        );
+        match opened {
+            Ok(fd) => Ok(Staging { dir, fd }),
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Binds `socket` in the directory with the umask narrowed to 0177,
+    /// makes the file 0600, starts listening; returns the file's device
+    /// and inode.
+    fn bind(&self, socket: &OwnedFd) -> io::Result<(u64, u64)> {
+        let direct = self.dir.join(STAGED);
+        // A path too long for `sun_path` is reached through the directory's
+        // descriptor instead.
+        let addr = UnixAddr::new(&direct).or_else(|_| {
+            UnixAddr::new(&PathBuf::from(format!(
+                "/proc/self/fd/{}/{STAGED}",
+                self.fd.as_raw_fd()
+            )))
+        })?;
+        bind_owner_only(socket, &addr)?;
+        nix::sys::stat::fchmodat(
+            &self.fd,
+            STAGED,
+            Mode::from_bits_truncate(0o600),
+            FchmodatFlags::FollowSymlink,
+        )?;
+        let backlog = Backlog::new(BACKLOG)?;
+        nix::sys::socket::listen(socket, backlog)?;
+        let stat = nix::sys::stat::fstatat(&self.fd, STAGED, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        Ok((stat.st_dev, stat.st_ino))
+    }
+
+    /// Moves the bound socket to `path`, replacing a stale socket there.
+    fn publish(&self, path: &Path) -> io::Result<()> {
+        nix::fcntl::renameat(&self.fd, STAGED, nix::fcntl::AT_FDCWD, path)?;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = nix::unistd::unlinkat(&self.fd, STAGED, UnlinkatFlags::NoRemoveDir);
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
+
 /// `bind(2)` with the umask narrowed to 0177, so the file is created 0600.
 fn bind_owner_only(socket: &OwnedFd, addr: &UnixAddr) -> nix::Result<()> {
     let _guard = UMASK
@@ -340,16 +410,16 @@ fn bind_owner_only(socket: &OwnedFd, addr: &UnixAddr) -> nix::Result<()> {
     result
 }
 
-/// Called when something is at `path`: removes it if it is a socket nobody
-/// listens on; errors if it is live or not a socket.
-fn remove_if_stale(path: &Path) -> Result<(), Error> {
+/// Looks at what is at `path` before a socket is renamed over it: nothing,
+/// or a socket nobody listens on, may be replaced; a live socket or
+/// anything that is not a socket is an error.
+fn refuse_live_or_foreign(path: &Path) -> Result<(), Error> {
     let bind_error = |source: io::Error| Error::Bind {
         path: path.to_path_buf(),
         source,
     };
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
-        // Gone meanwhile: bind again.
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(bind_error(e)),
     };
@@ -372,12 +442,7 @@ fn remove_if_stale(path: &Path) -> Result<(), Error> {
         Ok(()) | Err(Errno::EAGAIN | Errno::EINPROGRESS) => Err(Error::InUse {
             path: path.to_path_buf(),
         }),
-        Err(Errno::ECONNREFUSED) => match fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(bind_error(e)),
-        },
-        Err(Errno::ENOENT) => Ok(()),
+        Err(Errno::ECONNREFUSED | Errno::ENOENT) => Ok(()),
         Err(e) => Err(bind_error(e.into())),
     }
 }

@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -670,4 +670,206 @@ fn a_user_who_cannot_open_the_socket_gets_permission_denied() {
         )
     );
     assert_eq!(error.status(), Status::NoPermission);
+}
+
+#[test]
+fn no_bind_ever_changes_the_mode_of_a_file_swapped_in_at_the_path() {
+    // A racer keeps putting a symlink to a file of 0644 at the socket's
+    // path while the server binds there again and again. A chmod by path
+    // after bind(2) would follow the symlink (0644 -> 0600 within a few
+    // tries); binding in a private directory and renaming never touches it.
+    let dir = TestDir::new("swap");
+    let target = dir.join("precious");
+    fs::write(&target, "root's\n").unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+    let path = dir.join("hawkey.sock");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (mut bound, mut refused) = (0, 0);
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            for _ in 0..1_000_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let _ = fs::remove_file(&path);
+                let _ = std::os::unix::fs::symlink(&target, &path);
+            }
+        });
+        for _ in 0..300 {
+            match Server::bind(&path) {
+                Ok(server) => {
+                    bound += 1;
+                    drop(server);
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(bound + refused, 300);
+    let meta = fs::metadata(&target).unwrap();
+    assert_eq!(
+        meta.mode() & 0o7777,
+        0o644,
+        "{bound} binds, {refused} refused"
+    );
+    assert_eq!(fs::read_to_string(&target).unwrap(), "root's\n");
+    let left: Vec<String> = fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".hawkey-bind-"))
+        .collect();
+    assert!(left.is_empty(), "staging directories left: {left:?}");
+}
+
+#[test]
+fn the_socket_appears_whole_and_no_staging_directory_is_left() {
+    let dir = TestDir::new("staging");
+    let path = dir.join("hawkey.sock");
+    let server = Server::bind(&path).unwrap();
+    let names = |dir: &TestDir| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&dir), ["hawkey.sock"]);
+    // Listening as soon as it is at the path.
+    assert!(UnixStream::connect(&path).is_ok());
+    assert!(matches!(Server::bind(&path), Err(Error::InUse { .. })));
+    assert_eq!(names(&dir), ["hawkey.sock"]);
+    drop(server);
+    assert!(names(&dir).is_empty());
+}
+
+#[test]
+fn a_path_too_long_for_the_staging_directory_still_binds_0600() {
+    let dir = TestDir::new("long");
+    // The staging path adds ".hawkey-bind-XXXXXX/s" to the directory: at
+    // 100 bytes the socket's own path fits sun_path (108), that does not.
+    let base = dir.0.as_os_str().len() + 1;
+    let path = dir.join(&"s".repeat(100 - base));
+    assert_eq!(path.as_os_str().len(), 100);
+    let server = Server::bind(&path).unwrap();
+    let meta = fs::symlink_metadata(server.path()).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    assert!(UnixStream::connect(&path).is_ok());
+}
+
+#[test]
+fn a_socket_directory_writable_by_others_is_refused() {
+    for mode in [0o777, 0o1777] {
+        let dir = TestDir::new("shared");
+        fs::set_permissions(&dir.0, fs::Permissions::from_mode(mode)).unwrap();
+        let path = dir.join("hawkey.sock");
+        let error = Server::bind(&path).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "refusing control socket directory '{}': it is writable by other users (mode {mode:04o}); make it writable by its owner only",
+                dir.0.display()
+            )
+        );
+        assert!(!path.exists());
+    }
+}
+
+#[test]
+fn the_cli_believes_root_itself_and_the_pidfile_owner_at_the_pid_it_names() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (gives a file to another uid): run the test suite as root"
+    );
+    let dir = TestDir::new("trust");
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let pidfile = dir.join("hawkey.pid");
+    fs::write(&pidfile, "4242\n").unwrap();
+    std::os::unix::fs::chown(&pidfile, Some(1234), None).unwrap();
+    let trust = Trust::from_pidfile(Some(&pidfile));
+    let own = nix::unistd::geteuid().as_raw();
+    assert_eq!(trust.refuses(4242, 0), None);
+    assert_eq!(trust.refuses(4242, own), None);
+    assert_eq!(trust.refuses(4242, 1234), None);
+    assert_eq!(
+        trust.refuses(4242, 65534).as_deref(),
+        Some(
+            format!(
+                "its uid is not root, uid {own} or uid 1234 (the owner of the pidfile '{}')",
+                pidfile.display()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        trust.refuses(4343, 0).as_deref(),
+        Some(format!("the pidfile '{}' names pid 4242", pidfile.display()).as_str())
+    );
+    // An empty pidfile (the master is still starting) names no pid.
+    fs::write(&pidfile, "").unwrap();
+    assert_eq!(
+        Trust::from_pidfile(Some(&pidfile)).refuses(4343, 1234),
+        None
+    );
+    // No pidfile: root and the CLI's own uid only.
+    let none = Trust::from_pidfile(None);
+    assert_eq!(none.refuses(1, own), None);
+    assert!(none.refuses(1, 65534).is_some());
+}
+
+#[test]
+fn a_pidfile_in_a_directory_writable_by_others_vouches_for_nobody() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (gives a file to another uid): run the test suite as root"
+    );
+    let dir = TestDir::new("trust-shared");
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o1777)).unwrap();
+    let pidfile = dir.join("hawkey.pid");
+    fs::write(&pidfile, "4242\n").unwrap();
+    std::os::unix::fs::chown(&pidfile, Some(65534), None).unwrap();
+    let trust = Trust::from_pidfile(Some(&pidfile));
+    assert_eq!(trust, Trust::default());
+    assert!(trust.refuses(4242, 65534).is_some());
+    // A symlink is not followed either.
+    let safe = TestDir::new("trust-link");
+    fs::set_permissions(&safe.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let link = safe.join("hawkey.pid");
+    std::os::unix::fs::symlink(&pidfile, &link).unwrap();
+    assert_eq!(Trust::from_pidfile(Some(&link)), Trust::default());
+}
+
+#[test]
+fn control_errors_carry_the_os_error() {
+    let path = PathBuf::from("/run/hawkey/hawkey.sock");
+    let os = |errno| io::Error::from_raw_os_error(errno);
+    let cases = [
+        (
+            Error::Bind {
+                path: path.clone(),
+                source: os(libc::EROFS),
+            },
+            "failed to bind the control socket '/run/hawkey/hawkey.sock': Read-only file system (os error 30)",
+        ),
+        (
+            Error::Connect {
+                path: path.clone(),
+                source: os(libc::ENAMETOOLONG),
+            },
+            "failed to connect to the control socket '/run/hawkey/hawkey.sock': File name too long (os error 36)",
+        ),
+        (
+            Error::Io {
+                op: "send the request",
+                path,
+                source: os(libc::ECONNRESET),
+            },
+            "failed to send the request on the control socket '/run/hawkey/hawkey.sock': Connection reset by peer (os error 104)",
+        ),
+    ];
+    for (error, text) in cases {
+        assert_eq!(error.to_string(), text);
+    }
 }

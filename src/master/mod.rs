@@ -59,7 +59,7 @@ mod inbox;
 pub(crate) mod listeners;
 mod memory;
 mod notices;
-mod pidfile;
+pub(crate) mod pidfile;
 mod reap;
 mod reload;
 pub(crate) mod signals;
@@ -73,6 +73,9 @@ pub(crate) enum Error {
     /// The pidfile could not be locked or written.
     #[error(transparent)]
     Pidfile(pidfile::Error),
+    /// The control socket's directory is not fit to hold it.
+    #[error(transparent)]
+    Directory(config::paths::UnsafeDirectory),
     /// A listener could not be taken or bound.
     #[error(transparent)]
     Listener(listeners::Error),
@@ -95,6 +98,7 @@ impl Error {
     pub(crate) fn status(&self) -> Status {
         match self {
             Error::Pidfile(e) => e.status(),
+            Error::Directory(_) => Status::CantCreate,
             _ => Status::Failure,
         }
     }
@@ -118,11 +122,22 @@ pub(crate) struct Startup {
 /// Runs the master until it stops; returns its exit status.
 pub(crate) fn run(config: Config, loader: Box<Loader>, startup: Startup) -> Result<Status, Error> {
     let pid = std::process::id();
+    // A control socket in a directory others can write could be taken over
+    // (see `check_directory`): refused before anything starts, as the
+    // pidfile's directory is by `pidfile::acquire`.
+    if let Some(path) = config::paths::control_socket(&config, &startup.env) {
+        config::paths::check_directory(&path, "control socket").map_err(Error::Directory)?;
+    }
     let mut pidfile = match config::paths::pidfile(&config, &startup.env) {
         Some(path) => {
-            let (file, stale) = pidfile::acquire(&path).map_err(Error::Pidfile)?;
+            let (mut file, stale) = pidfile::acquire(&path).map_err(Error::Pidfile)?;
             if let Some(stale) = stale {
                 tracing::info!("replaced stale pidfile {} of pid {stale}", path.display());
+            }
+            if let Err(error) = file.stage(pid) {
+                // Not an empty pidfile left behind: ours is removed.
+                let _ = file.remove();
+                return Err(Error::Pidfile(error));
             }
             Some(file)
         }

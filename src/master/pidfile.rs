@@ -25,6 +25,10 @@
 //!
 //! [`acquire`]:
 //!
+//! 0. The directory must be owned by root or by us and writable by its
+//!    owner only (`config::paths::check_directory`): anyone else who can
+//!    write it could create the pidfile first and hold its lock, and every
+//!    start would then fail as "another hawkey", naming a pid they chose.
 //! 1. If the directory of the pidfile is missing, its last component is
 //!    created with mode 0755 (subject to the umask). Only that one: a missing
 //!    grandparent is a configuration error, not something to invent.
@@ -46,10 +50,16 @@
 //! 5. Whatever the file held is a stale pid, returned for the caller to log,
 //!    and the file is truncated to empty. It stays empty while hawkey starts:
 //!    an empty file is never mistaken for a pid, a half-written one could be.
+//!    Temporary files (below) that masters of this pidfile which died while
+//!    starting left beside it are removed: holding the lock, we know no
+//!    live master owns one.
 //!
-//! [`Pidfile::publish`] writes `PID\n` to `.<name>.<pid>.tmp` in the same
-//! directory (created `O_CREAT|O_EXCL|O_NOFOLLOW`, so never through a
-//! symlink), locks that new inode, then `rename(2)`s it over the path. A
+//! [`Pidfile::stage`], at start-up, writes `PID\n` in full to
+//! `.<name>.<pid>.tmp` in the same directory (created
+//! `O_CREAT|O_EXCL|O_NOFOLLOW`, so never through a symlink) and locks that
+//! new inode: a disk too full to hold the pidfile stops the start there
+//! (73), before any worker runs. [`Pidfile::publish`] then `rename(2)`s it
+//! over the path (later calls write a new one the same way first). A
 //! reader sees the old content or the new one, never a part of one, and the
 //! path never names an unlocked file: the old inode stays locked until after
 //! the rename, the new one was locked before it. It may be called again (on
@@ -90,6 +100,9 @@ const MAX_READ: u64 = 64;
 pub(crate) struct Pidfile {
     path: PathBuf,
     file: File,
+    /// The next content, written in full and locked by [`Pidfile::stage`]:
+    /// the temporary file's path, its pid and the open file.
+    staged: Option<(PathBuf, u32, File)>,
 }
 
 /// Why the pidfile could not be taken, published or removed.
@@ -106,8 +119,11 @@ pub(crate) enum Error {
     /// it holds a whole pid.
     #[error("another hawkey{} holds the lock on '{}'", PidPart(*pid), path.display())]
     Locked { path: PathBuf, pid: Option<u32> },
+    /// The directory is not fit to hold it (writable by other users…).
+    #[error(transparent)]
+    Directory(#[from] crate::config::paths::UnsafeDirectory),
     /// A system call failed; `op` names it ("open pidfile", …).
-    #[error("failed to {op} '{}'", path.display())]
+    #[error("failed to {op} '{}': {source}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -123,9 +139,10 @@ impl Error {
     pub(crate) fn status(&self) -> Status {
         match self {
             Error::Locked { .. } => Status::TempFail,
-            Error::Symlink { .. } | Error::NotRegular { .. } | Error::Io { .. } => {
-                Status::CantCreate
-            }
+            Error::Symlink { .. }
+            | Error::NotRegular { .. }
+            | Error::Directory(_)
+            | Error::Io { .. } => Status::CantCreate,
         }
     }
 }
@@ -154,6 +171,7 @@ fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
 /// left by a dead process) was found, the pid it held, so the caller can log
 /// it.
 pub(crate) fn acquire(path: &Path) -> Result<(Pidfile, Option<u32>), Error> {
+    crate::config::paths::check_directory(path, "pidfile")?;
     create_parent(path)?;
     for _ in 0..MAX_TRIES {
         let file = open_regular(path)?;
@@ -181,9 +199,11 @@ pub(crate) fn acquire(path: &Path) -> Result<(Pidfile, Option<u32>), Error> {
         let stale = read_pid(&file).map_err(io_error("read pidfile", path))?;
         file.set_len(0)
             .map_err(io_error("truncate pidfile", path))?;
+        remove_leftover_temps(path);
         let pidfile = Pidfile {
             path: path.to_path_buf(),
             file,
+            staged: None,
         };
         return Ok((pidfile, stale));
     }
@@ -197,23 +217,53 @@ pub(crate) fn acquire(path: &Path) -> Result<(Pidfile, Option<u32>), Error> {
 }
 
 impl Pidfile {
-    /// Atomically makes `path` hold "PID\n": write a temp file in the same
-    /// dir, lock it, rename over `path`.
-    pub(crate) fn publish(&mut self, pid: u32) -> Result<(), Error> {
+    /// Writes "PID\n" in full to the temporary file [`Pidfile::publish`]
+    /// will rename over the path, and locks it, now: called at start-up, so
+    /// a pidfile that cannot be written (a full disk: `ENOSPC`) is a
+    /// start-up failure (73) before any worker starts, never a master that
+    /// runs on with an empty pidfile. `fsync(2)` makes a file system that
+    /// allocates late report it now too.
+    pub(crate) fn stage(&mut self, pid: u32) -> Result<(), Error> {
         let temp = self.temp_path(pid);
-        match fs::remove_file(&temp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error("remove leftover temporary pidfile", &temp)(e)),
+        let mut file = Self::create_temp(&temp)?;
+        let written = Self::fill(&mut file, &temp, pid).and_then(|()| {
+            file.sync_data()
+                .map_err(io_error("write temporary pidfile", &temp))
+        });
+        if let Err(e) = written {
+            // The original error is the one worth reporting.
+            let _ = fs::remove_file(&temp);
+            return Err(e);
         }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o644)
-            .open(&temp)
-            .map_err(io_error("create temporary pidfile", &temp))?;
-        let written = Self::fill_and_rename(&mut file, &temp, &self.path, pid);
+        if let Some((old, _, _)) = self.staged.replace((temp, pid, file)) {
+            let _ = fs::remove_file(old);
+        }
+        Ok(())
+    }
+
+    /// Atomically makes `path` hold "PID\n": the file [`Pidfile::stage`]
+    /// wrote, if it holds this pid; else a new temp file in the same dir,
+    /// filled and locked; then renamed over `path`.
+    pub(crate) fn publish(&mut self, pid: u32) -> Result<(), Error> {
+        if let Some((temp, staged_pid, file)) = self.staged.take() {
+            if staged_pid == pid {
+                if let Err(e) = fs::rename(&temp, &self.path)
+                    .map_err(io_error("rename temporary pidfile over", &self.path))
+                {
+                    let _ = fs::remove_file(&temp);
+                    return Err(e);
+                }
+                self.file = file;
+                return Ok(());
+            }
+            let _ = fs::remove_file(&temp);
+        }
+        let temp = self.temp_path(pid);
+        let mut file = Self::create_temp(&temp)?;
+        let written = Self::fill(&mut file, &temp, pid).and_then(|()| {
+            fs::rename(&temp, &self.path)
+                .map_err(io_error("rename temporary pidfile over", &self.path))
+        });
         if let Err(e) = written {
             // Nothing else can be done about a failed cleanup; the original
             // error is the one worth reporting, and a leftover of this name
@@ -227,7 +277,26 @@ impl Pidfile {
         Ok(())
     }
 
-    fn fill_and_rename(file: &mut File, temp: &Path, path: &Path, pid: u32) -> Result<(), Error> {
+    /// Creates the temporary file `temp` (removing a leftover of that
+    /// name), never through a symlink.
+    fn create_temp(temp: &Path) -> Result<File, Error> {
+        match fs::remove_file(temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("remove leftover temporary pidfile", temp)(e)),
+        }
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o644)
+            .open(temp)
+            .map_err(io_error("create temporary pidfile", temp))
+    }
+
+    /// Locks the new file and writes "PID\n" to it, in full or not at all
+    /// (the caller removes it on an error).
+    fn fill(file: &mut File, temp: &Path, pid: u32) -> Result<(), Error> {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -238,8 +307,7 @@ impl Pidfile {
             Err(TryLockError::Error(e)) => return Err(io_error("lock temporary pidfile", temp)(e)),
         }
         file.write_all(format!("{pid}\n").as_bytes())
-            .map_err(io_error("write pidfile", temp))?;
-        fs::rename(temp, path).map_err(io_error("rename temporary pidfile over", path))
+            .map_err(io_error("write temporary pidfile", temp))
     }
 
     fn temp_path(&self, pid: u32) -> PathBuf {
@@ -252,6 +320,9 @@ impl Pidfile {
     /// Removes the file (while still holding the lock), then releases the
     /// lock.
     pub(crate) fn remove(self) -> Result<(), Error> {
+        if let Some((temp, _, _)) = &self.staged {
+            let _ = fs::remove_file(temp);
+        }
         let ours = self
             .file
             .metadata()
@@ -276,6 +347,39 @@ impl Pidfile {
     #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Removes the temporary files (`.<name>.<pid>.tmp`) masters of this
+/// pidfile that died during start-up left beside it: we hold its lock, so
+/// no live master of it owns one. Best effort: one that cannot be removed
+/// is only clutter.
+fn remove_leftover_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let prefix = prefix.into_encoded_bytes();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let leftover = file_name
+            .as_encoded_bytes()
+            .strip_prefix(prefix.as_slice())
+            .and_then(|rest| rest.strip_suffix(b".tmp"))
+            .is_some_and(|pid| !pid.is_empty() && pid.iter().all(u8::is_ascii_digit));
+        if leftover && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -369,7 +473,7 @@ fn read_pid(mut file: &File) -> io::Result<Option<u32>> {
 /// A whole pid as we write it: decimal digits, then one `\n`, nothing else,
 /// greater than 0 and within `pid_t`. Anything else (empty, cut short,
 /// garbage) is no pid.
-fn parse_pid(content: &[u8]) -> Option<u32> {
+pub(crate) fn parse_pid(content: &[u8]) -> Option<u32> {
     let digits = content.strip_suffix(b"\n")?;
     if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
@@ -602,7 +706,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "failed to create pidfile directory '{}'",
+                "failed to create pidfile directory '{}': No such file or directory (os error 2)",
                 dir.join("a").join("b").display()
             )
         );
@@ -661,6 +765,84 @@ mod tests {
         // Not ours any more: remove leaves the directory alone.
         pidfile.remove().unwrap();
         assert!(path.join("keep").exists());
+    }
+
+    #[test]
+    fn stage_writes_the_pid_in_full_at_once_and_publish_only_renames_it() {
+        let dir = TestDir::new("stage");
+        let path = dir.join("hawkey.pid");
+        let (mut pidfile, _) = acquire(&path).unwrap();
+        pidfile.stage(7).unwrap();
+        // Still empty at the path while hawkey starts; the content waits,
+        // whole, beside it.
+        assert_eq!(content(&path), "");
+        assert_eq!(entries(&dir.0), [".hawkey.pid.7.tmp", "hawkey.pid"]);
+        assert_eq!(content(&dir.join(".hawkey.pid.7.tmp")), "7\n");
+        pidfile.publish(7).unwrap();
+        assert_eq!(content(&path), "7\n");
+        assert_eq!(entries(&dir.0), ["hawkey.pid"]);
+        // Still locked: the staged inode was locked before the rename.
+        let other = File::open(&path).unwrap();
+        assert!(matches!(
+            other.try_lock_shared(),
+            Err(TryLockError::WouldBlock)
+        ));
+        pidfile.remove().unwrap();
+        assert!(entries(&dir.0).is_empty());
+    }
+
+    #[test]
+    fn acquire_removes_temporary_files_a_dead_master_left_and_nothing_else() {
+        let dir = TestDir::new("leftovers");
+        let path = dir.join("hawkey.pid");
+        for name in [
+            ".hawkey.pid.4242.tmp",
+            ".hawkey.pid.x.tmp",
+            ".other.pid.4242.tmp",
+            "hawkey.pid.4242.tmp",
+        ] {
+            fs::write(dir.join(name), "4242\n").unwrap();
+        }
+        let (pidfile, _) = acquire(&path).unwrap();
+        assert_eq!(
+            entries(&dir.0),
+            [
+                ".hawkey.pid.x.tmp",
+                ".other.pid.4242.tmp",
+                "hawkey.pid",
+                "hawkey.pid.4242.tmp"
+            ]
+        );
+        pidfile.remove().unwrap();
+    }
+
+    #[test]
+    fn remove_takes_a_staged_file_with_it() {
+        let dir = TestDir::new("stage-remove");
+        let (mut pidfile, _) = acquire(&dir.join("hawkey.pid")).unwrap();
+        pidfile.stage(8).unwrap();
+        pidfile.remove().unwrap();
+        assert!(entries(&dir.0).is_empty());
+    }
+
+    #[test]
+    fn a_directory_writable_by_others_is_refused_before_anything_is_created() {
+        for mode in [0o777, 0o1777, 0o770] {
+            let dir = TestDir::new("shared-dir");
+            fs::set_permissions(&dir.0, fs::Permissions::from_mode(mode)).unwrap();
+            let path = dir.join("hawkey.pid");
+            let err = acquire(&path).unwrap_err();
+            assert!(matches!(err, Error::Directory(_)), "{err:?}");
+            assert_eq!(err.status(), Status::CantCreate);
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "refusing pidfile directory '{}': it is writable by other users (mode {mode:04o}); make it writable by its owner only",
+                    dir.0.display()
+                )
+            );
+            assert!(entries(&dir.0).is_empty());
+        }
     }
 
     #[test]
@@ -793,7 +975,7 @@ mod tests {
     }
 
     #[test]
-    fn io_error_names_the_operation_and_quotes_the_path() {
+    fn io_error_names_the_operation_the_path_and_the_os_error() {
         let err = Error::Io {
             op: "open pidfile",
             path: PathBuf::from("/run/hawkey/hawkey.pid"),
@@ -801,7 +983,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "failed to open pidfile '/run/hawkey/hawkey.pid'"
+            "failed to open pidfile '/run/hawkey/hawkey.pid': Permission denied (os error 13)"
         );
         assert_eq!(err.status(), Status::CantCreate);
         let locked = Error::Locked {

@@ -909,6 +909,30 @@ case(
 )
 
 
+# Appended after the others so that no earlier case is renumbered.
+category("empty")
+# A file that holds nothing is no config (it used to mean "every default",
+# so a truncated file replaced the app on a reload): located where the file
+# ends, key path empty. `{}` is the way to ask for every default.
+case("zero-bytes", M, "")
+case("only-newlines", "\n\n\n" + M, "")
+case("only-whitespace", "  \n\t\n   " + M, "")
+case("only-crlf-blank-lines", "\r\n \r\n" + M, "")
+case("only-comments", "# hawkey.yaml\n#\n#   workers:\n#     count: 2\n" + M, "")
+case("only-indented-comments", "   # one\n\t# two\n# three" + M, "")
+case("bom-then-comment", "\ufeff# nothing here\n" + M, "")
+
+category("cross")
+# The variables hawkey sets for each worker besides those above (src/env.rs,
+# WORKER_VARS): a second value in workers.env would be the one getenv finds.
+for name in ["WATCHDOG_USEC", "WATCHDOG_PID", "HAWKEY_LOG", "JOURNAL_STREAM", "HAWKEY_STOP_SIGNAL"]:
+    case(
+        f"env-reserved-{name.lower().replace('_', '-')}",
+        f"workers:\n  env:\n    PATH: /usr/bin:/bin\n    {M}{name}: x\n",
+        f"workers.env.{name}",
+    )
+
+
 # ---------------------------------------------------------------------------
 
 
