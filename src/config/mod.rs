@@ -49,7 +49,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use self::diagnostics::{Located, one_line};
-pub(crate) use self::validate::resolve_program;
+pub(crate) use self::validate::resolve_program_in;
 
 pub(crate) use self::units::{Mode, SignalName, Span};
 

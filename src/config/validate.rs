@@ -542,13 +542,6 @@ fn valid_env_name(name: &str) -> bool {
         && !name.as_bytes()[0].is_ascii_digit()
 }
 
-/// Finds `program` the way `execvp` would from hawkey's own directory, so
-/// a typo is a config error at `hawkey check` rather than a crash loop at
-/// run time. [`resolve_program_in`] with no `cwd`.
-pub(crate) fn resolve_program(program: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
-    resolve_program_in(program, path_var, None)
-}
-
 /// Finds `program` the way `execvp` would after `chdir(cwd)`, which is
 /// what the worker does before its `execve`: a relative candidate
 /// (`./app`, `bin/app`, or a name found through a relative `PATH` entry)

@@ -59,7 +59,7 @@ pub(crate) fn parse(datagram: &[u8]) -> Message {
             b"WATCHDOG=1" => message.watchdog = true,
             _ => {
                 if let Some(status) = line.strip_prefix(b"STATUS=") {
-                    message.status = Some(escape_status(status));
+                    message.status = Some(status_text(status));
                 }
             }
         }
@@ -71,25 +71,15 @@ pub(crate) fn parse(datagram: &[u8]) -> Message {
 /// a status is read in a table row).
 const STATUS_MAX: usize = 256;
 
-/// A worker's `STATUS=` text as the operator may see it raw on a terminal
-/// (`hawkey status`) or in a log: invalid UTF-8 replaced, every control
-/// character written as an escape (`\x1b`, `\n` …) so that no escape
-/// sequence reaches the terminal, and cut to [`STATUS_MAX`] characters.
-pub(crate) fn escape_status(raw: &[u8]) -> String {
+/// A worker's `STATUS=` text as kept: invalid UTF-8 replaced, cut to
+/// [`STATUS_MAX`] characters. Control characters are kept as sent and
+/// escaped where the text is shown (`hawkey status`; JSON escapes its own).
+pub(crate) fn status_text(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
-    let mut out = String::new();
-    for (count, c) in text.chars().enumerate() {
-        if count == STATUS_MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+    match text.char_indices().nth(STATUS_MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.into_owned(),
     }
-    out
 }
 
 /// The longest `sun_path` (108 bytes with its NUL).
@@ -153,6 +143,7 @@ impl Inbox {
     /// [`notify_base`]): `hawkey-notify.<pid>`, with a suffix if that
     /// name is taken, mode 0711, checked to be the master's own.
     pub(crate) fn create(base: &Path) -> io::Result<Inbox> {
+        remove_stale(base);
         let pid = std::process::id();
         let mut last_error = None;
         for attempt in 0..16 {
@@ -273,6 +264,37 @@ impl Drop for Inbox {
     fn drop(&mut self) {
         self.channels.clear();
         let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Removes the channel directories of masters that are gone (killed with
+/// SIGKILL, they could not clean up): `hawkey-notify.<pid>[.n]` in `base`,
+/// owned by this user, whose pid no longer runs. A directory of a master
+/// still running, or of another user, is left alone.
+fn remove_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let me = Uid::effective().as_raw();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("hawkey-notify."))
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        // lstat: a symlink is never followed, never removed through.
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let running = Path::new(&format!("/proc/{pid}")).exists();
+        if meta.is_dir() && meta.uid() == me && !running {
+            let _ = std::fs::remove_dir_all(&path);
+        }
     }
 }
 
@@ -502,15 +524,11 @@ mod tests {
     }
 
     #[test]
-    fn status_text_cannot_carry_escape_sequences_to_a_terminal() {
-        let m = parse(b"STATUS=\x1b]0;owned\x07\x1b[2Jcleared\rover\xc2\x9b31m");
-        assert_eq!(
-            m.status.as_deref(),
-            Some("\\u{1b}]0;owned\\u{7}\\u{1b}[2Jcleared\\rover\\u{9b}31m")
-        );
-        assert!(!m.status.unwrap().chars().any(char::is_control));
-        let long = format!("STATUS={}", "x".repeat(10_000));
-        assert_eq!(parse(long.as_bytes()).status.unwrap().chars().count(), 257);
+    fn status_text_is_kept_valid_and_short() {
+        let long = format!("STATUS={}", "é".repeat(10_000));
+        let kept = parse(long.as_bytes()).status.unwrap();
+        assert_eq!(kept.chars().count(), 257);
+        assert!(kept.ends_with('…'));
         assert_eq!(
             parse(b"STATUS=caf\xc3\xa9 \xff").status.unwrap(),
             "caf\u{e9} \u{fffd}"
@@ -579,6 +597,25 @@ mod tests {
         assert_eq!(out.len(), 3);
         inbox.attach(me, channel);
         assert_eq!(inbox.read(&[me]).len(), 5);
+    }
+
+    #[test]
+    fn directories_of_masters_that_are_gone_are_removed() {
+        let base = TestDir::new("inbox-stale");
+        // pid_max is at most 2^22: this pid never runs.
+        let gone = base.join("hawkey-notify.4194400");
+        std::fs::create_dir(&gone).unwrap();
+        std::fs::write(gone.join("0"), b"").unwrap();
+        let gone_again = base.join("hawkey-notify.4194400.1");
+        std::fs::create_dir(&gone_again).unwrap();
+        // pid 1 runs: its directory stays, as does anything else.
+        let running = base.join("hawkey-notify.1");
+        std::fs::create_dir(&running).unwrap();
+        let other = base.join("hawkey.pid");
+        std::fs::write(&other, b"").unwrap();
+        let inbox = Inbox::create(&base.0).unwrap();
+        assert!(!gone.exists() && !gone_again.exists());
+        assert!(running.exists() && other.exists() && inbox.dir().exists());
     }
 
     #[test]

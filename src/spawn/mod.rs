@@ -428,8 +428,10 @@ fn program(inputs: &Inputs<'_>) -> Result<(CString, Vec<CString>, Option<String>
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_os_str());
-    let resolved: PathBuf = config::resolve_program(&workers.command[0], path_var)
-        .unwrap_or_else(|| PathBuf::from(&workers.command[0]));
+    // As `hawkey check` resolved it: from the worker's cwd, where it runs.
+    let resolved: PathBuf =
+        config::resolve_program_in(&workers.command[0], path_var, workers.cwd.as_deref())
+            .unwrap_or_else(|| PathBuf::from(&workers.command[0]));
     let argv = workers
         .command
         .iter()
