@@ -30,7 +30,7 @@ environment (the flags win):
                        256 workers (builtin and exec'd), master RSS/PSS and CPU;
                        the master's fds and pool under 10 000 hostile notify
                        datagrams from nobody and from root with 9 fds each
-                       (about 10 minutes; needs setpriv and /usr/bin/python3)
+                       (about 3 minutes; as root: needs setpriv, /usr/bin/python3)
 
 Run by bench/run.sh, which first builds hawkey, examples/bare_launcher and
 examples/loadgen in release mode and copies them to OUT/bin/, and on exit
@@ -48,10 +48,10 @@ def parse_args(argv, environ):
                      "OUT/results.json, logs, configs and sockets to OUT/work/. BENCHMARKS.md\n"
                      "has the method and the reading."))
     ap.add_argument("--quick", action="store_true", default=environ.get("BENCH_QUICK", "0") == "1",
-                    help="smoke run: fewer rounds, shorter windows (about 3 minutes for everything)")
+                    help="smoke run: fewer rounds, shorter windows (about 3 minutes for everything, plus 1.5 for scale)")
     ap.add_argument("--only", metavar="GOALS", default=environ.get("BENCH_ONLY", ""),
                     help=f"comma-separated goals to run, of {','.join(GOALS)}; p8 runs p1's builtin part; "
-                         "scale is issue #11's (see below) (default: all, about 22 minutes)")
+                         "scale is issue #11's (see below) (default: all, about 15 minutes)")
     ap.add_argument("--root", default=ROOT, help="the hawkey checkout (default: %(default)s)")
     ap.add_argument("--out", help="where bin/, work/ and results.json are (default: ROOT/target/bench)")
     ap.add_argument("--tag", help="HAWKEY_BENCH_TAG given to every process started (default: a new one)")

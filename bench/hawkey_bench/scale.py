@@ -291,6 +291,9 @@ def flood(p, cfg, argv, n):
 
 def hostile():
     n = S.hostile_workers
+    if os.geteuid() != 0:
+        log("== SCALE hostile neighbours: skipped, setpriv to nobody needs root")
+        return {"skipped": "not root: setpriv to nobody needs root"}
     log(f"== SCALE hostile neighbours: builtin x{n}, heartbeat_timeout {HOSTILE_HEARTBEAT}; "
         f"{S.hostile_datagrams} datagrams from nobody to every worker's NOTIFY_SOCKET, then "
         f"{S.hostile_datagrams} with {S.hostile_fds} fds each from root into one, then as many without fds")
@@ -369,6 +372,9 @@ def rows(R):
         rows.append(("SCALE", f"{label}: master CPU, start / reload", (f"{num(m['start_cpu_ms'], 0)} / {num(m['reload_cpu_ms'], 0)} ms "
                      f"(schedstat {num(m['start_sched_ms'], 1)} / {num(m['reload_sched_ms'], 1)})"), "(info)", "-",
                      "median; /proc/<master>/stat utime+stime (10 ms ticks): up to READY=1+0.3 s, over the reload"))
+    if "skipped" in h:
+        rows.append(("SCALE", "hostile neighbours", "skipped", "", "-", h["skipped"]))
+        return rows
     n = h["workers"]
     a, b = h["nobody"], h["root_fds"]
     sa, sb = a["sender"], b["sender"]
