@@ -4,9 +4,10 @@
 # table with the method beside each figure; also written to
 # target/bench/results.json.
 #
-#   bench/run.sh                  # full run, about 12 minutes
-#   BENCH_QUICK=1 bench/run.sh    # smoke run, about 3 minutes
-#   BENCH_ONLY=p5,p6 bench/run.sh # some goals only (p1..p8, g13; p8 runs p1's builtin part)
+#   bench/run.sh                  # full run, about 15 minutes (scale: 3 of them)
+#   BENCH_QUICK=1 bench/run.sh    # smoke run, about 3 minutes (plus 1.5 for scale)
+#   BENCH_ONLY=p5,p6 bench/run.sh # some goals only (p1..p8, g13, scale; p8 runs p1's builtin part)
+#   BENCH_ONLY=scale bench/run.sh # issue #11: 2-256 workers, hostile notify senders (as root)
 #   bench/run.sh --only g13       # the same as flags: bench/run.sh --help
 #
 # This wrapper builds hawkey, examples/bare_launcher and examples/loadgen in

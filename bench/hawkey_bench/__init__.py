@@ -1,6 +1,7 @@
-"""hawkey's benchmarks: DESIGN §6's performance goals P1-P8 and G13's time
-and memory half, measured on loopback and printed as a table with the
-method beside each figure; every raw figure also goes to results.json.
+"""hawkey's benchmarks: DESIGN §6's performance goals P1-P8, G13's time
+and memory half and issue #11's scale figures, measured on loopback and
+printed as a table with the method beside each figure; every raw figure
+also goes to results.json.
 BENCHMARKS.md has the method and the reading; bench/run.sh builds the
 binaries and runs this.
 
@@ -20,4 +21,5 @@ Parts, one module per role:
     respawn     P6 kill -9 -> replacement (perf split)
     reload      P7 reloads under load
     corpus      G13 malformed configs: time, memory, exit 78
+    scale       issue #11: 2-256 workers (start, reload, RSS, CPU); hostile notify senders
 """

@@ -11,13 +11,14 @@ import signal
 import subprocess
 import time
 
-from . import corpus, memory, reload, respawn, start, throughput
+from . import corpus, memory, reload, respawn, scale, start, throughput
 from .procs import loadavg, log, read_text, stop_all
 from .settings import S
 from .table import print_table
 
-# The names BENCH_ONLY / --only take; p8 runs p1's builtin part.
-GOALS = ("p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "g13")
+# The names BENCH_ONLY / --only take; p8 runs p1's builtin part; scale is
+# issue #11's pools of 2-256 workers and hostile notify senders.
+GOALS = ("p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "g13", "scale")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,6 +26,11 @@ EPILOG = """\
 environment (the flags win):
   BENCH_QUICK=1        as --quick
   BENCH_ONLY=p5,p6     as --only p5,p6
+  BENCH_ONLY=scale     issue #11: start -> READY=1 and reload --wait of 2, 64 and
+                       256 workers (builtin and exec'd), master RSS/PSS and CPU;
+                       the master's fds and pool under 10 000 hostile notify
+                       datagrams from nobody and from root with 9 fds each
+                       (about 3 minutes; as root: needs setpriv, /usr/bin/python3)
 
 Run by bench/run.sh, which first builds hawkey, examples/bare_launcher and
 examples/loadgen in release mode and copies them to OUT/bin/, and on exit
@@ -37,14 +43,15 @@ def parse_args(argv, environ):
     ap = argparse.ArgumentParser(
         prog="hawkey_bench", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description=("hawkey's benchmarks: the performance goals P1-P8 and G13's time and memory\n"
-                     "half (DESIGN §6), printed as a table with the method beside each figure;\n"
-                     "every raw figure goes to OUT/results.json, logs, configs and sockets to\n"
-                     "OUT/work/. BENCHMARKS.md has the method and the reading."))
+                     "half (DESIGN §6) and issue #11's scale figures (scale), printed as a table\n"
+                     "with the method beside each figure; every raw figure goes to\n"
+                     "OUT/results.json, logs, configs and sockets to OUT/work/. BENCHMARKS.md\n"
+                     "has the method and the reading."))
     ap.add_argument("--quick", action="store_true", default=environ.get("BENCH_QUICK", "0") == "1",
-                    help="smoke run: fewer rounds, shorter windows (about 3 minutes for everything)")
+                    help="smoke run: fewer rounds, shorter windows (about 3 minutes for everything, plus 1.5 for scale)")
     ap.add_argument("--only", metavar="GOALS", default=environ.get("BENCH_ONLY", ""),
-                    help=f"comma-separated goals to run, of {','.join(GOALS)}; p8 runs p1's builtin part "
-                         "(default: all, about 12 minutes)")
+                    help=f"comma-separated goals to run, of {','.join(GOALS)}; p8 runs p1's builtin part; "
+                         "scale is issue #11's (see below) (default: all, about 15 minutes)")
     ap.add_argument("--root", default=ROOT, help="the hawkey checkout (default: %(default)s)")
     ap.add_argument("--out", help="where bin/, work/ and results.json are (default: ROOT/target/bench)")
     ap.add_argument("--tag", help="HAWKEY_BENCH_TAG given to every process started (default: a new one)")
@@ -119,12 +126,17 @@ def measure(only, results):
     if want("p1") or want("p2"):
         mark("p2_node")
         results["p2_node"] = throughput.p1_p2_node()
+    if want("scale"):
+        # Last: 256-worker pools and floods would load everything else.
+        mark("scale")
+        results["scale"] = scale.scale()
     mark("end")
 
 
 def rows(R):
     return (throughput.rows_p1_builtin(R) + throughput.rows_node(R) + memory.rows_p3(R) + memory.rows_p4(R)
-            + start.rows(R) + respawn.rows(R) + reload.rows(R) + throughput.rows_p8(R) + corpus.rows(R))
+            + start.rows(R) + respawn.rows(R) + reload.rows(R) + throughput.rows_p8(R) + corpus.rows(R)
+            + scale.rows(R))
 
 
 def on_signal(signum, frame):

@@ -28,6 +28,12 @@ class Settings:
         self.p7_reloads = 5 if quick else 20
         self.g13_slowest = 10                   # files timed again, ...
         self.g13_reps = 3 if quick else 7       # ... this many times each, median
+        self.scale_counts = [2, 64, 256]        # issue #11's pools, builtin and exec'd
+        self.scale_rounds = 3 if quick else 7   # at most this many rounds of each, interleaved ...
+        self.scale_budget_s = 120 if quick else 600     # ... and no new round after this long
+        self.hostile_workers = 256              # the pool the hostile senders aim at
+        self.hostile_datagrams = 10000          # per sender
+        self.hostile_fds = 9                    # SCM_RIGHTS fds per datagram (the old leak: 8 of 9)
         return self
 
     def binaries(self):
