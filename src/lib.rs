@@ -10,7 +10,8 @@
 //!
 //! The master is single-threaded for its whole life. Signals are blocked
 //! and read from a signalfd; worker notifications arrive on a datagram
-//! socket; children are reaped in a loop on every wake-up. All of it
+//! socket of their own each; children are reaped in a loop after SIGCHLD
+//! (and once a second regardless). All of it
 //! becomes events for a pure state machine (the supervisor) that decides,
 //! and returns actions and notices; a thin loop (the master) carries out
 //! the actions and logs the notices. Workers are started in one place, the

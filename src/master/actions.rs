@@ -79,8 +79,15 @@ impl Master<'_> {
             Ok(forked) => {
                 // Its channel is heard from now on; the pool learns of the
                 // worker once its execve is known (`settle`).
-                if let Some(channel) = channel {
-                    self.inbox.attach(forked.pid, channel);
+                if let Some(channel) = channel
+                    && let Err(error) = self.inbox.attach(forked.pid, channel)
+                {
+                    // Unheard, it is killed at its ready_timeout and
+                    // started again.
+                    tracing::error!(
+                        "failed to watch the notify socket of pid {}: {error}",
+                        forked.pid
+                    );
                 }
                 self.forking.insert(
                     forked.pid,

@@ -15,6 +15,9 @@ use super::supervisor::Event;
 use super::{Error, Master};
 use crate::exit::Status;
 
+/// The longest the master goes without reaping, SIGCHLD or not.
+const REAP_SWEEP: Duration = Duration::from_secs(1);
+
 /// A loop wake-up this much later than its timeout means the master was
 /// not running (SIGSTOP, a frozen VM): see [`Event::Stalled`].
 const STALL_SLACK: Duration = Duration::from_secs(1);
@@ -92,7 +95,7 @@ impl Master<'_> {
         .flatten()
         .min()
         .map(|d| d.saturating_duration_since(now));
-        let readable = self.poll(requested)?;
+        self.poll(requested)?;
         let woke = Instant::now();
         self.woke = woke;
         // Children whose execve is now known become workers first: what
@@ -103,7 +106,7 @@ impl Master<'_> {
         }
         // Notifications next: a heartbeat that waited in the queue while
         // the master was stopped must count before any deadline does.
-        let received = self.inbox.read(&readable);
+        let received = self.inbox.read();
         self.queue_messages(received);
         // Stopped while asleep: woken well after the timeout. Stopped while
         // busy (the timeout was computed after): SIGCONT says so.
@@ -115,9 +118,18 @@ impl Master<'_> {
         if (slept_long || continued) && !noted {
             self.queue.push_back(Event::Stalled);
         }
-        // Reap on every wake-up, not only on SIGCHLD: cheap, and a merged
-        // or early signal can never leave a zombie behind.
-        for (pid, exit) in reap_all() {
+        // Reap when SIGCHLD came (merged or not: one stands for every exit
+        // before it, and an exit after it raises it again), and once a
+        // second whatever happened: waitpid(2) scans every child, which is
+        // not to be paid on each of a large pool's wake-ups.
+        let sweep_due = woke.saturating_duration_since(self.swept) >= REAP_SWEEP;
+        let reaped = if std::mem::take(&mut self.child_exited) || sweep_due {
+            self.swept = woke;
+            reap_all()
+        } else {
+            Vec::new()
+        };
+        for (pid, exit) in reaped {
             // Dead, its report is complete: settled at once.
             self.settle(pid);
             if self.failed_forks.remove(&pid) {
@@ -141,9 +153,8 @@ impl Master<'_> {
     }
 
     /// Sleeps until a watched fd is readable or `timeout` has passed
-    /// (forever without one); returns the workers whose notify channel has
-    /// messages waiting.
-    fn poll(&self, timeout: Option<Duration>) -> Result<Vec<Pid>, Error> {
+    /// (forever without one).
+    fn poll(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let timeout = match timeout {
             None => PollTimeout::NONE,
             // Round up so the deadline has passed when poll returns.
@@ -152,21 +163,18 @@ impl Master<'_> {
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        // The workers' channels are behind one epoll fd: a pool of any
+        // size is one entry here.
+        let mut fds = vec![
+            PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.inbox.as_fd(), PollFlags::POLLIN),
+        ];
         // The report pipes of children on their way to execve (their
         // end-of-file wakes the loop), read by `settle` on every wake-up.
         fds.extend(
             self.forking
                 .values()
                 .map(|f| PollFd::new(f.forked.as_fd(), PollFlags::POLLIN)),
-        );
-        let first_channel = fds.len();
-        // Then the channels, in this order.
-        let workers: Vec<Pid> = self.inbox.poll_fds().map(|(pid, _)| pid).collect();
-        fds.extend(
-            self.inbox
-                .poll_fds()
-                .map(|(_, fd)| PollFd::new(fd, PollFlags::POLLIN)),
         );
         if let Some(control) = &self.control {
             fds.extend(
@@ -177,16 +185,9 @@ impl Master<'_> {
             );
         }
         match poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(error) => return Err(Error::Poll(error)),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+            Err(error) => Err(Error::Poll(error)),
         }
-        let readable = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-        Ok(workers
-            .into_iter()
-            .zip(&fds[first_channel..])
-            .filter(|(_, fd)| readable(fd))
-            .map(|(pid, _)| pid)
-            .collect())
     }
 
     /// Queues what the workers said: each message for the worker whose
@@ -248,7 +249,7 @@ impl Master<'_> {
                 }
                 SignalRequest::Grow => self.queue.push_back(Event::Grow),
                 SignalRequest::Shrink => self.queue.push_back(Event::Shrink),
-                SignalRequest::Reap => {}
+                SignalRequest::Reap => self.child_exited = true,
                 SignalRequest::Continued => continued = true,
             }
         }

@@ -34,6 +34,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::unistd::{Pid, Uid};
 
@@ -131,11 +132,15 @@ pub(crate) struct Received {
     pub(crate) fds: usize,
 }
 
-/// The master's directory of channels, and the channel of each worker.
+/// The master's directory of channels, the channel of each worker, and
+/// an epoll set of them: the loop polls the one epoll fd, and a wake-up
+/// costs what is ready, not the size of the pool (poll(2) over 256
+/// sockets per wake-up was most of the master's idle CPU).
 pub(crate) struct Inbox {
     dir: PathBuf,
     next: u64,
     channels: HashMap<Pid, Channel>,
+    epoll: Epoll,
 }
 
 impl Inbox {
@@ -193,6 +198,7 @@ impl Inbox {
             dir,
             next: 0,
             channels: HashMap::new(),
+            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
         })
     }
 
@@ -227,9 +233,12 @@ impl Inbox {
         Ok(channel)
     }
 
-    /// The channel is now `worker`'s.
-    pub(crate) fn attach(&mut self, worker: Pid, channel: Channel) {
+    /// The channel is now `worker`'s, and watched.
+    pub(crate) fn attach(&mut self, worker: Pid, channel: Channel) -> io::Result<()> {
+        let event = EpollEvent::new(EpollFlags::EPOLLIN, worker.as_raw() as u64);
+        self.epoll.add(channel.socket.as_fd(), event)?;
         self.channels.insert(worker, channel);
+        Ok(())
     }
 
     /// `worker` is gone: what it still had queued, then its channel goes.
@@ -237,26 +246,42 @@ impl Inbox {
         let mut out = Vec::new();
         if let Some(channel) = self.channels.remove(&worker) {
             drain(&channel, worker, &mut out);
+            // Before the socket closes: a child not yet past execve may
+            // still hold a copy of the fd, which would keep it watched.
+            let _ = self.epoll.delete(channel.socket.as_fd());
         }
         out
     }
 
-    /// The channels to poll, each with its worker.
-    pub(crate) fn poll_fds(&self) -> impl Iterator<Item = (Pid, BorrowedFd<'_>)> {
-        self.channels
-            .iter()
-            .map(|(pid, c)| (*pid, c.socket.as_fd()))
-    }
-
-    /// Every message waiting on the channels of `workers`.
-    pub(crate) fn read(&mut self, workers: &[Pid]) -> Vec<Received> {
+    /// The messages waiting on every channel that has some (up to
+    /// [`READ_MAX`] each), without blocking.
+    pub(crate) fn read(&mut self) -> Vec<Received> {
         let mut out = Vec::new();
-        for worker in workers {
-            if let Some(channel) = self.channels.get(worker) {
-                drain(channel, *worker, &mut out);
+        let mut events = vec![EpollEvent::empty(); self.channels.len().clamp(1, 1024)];
+        loop {
+            let n = match self.epoll.wait(&mut events, EpollTimeout::ZERO) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => 0,
+            };
+            for event in &events[..n] {
+                let worker = Pid::from_raw(event.data() as i32);
+                if let Some(channel) = self.channels.get(&worker) {
+                    drain(channel, worker, &mut out);
+                }
+            }
+            // A full batch: more may be ready (a pool over 1024).
+            if n < events.len() {
+                return out;
             }
         }
-        out
+    }
+}
+
+impl AsFd for Inbox {
+    /// The epoll fd: readable when some channel has a message.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.0.as_fd()
     }
 }
 
@@ -541,11 +566,11 @@ mod tests {
         let me = nix::unistd::getpid();
         let channel = inbox.open(None).unwrap();
         let notifier = Notifier::connect(Some(channel.path())).unwrap();
-        inbox.attach(me, channel);
+        inbox.attach(me, channel).unwrap();
         notifier
             .send(&[NotifyState::Ready, NotifyState::Status("up")])
             .unwrap();
-        let got = inbox.read(&[me]);
+        let got = inbox.read();
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].worker, got[0].sender), (me, me));
         assert!(got[0].credited);
@@ -558,9 +583,9 @@ mod tests {
         let other = Pid::from_raw(i32::MAX - 1);
         let channel = inbox.open(None).unwrap();
         let notifier = Notifier::connect(Some(channel.path())).unwrap();
-        inbox.attach(other, channel);
+        inbox.attach(other, channel).unwrap();
         notifier.send(&[NotifyState::Watchdog]).unwrap();
-        let got = inbox.read(&[other]);
+        let got = inbox.read();
         assert_eq!(got.len(), 1);
         assert!(!got[0].credited, "{got:?}");
     }
@@ -595,8 +620,8 @@ mod tests {
         let mut out = Vec::new();
         drain_at_most(&channel, me, &mut out, 3);
         assert_eq!(out.len(), 3);
-        inbox.attach(me, channel);
-        assert_eq!(inbox.read(&[me]).len(), 5);
+        inbox.attach(me, channel).unwrap();
+        assert_eq!(inbox.read().len(), 5);
     }
 
     #[test]
@@ -644,7 +669,7 @@ mod tests {
         let me = nix::unistd::getpid();
         let channel = inbox.open(None).unwrap();
         let path = PathBuf::from(channel.path());
-        inbox.attach(me, channel);
+        inbox.attach(me, channel).unwrap();
         let sender = UnixDatagram::unbound().unwrap();
         sender.connect(&path).unwrap();
         let marker = base_file(&_base);
@@ -666,7 +691,7 @@ mod tests {
             )
             .unwrap();
         }
-        let got = inbox.read(&[me]);
+        let got = inbox.read();
         assert_eq!(got.len(), 3);
         let fds: Vec<usize> = got.iter().map(|g| g.fds).collect();
         assert_eq!(fds, [9, SCM_MAX_FD, 1]);

@@ -203,6 +203,10 @@ struct Master<'p> {
     ready_announced: bool,
     /// When `EXTEND_TIMEOUT_USEC=` was last sent upstream.
     extended_at: Option<Instant>,
+    /// SIGCHLD was read: reap at this wake-up.
+    child_exited: bool,
+    /// When the master last reaped (see `event_loop::REAP_SWEEP`).
+    swept: Instant,
     /// Children forked whose `execve` is not known yet, by pid.
     forking: BTreeMap<nix::unistd::Pid, Forking>,
     /// Children whose start failed before `execve`: their exit is not
@@ -339,6 +343,8 @@ impl<'p> Master<'p> {
             unhealthy_logged: false,
             ready_announced: false,
             extended_at: None,
+            child_exited: false,
+            swept: Instant::now(),
             forking: BTreeMap::new(),
             failed_forks: Default::default(),
             release_pages: false,

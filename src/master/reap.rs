@@ -1,10 +1,11 @@
 //! Reaping children and naming how they ended.
 //!
 //! The master reaps in a loop, `waitpid(-1, WNOHANG)` until nothing is left,
-//! on every wake-up of its loop, not only on SIGCHLD: signals of one kind
-//! merge, so one SIGCHLD can stand for many exits, and a wake-up for any
-//! other reason costs one syscall. Orphans adopted as a child subreaper are reaped by
-//! the same loop.
+//! at each wake-up that read SIGCHLD (signals of one kind merge, so one
+//! SIGCHLD can stand for many exits: the loop takes them all) and at least
+//! once a second regardless. Not on every wake-up: each `waitpid` scans
+//! every child, which a pool of 1024 would pay on each heartbeat. Orphans
+//! adopted as a child subreaper are reaped by the same loop.
 
 use std::fmt;
 
