@@ -258,6 +258,11 @@ impl Pool {
         self.generation
     }
 
+    /// Whether a stop was requested (the pool only winds down now).
+    pub(crate) fn is_stopping(&self) -> bool {
+        matches!(self.phase, Phase::Stopping { .. })
+    }
+
     pub(crate) fn is_reloading(&self) -> bool {
         self.reload.is_some()
     }
