@@ -204,6 +204,9 @@ impl Master<'_> {
                     stop = true;
                     self.queue.push_back(Event::Stop { fast: true });
                 }
+                SignalRequest::ReopenLogs => {
+                    tracing::info!("SIGUSR1: nothing to reopen, logs go to journald or stderr");
+                }
                 SignalRequest::Reload => {
                     tracing::info!("received SIGHUP: reloading");
                     self.reload(None);
