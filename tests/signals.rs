@@ -1,8 +1,9 @@
-//! The master never dies of stray signals, and systemd's SIGCONT after
-//! SIGTERM is no stall.
+//! The master never dies of stray signals or of its own output, and
+//! systemd's SIGCONT after SIGTERM is no stall.
 
 mod support;
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use support::*;
@@ -76,4 +77,37 @@ fn sigcont_right_after_sigterm_is_no_stall_and_the_stop_is_clean() {
         "{}",
         hawkey.log_text()
     );
+}
+
+#[test]
+fn a_closed_stderr_stops_neither_the_master_nor_its_workers() {
+    let dir = TempDir::new("signals-stderr");
+    let port = free_port();
+    let config = write_config(&dir, &builtin_yaml(&dir, port, 2, ""));
+    // `hawkey run 2>&1 | head -3` once head is gone: a pipe nobody reads.
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let notify = NotifySocket::new(&dir);
+    let mut cmd = command(&config);
+    cmd.env("NOTIFY_SOCKET", &notify.path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(nix::unistd::dup(&write).unwrap()))
+        .stderr(Stdio::from(write));
+    let mut child = cmd.spawn().unwrap();
+    notify.until("READY=1", READY_GUARD);
+    // More to write: a worker more (the master logs it, the worker logs
+    // its start), requests.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTTIN) };
+    wait_until(Duration::from_secs(10), "a third worker", || {
+        (children_of(child.id() as i32).len() == 3).then_some(())
+    });
+    for _ in 0..20 {
+        assert_eq!(healthz(port), (200, "ok\n".to_string()));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the master died");
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_until(STOP_GUARD, "hawkey to exit", || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(0), "{status:?}");
 }

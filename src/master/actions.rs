@@ -138,6 +138,10 @@ impl Master<'_> {
     fn exit(&mut self, code: ExitCode) -> Status {
         let status = match code {
             ExitCode::Clean => {
+                let dropped = crate::logging::dropped_lines();
+                if dropped > 0 {
+                    tracing::warn!("{dropped} log lines could not be written and were dropped");
+                }
                 tracing::info!("stopped");
                 Status::Ok
             }
