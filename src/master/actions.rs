@@ -26,7 +26,14 @@ impl Master<'_> {
     pub(super) fn act(&mut self, action: Action) -> Option<Status> {
         match action {
             Action::Spawn { slot, generation } => self.spawn(slot, generation),
-            Action::Signal { pid, signal } => send(pid, signal),
+            Action::Signal { pid, signal } => {
+                if send(pid, signal) {
+                    self.remains.group_signalled(pid, signal);
+                }
+            }
+            // Carried out once the turn's events are handled (see
+            // `Master::carry_out_sweeps`): one look at /proc for all.
+            Action::Sweep { orders } => self.remains.order(orders),
             Action::AnnounceReady => self.announce_ready(),
             Action::AnnounceReloading => {
                 let now =
@@ -170,9 +177,11 @@ impl Master<'_> {
 }
 
 /// Signals a worker's process group (the worker leads it); if the group is
-/// already gone, the worker itself.
-fn send(pid: Pid, signal: Signal) {
+/// already gone, the worker itself. Whether the group got it.
+fn send(pid: Pid, signal: Signal) -> bool {
     if killpg(pid, signal).is_err() {
         let _ = nix::sys::signal::kill(pid, signal);
+        return false;
     }
+    true
 }

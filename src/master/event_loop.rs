@@ -55,12 +55,18 @@ impl Master<'_> {
     /// out its actions, until the queue is empty; `Some(status)` when the
     /// master is done.
     fn process_queue(&mut self) -> Option<Status> {
-        while let Some(event) = self.queue.pop_front() {
-            if let Some(status) = self.handle(event) {
-                return Some(status);
+        loop {
+            while let Some(event) = self.queue.pop_front() {
+                if let Some(status) = self.handle(event) {
+                    return Some(status);
+                }
+            }
+            // The turn's sweep orders, together; their findings are events
+            // again (each one ends a sweep, so this ends).
+            if !self.carry_out_sweeps() {
+                return None;
             }
         }
-        None
     }
 
     /// Has the pool decide on one event, logs what it noticed and carries
