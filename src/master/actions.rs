@@ -103,6 +103,18 @@ impl Master<'_> {
                 self.started.elapsed().as_millis()
             );
         }
+        if self.pool.is_reloading() {
+            // The reload is reported finished once the retired workers
+            // drained (see `report_reload`): keep systemd's reload timeout
+            // (`ExecReload=hawkey reload --wait`) ahead of their stop.
+            let drain = self
+                .generations
+                .values()
+                .map(|g| g.settings.stop_timeout)
+                .max()
+                .unwrap_or_default();
+            self.notify(&[extend_timeout(drain)]);
+        }
         // Start-up (or a reload) is over: its one-off code need not stay
         // in the master's page tables. Done once the loop is about to
         // sleep, after the rest of this turn's work.

@@ -13,7 +13,9 @@
 //!   called `setsid()` while its parent still ran is found as a descendant,
 //!   and kept when it is orphaned. One that cleared its environment and
 //!   left the tree between two looks (100 ms) is not attributed to `w`:
-//!   the final stop still finds it.
+//!   the final stop still finds it. If `w`'s pid is taken by a new process
+//!   (another start time than at the first look), its group and session
+//!   are that process's: only what was found before is swept.
 //! - `Everything`: every descendant of the master, and every process it
 //!   found before, but for what a tree's sweep has (it stops those, at its
 //!   worker's deadline). That is what the final stop leaves: nothing.
@@ -97,6 +99,8 @@ struct Record {
     known: BTreeSet<(i32, u64)>,
     /// The last signal each was sent.
     sent: BTreeMap<(i32, u64), Signal>,
+    /// A tree's worker's start time, from the first look.
+    root_start: Option<u64>,
 }
 
 /// Sweeps in progress, as the master sees them.
@@ -167,7 +171,19 @@ impl Master<'_> {
             .retain(|g| alive(*g) || procs.values().any(|p| p.pgid == *g && !p.zombie));
         let mut queued = false;
         for order in orders {
-            let found = self.find(order.scope, &procs, &children, &workers, me);
+            // A tree's worker pid taken by a new process: the old group
+            // and session are empty then (the kernel reuses no pid still
+            // naming one), so they and the new process's are not looked at.
+            let reused = match order.scope {
+                Scope::Tree(w) => {
+                    let record = self.remains.records.entry(order.scope).or_default();
+                    let start = procs.get(&w.as_raw()).map(|p| p.start);
+                    let first = *record.root_start.get_or_insert(start.unwrap_or(0));
+                    start.is_some_and(|s| s != first)
+                }
+                Scope::Everything => false,
+            };
+            let found = self.find(order.scope, reused, &procs, &children, &workers, me);
             let record = self.remains.records.entry(order.scope).or_default();
             record.known = found.iter().map(|p| (p.pid, p.start)).collect();
             record.sent.retain(|k, _| record.known.contains(k));
@@ -186,7 +202,7 @@ impl Master<'_> {
                 let _ = nix::sys::signal::kill(Pid::from_raw(p.pid), order.signal);
             }
             let worker_gone = match order.scope {
-                Scope::Tree(w) => !alive(w.as_raw()),
+                Scope::Tree(w) => reused || !alive(w.as_raw()),
                 Scope::Everything => true,
             };
             if found.is_empty() && worker_gone {
@@ -202,6 +218,7 @@ impl Master<'_> {
     fn find(
         &self,
         scope: Scope,
+        reused: bool,
         procs: &BTreeMap<i32, Proc>,
         children: &BTreeMap<i32, Vec<i32>>,
         workers: &BTreeSet<i32>,
@@ -219,6 +236,9 @@ impl Master<'_> {
                 .flat_map(|r| r.known.iter().copied())
         };
         match scope {
+            Scope::Tree(_) if reused => {
+                seeds.extend(known(&scope).filter(same).map(|(p, _)| p));
+            }
             Scope::Tree(w) => {
                 let w = w.as_raw();
                 seeds.insert(w);

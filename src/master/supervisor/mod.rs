@@ -428,8 +428,8 @@ impl Pool {
         }
         self.schedule(now, &mut out);
         self.advance_reload(now, &mut out);
-        self.report_reload(&mut out);
         self.run_sweeps(now, &mut out);
+        self.report_reload(now, &mut out);
         self.check_done(&mut out);
         let in_use = self.generations_in_use();
         self.stops.retain(|g, _| in_use.contains(g));

@@ -6,7 +6,8 @@
 use std::time::Instant;
 
 use super::{
-    Action, Decision, Level, Notice, Phase, Pool, ReloadOutcome, Scope, Settings, State, stop_of,
+    Action, Decision, KILL_GRACE, Level, Notice, Phase, Pool, ReloadOutcome, Scope, Settings,
+    State, stop_of,
 };
 
 #[derive(Clone, Debug)]
@@ -144,10 +145,17 @@ impl Pool {
 
     /// Reports a reload that is over once its retired workers, and all
     /// they left behind, are gone (`hawkey reload --wait` returns then).
-    pub(super) fn report_reload(&mut self, out: &mut Decision) {
+    /// A retired worker that outlived SIGKILL by [`KILL_GRACE`] (stuck in
+    /// the kernel: the pool is unhealthy for it) no longer holds the
+    /// report back, nor every later reload with it.
+    pub(super) fn report_reload(&mut self, now: Instant, out: &mut Decision) {
+        let draining = |st: &State| !matches!(st, State::Killing { at, .. } if now.saturating_duration_since(*at) > KILL_GRACE);
         if self.finished.is_none()
             || self.sweeping()
-            || self.slots.iter().any(|s| !s.retiring.is_empty())
+            || self
+                .slots
+                .iter()
+                .any(|s| s.retiring.iter().any(|(_, st)| draining(st)))
         {
             return;
         }

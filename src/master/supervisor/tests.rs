@@ -1420,4 +1420,43 @@ mod sweep_tests {
         );
         assert!(!pool.is_reloading());
     }
+
+    #[test]
+    fn a_retired_worker_stuck_after_sigkill_does_not_hold_the_reload_forever() {
+        let t0 = Instant::now();
+        let mut pool = ready_pool(1, t0);
+        let reload = Event::Reload {
+            settings: settings(1),
+            generation: 2,
+        };
+        pool.handle(reload, t0);
+        let spawned = Event::Spawned {
+            slot: 0,
+            generation: 2,
+            pid: pid(200),
+        };
+        pool.handle(spawned, t0);
+        pool.handle(Event::Ready { pid: pid(200) }, t0);
+        let kill_at = t0 + Duration::from_secs(25);
+        let a = pool.handle(Event::Tick, kill_at).actions;
+        assert!(a.contains(&Action::Signal {
+            pid: pid(100),
+            signal: Signal::SIGKILL
+        }));
+        assert!(pool.is_reloading());
+        // It never dies (uninterruptible sleep): given up on, reported.
+        let late = kill_at + KILL_GRACE + Duration::from_millis(1);
+        let a = pool.handle(Event::Tick, late).actions;
+        assert!(
+            a.contains(&Action::ReloadFinished(ReloadOutcome::Done {
+                generation: 2
+            })),
+            "{a:?}"
+        );
+        assert!(!pool.is_reloading());
+        assert!(
+            !pool.healthy(late),
+            "the stuck worker makes the pool unhealthy"
+        );
+    }
 }
