@@ -99,13 +99,20 @@ fn a_closed_stderr_stops_neither_the_master_nor_its_workers() {
     // its start), requests.
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTTIN) };
-    wait_until(Duration::from_secs(10), "a third worker", || {
-        (children_of(child.id() as i32).len() == 3).then_some(())
+    let status = || hawkey_cli(&["status"], &config).1;
+    wait_until(Duration::from_secs(10), "a third worker, ready", || {
+        status().contains("3/3 workers ready").then_some(())
     });
     for _ in 0..20 {
         assert_eq!(healthz(port), (200, "ok\n".to_string()));
     }
     assert!(child.try_wait().unwrap().is_none(), "the master died");
+    // No worker died of its own log lines (the third logged its start).
+    let now = status();
+    assert!(
+        now.contains("3/3 workers ready, generation 1, 0 restarts"),
+        "{now}"
+    );
     // SAFETY: as above.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = wait_until(STOP_GUARD, "hawkey to exit", || child.try_wait().unwrap());
