@@ -58,11 +58,15 @@ while True:
 "#;
 
 fn leaver_config(dir: &TempDir, port: u16) -> PathBuf {
+    leaver_config_of(dir, port, 2)
+}
+
+fn leaver_config_of(dir: &TempDir, port: u16, count: usize) -> PathBuf {
     let app = write_file(dir, "leaver.py", LEAVER);
     write_config(
         dir,
         &format!(
-            "listen:\n  - {{name: http, address: '127.0.0.1:{port}'}}\nworkers:\n  count: 2\n  app: exec\n  ready: notify\n  command: [python3, '{}', '{}']\n  stop_timeout: 2s\npidfile: {}\n",
+            "listen:\n  - {{name: http, address: '127.0.0.1:{port}'}}\nworkers:\n  count: {count}\n  app: exec\n  ready: notify\n  command: [python3, '{}', '{}']\n  stop_timeout: 2s\npidfile: {}\n",
             app.display(),
             dir.path().display(),
             dir.join("hawkey.pid").display()
@@ -144,6 +148,29 @@ fn when_reload_wait_returns_the_retired_workers_descendants_are_gone() {
     );
     hawkey.stop_cleanly();
     assert!(new.iter().all(|p| !alive(*p)));
+    assert!(port_is_free(port));
+}
+
+#[test]
+fn a_reload_that_drops_a_slot_stops_what_its_worker_left() {
+    let dir = TempDir::new("tree-shrink");
+    let port = free_port();
+    let config = leaver_config(&dir, port);
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
+    let [_, stubborn] = grandchildren(&dir, 1);
+    leaver_config_of(&dir, port, 1);
+    let (code, out, err) = hawkey_cli(&["reload", "--wait"], &config);
+    assert_eq!(code, 0, "{out}{err}{}", hawkey.log_text());
+    assert!(
+        !alive(stubborn),
+        "slot 1's grandchild outlived the reload that dropped the slot"
+    );
+    let (_, status, _) = hawkey_cli(&["status"], &config);
+    assert!(
+        status.contains("1/1 workers ready, generation 2"),
+        "{status}"
+    );
+    hawkey.stop_cleanly();
     assert!(port_is_free(port));
 }
 
