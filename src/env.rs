@@ -137,11 +137,6 @@ impl Environment {
             .map(|(_, v)| v.as_os_str())
     }
 
-    /// Whether a service manager runs us (systemd sets `INVOCATION_ID`).
-    pub(crate) fn under_systemd(&self) -> bool {
-        self.get("INVOCATION_ID").is_some() || self.get(NOTIFY_SOCKET).is_some()
-    }
-
     /// systemd's watchdog for this process: `WATCHDOG_USEC`, if
     /// `WATCHDOG_PID` is unset or names us (`sd_watchdog_enabled(3)`).
     pub(crate) fn watchdog(&self) -> Option<Duration> {

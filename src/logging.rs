@@ -7,9 +7,20 @@
 //! event's fields as their own (`HAWKEY_WORKER`, `WORKER_PID`,
 //! `GENERATION`, `EXIT_STATUS`, `SIGNAL`), so `journalctl HAWKEY_WORKER=2`
 //! works. Otherwise readable text on stderr, or JSON lines.
+//!
+//! Logging never ends the process: a line that cannot be written (stderr
+//! a pipe whose reader is gone, a full disk, journald restarting) is
+//! dropped and counted ([`dropped_lines`]), in the master and in built-in
+//! workers alike. SIGPIPE is ignored (Rust's runtime does so before
+//! `main`; the master's signal set keeps it so), so such a write fails
+//! with EPIPE instead of killing the process, and tracing-subscriber is
+//! told not to report its own write errors with `eprintln!`, which panics
+//! when stderr is broken. tracing-journald drops failed sends by itself.
 
 use std::ffi::OsStr;
+use std::io::Write;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing_subscriber::filter::LevelFilter;
 
@@ -95,6 +106,37 @@ fn colour() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// Log lines that could not be written to stderr.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// How many log lines could not be written to stderr (and were dropped).
+pub(crate) fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// stderr for the log: a failed write is counted and reported as done,
+/// so neither tracing nor anything above it sees an error to act on.
+struct LossyStderr;
+
+impl Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match std::io::stderr().write(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    DROPPED.fetch_add(1, Ordering::Relaxed);
+                    return Ok(buf.len());
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber. `identifier` is the journal's
 /// `SYSLOG_IDENTIFIER`. Returns the sink in use (text if journald was asked
 /// for but cannot be reached).
@@ -120,7 +162,8 @@ pub(crate) fn init(level: &str, sink: Sink, identifier: &str) -> Sink {
         }
     }
     let fmt = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
+        .log_internal_errors(false)
         .with_ansi(colour())
         .with_target(false)
         .with_max_level(filter);
@@ -138,5 +181,24 @@ pub(crate) fn errno_text(errno: nix::errno::Errno) -> String {
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A closed pipe as stderr: the write is counted, not an error.
+    #[test]
+    fn a_write_to_a_broken_stderr_is_counted_not_an_error() {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let saved = nix::unistd::dup(std::io::stderr().as_fd()).unwrap();
+        nix::unistd::dup2_stderr(&write).unwrap();
+        let before = dropped_lines();
+        let result = LossyStderr.write_all(b"a line nobody reads\n");
+        nix::unistd::dup2_stderr(&saved).unwrap();
+        assert!(result.is_ok());
+        assert_eq!(dropped_lines(), before + 1);
     }
 }

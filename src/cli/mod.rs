@@ -81,12 +81,16 @@ pub(crate) fn load_config(explicit: Option<PathBuf>) -> Result<(Config, String),
 /// Prints an error once, the way the operator reads it: a located config
 /// error as it is, like a compiler's (`FILE:LINE:COL: key: message`),
 /// anything else after `hawkey: error: `.
+/// A stderr that cannot be written to is ignored (`eprintln!` would panic
+/// and turn the exit status into 101).
 pub(crate) fn report(error: &dyn std::error::Error, located: bool) {
-    if located {
-        eprintln!("{error}");
+    use std::io::Write;
+    let mut stderr = std::io::stderr().lock();
+    let _ = if located {
+        writeln!(stderr, "{error}")
     } else {
-        eprintln!("hawkey: error: {error}");
-    }
+        writeln!(stderr, "hawkey: error: {error}")
+    };
 }
 
 /// Reports a configuration error and returns its status (78).

@@ -26,7 +26,14 @@ impl Master<'_> {
     pub(super) fn act(&mut self, action: Action) -> Option<Status> {
         match action {
             Action::Spawn { slot, generation } => self.spawn(slot, generation),
-            Action::Signal { pid, signal } => send(pid, signal),
+            Action::Signal { pid, signal } => {
+                if send(pid, signal) {
+                    self.remains.group_signalled(pid, signal);
+                }
+            }
+            // Carried out once the turn's events are handled (see
+            // `Master::carry_out_sweeps`): one look at /proc for all.
+            Action::Sweep { orders } => self.remains.order(orders),
             Action::AnnounceReady => self.announce_ready(),
             Action::AnnounceReloading => {
                 let now =
@@ -174,6 +181,18 @@ impl Master<'_> {
                 self.started.elapsed().as_millis()
             );
         }
+        if self.pool.is_reloading() {
+            // The reload is reported finished once the retired workers
+            // drained (see `report_reload`): keep systemd's reload timeout
+            // (`ExecReload=hawkey reload --wait`) ahead of their stop.
+            let drain = self
+                .generations
+                .values()
+                .map(|g| g.settings.stop_timeout)
+                .max()
+                .unwrap_or_default();
+            self.notify(&[extend_timeout(drain)]);
+        }
         // Start-up (or a reload) is over: its one-off code need not stay
         // in the master's page tables. Done once the loop is about to
         // sleep, after the rest of this turn's work.
@@ -216,6 +235,10 @@ impl Master<'_> {
     fn exit(&mut self, code: ExitCode) -> Status {
         let status = match code {
             ExitCode::Clean => {
+                let dropped = crate::logging::dropped_lines();
+                if dropped > 0 {
+                    tracing::warn!("{dropped} log lines could not be written and were dropped");
+                }
                 tracing::info!("stopped");
                 Status::Ok
             }
@@ -244,9 +267,11 @@ impl Master<'_> {
 }
 
 /// Signals a worker's process group (the worker leads it); if the group is
-/// already gone, the worker itself.
-fn send(pid: Pid, signal: Signal) {
+/// already gone, the worker itself. Whether the group got it.
+fn send(pid: Pid, signal: Signal) -> bool {
     if killpg(pid, signal).is_err() {
         let _ = nix::sys::signal::kill(pid, signal);
+        return false;
     }
+    true
 }

@@ -22,6 +22,17 @@ const REAP_SWEEP: Duration = Duration::from_secs(1);
 /// not running (SIGSTOP, a frozen VM): see [`Event::Stalled`].
 const STALL_SLACK: Duration = Duration::from_secs(1);
 
+/// Whether a wake-up ends a stall of the master ([`Event::Stalled`]):
+/// it slept well past its timeout, or a SIGCONT came after it had been
+/// asleep longer than [`STALL_SLACK`] (a stop too short to matter, or a
+/// SIGCONT that stopped nothing, is not one). Never while stopping or
+/// asked to stop: systemd (and `timeout(1)`) send SIGCONT right after
+/// SIGTERM, in case the process was stopped, and heartbeats no longer
+/// matter then.
+fn stalled(slept_long: bool, continued: bool, asleep: Duration, stopping: bool) -> bool {
+    !stopping && (slept_long || (continued && asleep > STALL_SLACK))
+}
+
 impl Master<'_> {
     /// Runs the loop until the master is done; returns its exit status.
     pub(super) fn run(&mut self) -> Result<Status, Error> {
@@ -47,12 +58,18 @@ impl Master<'_> {
     /// out its actions, until the queue is empty; `Some(status)` when the
     /// master is done.
     fn process_queue(&mut self) -> Option<Status> {
-        while let Some(event) = self.queue.pop_front() {
-            if let Some(status) = self.handle(event) {
-                return Some(status);
+        loop {
+            while let Some(event) = self.queue.pop_front() {
+                if let Some(status) = self.handle(event) {
+                    return Some(status);
+                }
+            }
+            // The turn's sweep orders, together; their findings are events
+            // again (each one ends a sweep, so this ends).
+            if !self.carry_out_sweeps() {
+                return None;
             }
         }
-        None
     }
 
     /// Has the pool decide on one event, logs what it noticed and carries
@@ -110,12 +127,13 @@ impl Master<'_> {
         self.queue_messages(received);
         // Stopped while asleep: woken well after the timeout. Stopped while
         // busy (the timeout was computed after): SIGCONT says so.
-        let slept_long = requested
-            .is_some_and(|requested| woke.saturating_duration_since(now) > requested + STALL_SLACK);
-        let continued = self.read_signals();
+        let asleep = woke.saturating_duration_since(now);
+        let slept_long = requested.is_some_and(|requested| asleep > requested + STALL_SLACK);
+        let stopping = self.pool.is_stopping();
+        let (continued, stop_requested) = self.read_signals();
         // A stall already noted by `handle` is not a second one.
         let noted = std::mem::take(&mut self.stall_noted);
-        if (slept_long || continued) && !noted {
+        if stalled(slept_long, continued, asleep, stopping || stop_requested) && !noted {
             self.queue.push_back(Event::Stalled);
         }
         // Reap when SIGCHLD came (merged or not: one stands for every exit
@@ -233,16 +251,24 @@ impl Master<'_> {
     }
 
     /// Queues what the signals since the last wake-up ask for; whether one
-    /// was SIGCONT (the master had been stopped).
-    fn read_signals(&mut self) -> bool {
-        let mut continued = false;
+    /// was SIGCONT (the master had been stopped), and whether one asked
+    /// for a stop.
+    fn read_signals(&mut self) -> (bool, bool) {
+        let (mut continued, mut stop) = (false, false);
         for request in self.signals.drain() {
             match request {
                 SignalRequest::Stop(signal) => {
                     tracing::info!("received {}", signal.as_str());
+                    stop = true;
                     self.queue.push_back(Event::Stop { fast: false });
                 }
-                SignalRequest::FastStop => self.queue.push_back(Event::Stop { fast: true }),
+                SignalRequest::FastStop => {
+                    stop = true;
+                    self.queue.push_back(Event::Stop { fast: true });
+                }
+                SignalRequest::ReopenLogs => {
+                    tracing::info!("SIGUSR1: nothing to reopen, logs go to journald or stderr");
+                }
                 SignalRequest::Reload => {
                     tracing::info!("received SIGHUP: reloading");
                     self.reload(None);
@@ -253,6 +279,26 @@ impl Master<'_> {
                 SignalRequest::Continued => continued = true,
             }
         }
-        continued
+        (continued, stop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sigcont_with_a_stop_or_after_a_short_sleep_is_no_stall() {
+        let long = STALL_SLACK * 3;
+        let short = STALL_SLACK / 2;
+        // SIGSTOP, seconds, SIGCONT: a stall.
+        assert!(stalled(false, true, long, false));
+        assert!(stalled(true, false, short, false));
+        // systemd's SIGTERM + SIGCONT, or a stop already under way.
+        assert!(!stalled(false, true, long, true));
+        assert!(!stalled(true, true, long, true));
+        // A SIGCONT that ended no stop worth the name.
+        assert!(!stalled(false, true, short, false));
+        assert!(!stalled(false, false, long, false));
     }
 }

@@ -36,6 +36,7 @@
 //! - `supervisor`: the pure state machine that decides.
 //! - `listeners`, `pidfile`, `signals`, `reap`, `inbox`: what the master
 //!   owns and reads; `memory`, `cpu`: what it measures of itself.
+//! - `sweep`: finding and stopping what stopped workers left behind.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -65,6 +66,7 @@ mod reload;
 pub(crate) mod signals;
 mod status;
 pub(crate) mod supervisor;
+mod sweep;
 
 /// Everything that can end `hawkey run` after the configuration was read,
 /// each mapped to its exit status by [`Error::status`].
@@ -220,6 +222,8 @@ struct Master<'p> {
     /// Release the start-up pages before the loop next sleeps (see
     /// `memory`): set when the pool becomes ready.
     release_pages: bool,
+    /// What sweeps found and sent (see `sweep`).
+    remains: sweep::Remains,
 }
 
 /// Warns when a pool of `count` (with `surge` more during a reload) may
@@ -252,18 +256,18 @@ fn take_listeners(config: &Config) -> Result<(Vec<Listener>, bool), Error> {
     Ok(taken)
 }
 
-/// As PID 1 of a container, or started by hand, orphans of workers are
-/// ours to reap; under systemd, the service's cgroup holds them.
-fn become_subreaper(pid: u32, env: &Environment) {
-    if pid == 1 || !env.under_systemd() {
-        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this
-        // process; it reads no memory of ours.
-        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-            tracing::warn!(
-                "failed to become a child subreaper: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+/// Orphans of workers are ours: reaped by us, and found by a sweep (see
+/// `sweep`) when the worker they came from is stopped. Under systemd too:
+/// the service's cgroup holds them, but systemd stops them only with the
+/// whole service, not when a reload retires the worker they came from.
+fn become_subreaper() {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this
+    // process; it reads no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        tracing::warn!(
+            "failed to become a child subreaper: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -297,7 +301,7 @@ impl<'p> Master<'p> {
             app_heartbeats,
         } = startup;
         let (listeners, listeners_from_systemd) = take_listeners(&config)?;
-        become_subreaper(pid, &env);
+        become_subreaper();
         let upstream =
             Notifier::connect(env.get(crate::env::NOTIFY_SOCKET)).map_err(Error::Notify)?;
         let runtime = config::paths::runtime_dir(
@@ -350,6 +354,7 @@ impl<'p> Master<'p> {
             release_pages: false,
             woke: Instant::now(),
             stall_noted: false,
+            remains: sweep::Remains::default(),
         };
         if let Some(w) = watchdog {
             tracing::info!(

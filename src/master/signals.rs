@@ -15,9 +15,23 @@
 //! | SIGTTIN / SIGTTOU | one worker more / fewer                            |
 //! | SIGCHLD           | a child changed state: reap                        |
 //! | SIGCONT           | the master was stopped: heartbeat deadlines afresh |
+//! | SIGUSR1           | logs that there is nothing to reopen               |
+//! | SIGUSR2, SIGALRM, SIGPWR, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGXCPU, SIGXFSZ | logged and ignored |
+//! | SIGPIPE, realtime signals (32..=64) | ignored (`SIG_IGN`)             |
+//!
+//! That is every signal `kill(1)` can send whose default action ends the
+//! process, but for SIGKILL and SIGSTOP, which cannot be caught, SIGABRT
+//! and SIGTRAP (asked-for core dumps: systemd's `WatchdogSignal=` is
+//! SIGABRT), SIGSYS, and the synchronous faults SIGSEGV, SIGBUS, SIGILL
+//! and SIGFPE, which must stay fatal (the kernel forces those through a
+//! blocked mask anyway). SIGPIPE is ignored (Rust's runtime already does)
+//! so that a write to a closed pipe fails with EPIPE and is dropped (see
+//! `logging`). Ignoring the realtime signals takes the raw syscall:
+//! glibc's `sigaction` refuses 32 and 33, which it keeps for threads the
+//! single-threaded master never starts.
 //!
 //! Workers get an empty mask and default dispositions back before they
-//! exec (see `spawn`).
+//! exec (see `spawn`: every number from 1 to 64 is reset).
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -37,9 +51,11 @@ pub(crate) enum Request {
     Reap,
     /// SIGCONT: the master was stopped (SIGSTOP, SIGTSTP) and goes on.
     Continued,
+    /// SIGUSR1, logrotate's "reopen your logs": hawkey has no log file.
+    ReopenLogs,
 }
 
-const HANDLED: [Signal; 9] = [
+const HANDLED: [Signal; 18] = [
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGQUIT,
@@ -49,7 +65,46 @@ const HANDLED: [Signal; 9] = [
     Signal::SIGCHLD,
     Signal::SIGCONT,
     Signal::SIGUSR2,
+    Signal::SIGUSR1,
+    Signal::SIGALRM,
+    Signal::SIGPWR,
+    Signal::SIGVTALRM,
+    Signal::SIGPROF,
+    Signal::SIGIO,
+    Signal::SIGSTKFLT,
+    Signal::SIGXCPU,
+    Signal::SIGXFSZ,
 ];
+
+/// The first realtime signal number and the last (`SIGRTMAX` on Linux).
+const REALTIME: std::ops::RangeInclusive<libc::c_int> = 32..=64;
+
+/// Ignores SIGPIPE and every realtime signal, whose default action would
+/// end the master.
+fn ignore_the_rest() -> nix::Result<()> {
+    // SAFETY: setting SIG_IGN through sigaction has no handler to run.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // The kernel's struct sigaction: {handler, flags, restorer, mask};
+    // handler 1 is SIG_IGN.
+    let ignore = [1u64, 0, 0, 0];
+    for signal in REALTIME {
+        // SAFETY: rt_sigaction with a valid action and no old one; the
+        // action lives on this frame for the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                ignore.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+        if r != 0 {
+            return Err(nix::errno::Errno::last());
+        }
+    }
+    Ok(())
+}
 
 fn handled_set() -> SigSet {
     let mut set = SigSet::empty();
@@ -70,8 +125,10 @@ fn meaning(signal: Signal) -> Option<Request> {
         // Blocking SIGCONT does not keep it from resuming the process; it
         // then waits on the signalfd to say the master was stopped.
         Signal::SIGCONT => Request::Continued,
-        // Blocked so that a stray SIGUSR2 (einhorn and unicorn use it for
-        // upgrades) cannot kill the master; it has no meaning here yet.
+        Signal::SIGUSR1 => Request::ReopenLogs,
+        // Blocked so that a stray one cannot kill the master: SIGUSR2
+        // (einhorn and unicorn use it for upgrades), timers, power
+        // events, resource limits; no meaning here.
         _ => return None,
     })
 }
@@ -85,6 +142,7 @@ impl Signals {
     /// Blocks the handled signals in this (the only) thread and opens the
     /// signalfd, non-blocking and close-on-exec.
     pub(crate) fn block() -> nix::Result<Signals> {
+        ignore_the_rest()?;
         let set = handled_set();
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
@@ -132,5 +190,62 @@ mod tests {
         assert_eq!(meaning(Signal::SIGTTOU), Some(Request::Shrink));
         assert_eq!(meaning(Signal::SIGCHLD), Some(Request::Reap));
         assert_eq!(meaning(Signal::SIGUSR2), None);
+        assert_eq!(meaning(Signal::SIGUSR1), Some(Request::ReopenLogs));
+        for inert in &HANDLED[9..] {
+            if *inert != Signal::SIGUSR1 {
+                assert_eq!(meaning(*inert), None, "{inert}");
+            }
+        }
+    }
+
+    /// signal(7): every signal whose default action ends the process.
+    /// Each one is blocked (read from the signalfd), ignored, or on the
+    /// list of those left fatal on purpose.
+    #[test]
+    fn no_signal_kill_can_send_ends_the_master_by_default() {
+        const FATAL_ON_PURPOSE: [Signal; 9] = [
+            Signal::SIGKILL,
+            Signal::SIGSTOP,
+            Signal::SIGABRT,
+            Signal::SIGTRAP,
+            Signal::SIGSYS,
+            Signal::SIGSEGV,
+            Signal::SIGBUS,
+            Signal::SIGILL,
+            Signal::SIGFPE,
+        ];
+        const TERMINATING: [Signal; 22] = [
+            Signal::SIGHUP,
+            Signal::SIGINT,
+            Signal::SIGQUIT,
+            Signal::SIGILL,
+            Signal::SIGTRAP,
+            Signal::SIGABRT,
+            Signal::SIGBUS,
+            Signal::SIGFPE,
+            Signal::SIGKILL,
+            Signal::SIGUSR1,
+            Signal::SIGSEGV,
+            Signal::SIGUSR2,
+            Signal::SIGPIPE,
+            Signal::SIGALRM,
+            Signal::SIGTERM,
+            Signal::SIGSTKFLT,
+            Signal::SIGXCPU,
+            Signal::SIGXFSZ,
+            Signal::SIGVTALRM,
+            Signal::SIGPROF,
+            Signal::SIGIO,
+            Signal::SIGPWR,
+        ];
+        for signal in TERMINATING {
+            assert!(
+                HANDLED.contains(&signal)
+                    || signal == Signal::SIGPIPE
+                    || FATAL_ON_PURPOSE.contains(&signal),
+                "{signal} would end the master"
+            );
+        }
+        assert_eq!(REALTIME, 32..=64);
     }
 }

@@ -137,13 +137,16 @@ pub(crate) struct Creds {
     pub(crate) gid: libc::gid_t,
     pub(crate) groups: *const libc::gid_t,
     pub(crate) group_count: usize,
+    /// The highest capability number (`/proc/sys/kernel/cap_last_cap`,
+    /// read before the fork): the bounding set is emptied up to it.
+    pub(crate) last_cap: libc::c_int,
 }
 
 /// Step numbers, reported to the parent on failure.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
-    ProcessGroup = 1,
+    Session = 1,
     Fds = 2,
     Chdir = 3,
     Groups = 4,
@@ -152,12 +155,14 @@ pub(crate) enum Step {
     VerifyCreds = 7,
     ParentDeath = 8,
     Exec = 9,
+    Capabilities = 10,
+    NoNewPrivileges = 11,
 }
 
 impl Step {
     pub(crate) fn from_u8(n: u8) -> Option<Step> {
         Some(match n {
-            1 => Step::ProcessGroup,
+            1 => Step::Session,
             2 => Step::Fds,
             3 => Step::Chdir,
             4 => Step::Groups,
@@ -166,13 +171,15 @@ impl Step {
             7 => Step::VerifyCreds,
             8 => Step::ParentDeath,
             9 => Step::Exec,
+            10 => Step::Capabilities,
+            11 => Step::NoNewPrivileges,
             _ => return None,
         })
     }
 
     pub(crate) fn describe(self) -> &'static str {
         match self {
-            Step::ProcessGroup => "set the process group",
+            Step::Session => "start a session of its own",
             Step::Fds => "set up the listening sockets",
             Step::Chdir => "change to workers.cwd",
             Step::Groups => "set supplementary groups",
@@ -181,6 +188,8 @@ impl Step {
             Step::VerifyCreds => "verify the dropped privileges",
             Step::ParentDeath => "arrange to die with the master",
             Step::Exec => "execute",
+            Step::Capabilities => "empty the capability bounding set",
+            Step::NoNewPrivileges => "set no_new_privs",
         }
     }
 }
@@ -236,11 +245,15 @@ pub(crate) unsafe fn run(s: &Steps) -> ! {
     // allocates or takes a lock.
     unsafe {
         reset_signal_dispositions();
-        // Its own process group: a terminal's Ctrl-C reaches only the
-        // master, which stops workers in order; the master signals the
-        // whole group, so a worker's own children are stopped with it.
-        if libc::setpgid(0, 0) != 0 {
-            fail(s.error_pipe, Step::ProcessGroup, errno());
+        // Its own session, so its own process group too (pgid = sid =
+        // its pid): no controlling terminal, so nothing it runs can push
+        // input into the operator's terminal (TIOCSTI) or get its signals;
+        // a terminal's Ctrl-C reaches only the master, which stops workers
+        // in order; the master signals the whole group, so a worker's own
+        // children are stopped with it. The fork's child leads no group
+        // yet, so setsid cannot fail with EPERM.
+        if libc::setsid() < 0 {
+            fail(s.error_pipe, Step::Session, errno());
         }
         let pipe = arrange_fds(s);
         if !s.cwd.is_null() && libc::chdir(s.cwd) != 0 {
@@ -349,20 +362,38 @@ unsafe fn arrange_fds(s: &Steps) -> RawFd {
     }
 }
 
-/// Privileges: groups, then gid, then uid (after setuid the others are no
-/// longer allowed), then prove it; any failure ends the child.
+/// Privileges: groups, then gid, then an empty capability bounding set
+/// (which needs CAP_SETPCAP, so before setuid), then uid (after setuid the
+/// others are no longer allowed), then prove it, then `no_new_privs`: a
+/// setuid-root or file-capability program the worker runs gains nothing
+/// (with an empty bounding set, not even a worker left at uid 0 by a
+/// group-only drop keeps a capability across execve). Any failure ends
+/// the child.
 ///
 /// # Safety
 /// Only in the forked child, with `c.groups` valid for `c.group_count`.
 unsafe fn drop_privileges(c: Creds, pipe: RawFd) {
     // SAFETY: setgroups reads `group_count` gids from `groups`, prepared
-    // before the fork; the other calls take numbers only.
+    // before the fork; the other calls (set*id, get*id, prctl) are raw
+    // syscalls that take numbers only, touch no memory of ours and take
+    // no lock, so they are safe after fork.
     unsafe {
         if libc::setgroups(c.group_count, c.groups) != 0 {
             fail(pipe, Step::Groups, errno());
         }
         if libc::setgid(c.gid) != 0 {
             fail(pipe, Step::Gid, errno());
+        }
+        for cap in 0..=c.last_cap {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
+                let e = errno();
+                // A kernel with fewer capabilities than cap_last_cap said
+                // (it could not be read, so the fallback guessed high).
+                if e == libc::EINVAL && cap > 0 {
+                    break;
+                }
+                fail(pipe, Step::Capabilities, e);
+            }
         }
         if libc::setuid(c.uid) != 0 {
             fail(pipe, Step::Uid, errno());
@@ -375,6 +406,9 @@ unsafe fn drop_privileges(c: Creds, pipe: RawFd) {
             && (c.uid == 0 || libc::setuid(0) != 0);
         if !dropped {
             fail(pipe, Step::VerifyCreds, libc::EPERM);
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) != 0 {
+            fail(pipe, Step::NoNewPrivileges, errno());
         }
     }
 }

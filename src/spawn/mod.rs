@@ -136,6 +136,20 @@ struct Credentials {
     uid: Uid,
     gid: Gid,
     groups: Vec<libc::gid_t>,
+    /// The highest capability number the kernel knows, for emptying the
+    /// bounding set in the child.
+    last_cap: libc::c_int,
+}
+
+/// `/proc/sys/kernel/cap_last_cap`, read here because the child may read
+/// no file; if it cannot be read, 63 (the child stops at the first
+/// capability the kernel calls invalid).
+fn last_capability() -> libc::c_int {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|n| (0..64).contains(n))
+        .unwrap_or(63)
 }
 
 /// What a plan needs to know about the world, read once by the caller.
@@ -285,6 +299,7 @@ impl Plan {
             gid: c.gid.as_raw(),
             groups: c.groups.as_ptr(),
             group_count: c.groups.len(),
+            last_cap: c.last_cap,
         });
         // The read end is non-blocking: the master's loop polls it.
         let (read_end, write_end) =
@@ -606,5 +621,10 @@ fn credentials(user: Option<&str>, group: Option<&str>) -> Result<Credentials, E
         }
         None => vec![gid.as_raw()],
     };
-    Ok(Credentials { uid, gid, groups })
+    Ok(Credentials {
+        uid,
+        gid,
+        groups,
+        last_cap: last_capability(),
+    })
 }

@@ -8,8 +8,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::{
-    Action, Decision, ExitCode, KillCause, Level, Notice, Phase, Pool, ReloadOutcome, Slot, State,
-    stop_of,
+    Action, Decision, ExitCode, KillCause, Level, Notice, Phase, Pool, ReloadOutcome, Scope, Slot,
+    State, stop_of,
 };
 use crate::config::Span;
 
@@ -110,6 +110,8 @@ impl Pool {
         let Some(s) = self.slots.iter_mut().find(|s| s.runs(pid)) else {
             return;
         };
+        // A worker this makes retire: its tree is swept with it.
+        let mut tree = None;
         let ready = |since| State::Ready {
             pid,
             since,
@@ -131,8 +133,9 @@ impl Pool {
                 // stopped as its own generation says.
                 let (signal, kill_at) = stop_of(&self.stops, &self.settings, s.generation, now);
                 let retired = old.signal(signal, kill_at, now, &mut out.actions);
-                if retired.pid().is_some() {
+                if let Some(p) = retired.pid() {
                     s.retiring.push((s.generation, retired));
+                    tree = Some((p, signal, kill_at));
                 }
                 out.notices.push(
                     Notice::new(
@@ -157,6 +160,9 @@ impl Pool {
                 s.worker_status = None;
             }
             _ => return,
+        }
+        if let Some((p, signal, kill_at)) = tree {
+            self.sweep(Scope::Tree(p), signal, kill_at, now);
         }
         self.any_ready_ever = true;
         if !self.announced && self.reload.is_none() && self.all_ready() {
@@ -220,6 +226,17 @@ impl Pool {
                 ));
             }
         }
+        // What each worker leaves behind goes with it (see `sweep`), and
+        // so does everything else descended from the master.
+        let mut trees = Vec::new();
+        for s in &self.slots {
+            let (signal, kill_at) = stop_of(&self.stops, &self.settings, s.generation, now);
+            trees.extend(s.state.pid().map(|p| (p, signal, kill_at)));
+            if let Some((g, st)) = s.successor {
+                let (signal, kill_at) = stop_of(&self.stops, &self.settings, g, now);
+                trees.extend(st.pid().map(|p| (p, signal, kill_at)));
+            }
+        }
         // Each worker as its generation says; SIGKILL for a fast stop.
         let how = |generation| {
             let (signal, kill_at) = stop_of(&self.stops, &self.settings, generation, now);
@@ -238,6 +255,19 @@ impl Pool {
                     *st = st.signal(Signal::SIGKILL, kill_at, now, &mut out.actions);
                 }
             }
+        }
+        for (pid, signal, kill_at) in trees {
+            self.sweep(Scope::Tree(pid), signal, kill_at, now);
+        }
+        let (signal, timeout) = (self.settings.stop_signal, self.settings.stop_timeout);
+        self.sweep(Scope::Everything, signal, now + timeout, now);
+        if fast {
+            self.sweep_fast(now);
+        }
+        // A reload over but for its retired workers: they are stopped
+        // with the rest now.
+        if let Some(outcome) = self.finished.take() {
+            out.actions.push(Action::ReloadFinished(outcome));
         }
     }
 
@@ -395,6 +425,7 @@ impl Pool {
     pub(super) fn check_done(&mut self, out: &mut Decision) {
         if let Phase::Stopping { code } = self.phase
             && !self.slots.iter().any(Slot::has_process)
+            && !self.sweeping()
             && !out.actions.iter().any(|a| matches!(a, Action::Exit(_)))
         {
             out.actions.push(Action::Exit(code));

@@ -59,8 +59,11 @@ mod lifecycle;
 mod notice;
 mod reload;
 mod state;
+mod sweep;
 
 use reload::Reload;
+use sweep::Sweep;
+pub(crate) use sweep::{Order, Scope};
 
 /// Ready this long, a worker counts as having started well: its next death
 /// is not part of a crash loop.
@@ -177,6 +180,10 @@ pub(crate) enum Event {
     },
     /// The loop did not run for a while (the master was stopped).
     Stalled,
+    /// Nothing is left in a sweep's scope (see `sweep`).
+    Swept {
+        scope: Scope,
+    },
     /// Time passed; deadlines may be due.
     Tick,
 }
@@ -199,6 +206,11 @@ pub(crate) enum Action {
     /// `STOPPING=1`.
     AnnounceStopping,
     ReloadFinished(ReloadOutcome),
+    /// Stop what is left behind (see `sweep`): each order's signal to what
+    /// its scope holds; `Event::Swept` for each scope found empty.
+    Sweep {
+        orders: Vec<Order>,
+    },
     Exit(ExitCode),
 }
 
@@ -235,6 +247,11 @@ pub(crate) struct Pool {
     any_ready_ever: bool,
     restarts: u64,
     master_fault: bool,
+    /// What is left of stopped workers, being stopped too.
+    sweeps: Vec<Sweep>,
+    /// A reload that is over but for its retired workers and what they
+    /// left: reported once they are gone.
+    finished: Option<ReloadOutcome>,
 }
 
 impl Pool {
@@ -251,6 +268,8 @@ impl Pool {
             any_ready_ever: false,
             restarts: 0,
             master_fault: false,
+            sweeps: Vec::new(),
+            finished: None,
         }
     }
 
@@ -262,8 +281,27 @@ impl Pool {
         self.generation
     }
 
+    /// Whether a stop was requested (the pool only winds down now).
+    pub(crate) fn is_stopping(&self) -> bool {
+        matches!(self.phase, Phase::Stopping { .. })
+    }
+
+    /// Whether a reload runs, or is over but for its retired workers.
     pub(crate) fn is_reloading(&self) -> bool {
-        self.reload.is_some()
+        self.reload.is_some() || self.finished.is_some()
+    }
+
+    /// Every pid the pool has a process for: serving, starting, retiring.
+    pub(crate) fn pids(&self) -> BTreeSet<Pid> {
+        self.slots
+            .iter()
+            .flat_map(|s| {
+                std::iter::once(s.state.pid())
+                    .chain(s.successor.map(|(_, st)| st.pid()))
+                    .chain(s.retiring.iter().map(|(_, st)| st.pid()))
+            })
+            .flatten()
+            .collect()
     }
 
     /// Generations some process or a possible rollback still needs.
@@ -345,6 +383,7 @@ impl Pool {
                     .chain(s.retiring.iter().map(|(_, st)| due(st)))
             })
             .flatten()
+            .chain(self.sweep_deadline())
             .min()
     }
 
@@ -376,7 +415,10 @@ impl Pool {
                     s.worker_status = Some(text);
                 }
             }
-            Event::Exited { pid, exit } => self.on_exit(pid, exit, now, &mut out),
+            Event::Exited { pid, exit } => {
+                self.sweep_soon(now);
+                self.on_exit(pid, exit, now, &mut out);
+            }
             Event::Stop { fast } => self.stop(fast, ExitCode::Clean, now, &mut out),
             Event::Grow => self.grow(now, &mut out),
             Event::Shrink => self.shrink(now, &mut out),
@@ -385,10 +427,13 @@ impl Pool {
                 generation,
             } => self.start_reload(settings, generation, &mut out),
             Event::Stalled => self.after_stall(now, &mut out),
+            Event::Swept { scope } => self.swept(scope),
             Event::Tick => self.on_tick(now, &mut out),
         }
         self.schedule(now, &mut out);
         self.advance_reload(now, &mut out);
+        self.run_sweeps(now, &mut out);
+        self.report_reload(now, &mut out);
         self.check_done(&mut out);
         let in_use = self.generations_in_use();
         self.stops.retain(|g, _| in_use.contains(g));

@@ -8,7 +8,8 @@
 use std::time::Instant;
 
 use super::{
-    Action, Decision, Level, Notice, Phase, Pool, ReloadOutcome, Settings, State, stop_of,
+    Action, Decision, KILL_GRACE, Level, Notice, Phase, Pool, ReloadOutcome, Scope, Settings,
+    State, stop_of,
 };
 
 #[derive(Clone, Debug)]
@@ -30,7 +31,7 @@ impl Pool {
             out.actions.push(reject("hawkey is stopping"));
             return;
         }
-        if self.reload.is_some() {
+        if self.reload.is_some() || self.finished.is_some() {
             out.actions.push(reject("a reload is already in progress"));
             return;
         }
@@ -160,20 +161,46 @@ impl Pool {
             return;
         }
         // Slots the new configuration no longer has stop last.
+        let mut trees = Vec::new();
         for s in self.slots.iter_mut().filter(|s| s.id >= target) {
             let (signal, kill_at) = stop_of(&self.stops, &self.settings, s.generation, now);
             if matches!(
                 s.state,
                 State::Starting { .. } | State::Ready { .. } | State::Pending { .. }
             ) {
+                trees.extend(s.state.pid().map(|p| (p, signal, kill_at)));
                 s.state = s.state.signal(signal, kill_at, now, &mut out.actions);
             }
         }
+        for (pid, signal, kill_at) in trees {
+            self.sweep(Scope::Tree(pid), signal, kill_at, now);
+        }
         let reload = self.reload.take().expect("checked above");
-        let outcome = match reload.failure {
+        self.finished = Some(match reload.failure {
             None => ReloadOutcome::Done { generation },
             Some(reason) => ReloadOutcome::RolledBack { reason },
-        };
+        });
+        out.actions.push(Action::AnnounceReady);
+    }
+
+    /// Reports a reload that is over once its retired workers, and all
+    /// they left behind, are gone (`hawkey reload --wait` returns then).
+    /// A retired worker that outlived SIGKILL by [`KILL_GRACE`] (stuck in
+    /// the kernel: the pool is unhealthy for it) no longer holds the
+    /// report back, nor every later reload with it.
+    pub(super) fn report_reload(&mut self, now: Instant, out: &mut Decision) {
+        let draining = |st: &State| !matches!(st, State::Killing { at, .. } if now.saturating_duration_since(*at) > KILL_GRACE);
+        if self.finished.is_none()
+            || self.sweeping()
+            || self
+                .slots
+                .iter()
+                .any(|s| s.retiring.iter().any(|(_, st)| draining(st)))
+        {
+            return;
+        }
+        let outcome = self.finished.take().expect("checked above");
+        let generation = self.generation;
         match &outcome {
             ReloadOutcome::Done { generation } => {
                 out.notices.push(Notice::new(
@@ -192,6 +219,5 @@ impl Pool {
             ReloadOutcome::Rejected { .. } => {}
         }
         out.actions.push(Action::ReloadFinished(outcome));
-        out.actions.push(Action::AnnounceReady);
     }
 }

@@ -18,9 +18,23 @@ fn settings(count: usize) -> Settings {
     }
 }
 
-/// The actions `pool` decides on for `event` (its notices aside).
+/// The actions `pool` decides on for `event` (its notices aside), for
+/// workers that leave nothing behind: every sweep ordered is answered at
+/// once with `Swept` (and left out); `sweep_tests` test sweeps.
 fn handle(pool: &mut Pool, event: Event, now: Instant) -> Vec<Action> {
-    pool.handle(event, now).actions
+    let mut actions = Vec::new();
+    let mut events = vec![event];
+    while let Some(event) = events.pop() {
+        for action in pool.handle(event, now).actions {
+            match action {
+                Action::Sweep { orders } => {
+                    events.extend(orders.into_iter().map(|o| Event::Swept { scope: o.scope }))
+                }
+                other => actions.push(other),
+            }
+        }
+    }
+    actions
 }
 
 fn pid(n: i32) -> Pid {
@@ -697,6 +711,19 @@ fn reload_all(
     panic!("the reload did not settle: {all:?}");
 }
 
+/// The workers `actions` signalled drain and exit: what the pool does then
+/// (a reload is reported finished once they are gone).
+fn drain(pool: &mut Pool, actions: &[Action], t: Instant) -> Vec<Action> {
+    let mut all = Vec::new();
+    for a in actions {
+        if let Action::Signal { pid, .. } = a {
+            let exit = Exit::Code(0);
+            all.extend(handle(pool, Event::Exited { pid: *pid, exit }, t));
+        }
+    }
+    all
+}
+
 #[test]
 fn a_reload_replaces_slots_one_by_one_and_never_has_fewer_ready_than_n() {
     let t0 = Instant::now();
@@ -757,30 +784,34 @@ fn a_reload_replaces_slots_one_by_one_and_never_has_fewer_ready_than_n() {
                 }]
             );
         } else {
-            assert_eq!(
-                actions[1..],
-                [
-                    Action::ReloadFinished(ReloadOutcome::Done { generation: 2 }),
-                    Action::AnnounceReady
-                ]
-            );
+            // READY=1 now; the reload is reported finished only once the
+            // retired workers are gone.
+            assert_eq!(actions[1..], [Action::AnnounceReady]);
         }
         assert_eq!(ready_count(&pool), 3);
         assert_eq!(pool.slots()[i].generation, 2);
     }
-    // The drained workers' exits are expected: no respawn.
+    // The drained workers' exits are expected: no respawn; the last one
+    // finishes the reload.
     for old in [100, 101, 102] {
-        assert!(
-            handle(
-                &mut pool,
-                Event::Exited {
-                    pid: pid(old),
-                    exit: Exit::Code(0)
-                },
-                t0
-            )
-            .is_empty()
+        let actions = handle(
+            &mut pool,
+            Event::Exited {
+                pid: pid(old),
+                exit: Exit::Code(0),
+            },
+            t0,
         );
+        if old < 102 {
+            assert!(actions.is_empty(), "{actions:?}");
+        } else {
+            assert_eq!(
+                actions,
+                [Action::ReloadFinished(ReloadOutcome::Done {
+                    generation: 2
+                })]
+            );
+        }
     }
     assert_eq!(pool.generations_in_use(), BTreeSet::from([2]));
     assert_eq!(
@@ -911,17 +942,38 @@ fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_se
             signal: Signal::SIGTERM
         }
     );
-    assert_eq!(
-        a[1],
-        Action::ReloadFinished(ReloadOutcome::RolledBack {
-            reason: "worker 1 (pid 201) of generation 2 exited with status 1".into()
-        })
-    );
-    assert_eq!(a[2], Action::AnnounceReady);
+    assert_eq!(a[1..], [Action::AnnounceReady]);
     assert!(
         pool.slots()
             .iter()
             .all(|s| s.generation == 1 && s.state.is_ready())
+    );
+    // Reported once the replaced workers are gone.
+    let exit = Exit::Code(0);
+    assert!(
+        handle(
+            &mut pool,
+            Event::Exited {
+                pid: pid(100),
+                exit
+            },
+            t0
+        )
+        .is_empty()
+    );
+    let a = handle(
+        &mut pool,
+        Event::Exited {
+            pid: pid(200),
+            exit: Exit::Code(0),
+        },
+        t0,
+    );
+    assert_eq!(
+        a,
+        [Action::ReloadFinished(ReloadOutcome::RolledBack {
+            reason: "worker 1 (pid 201) of generation 2 exited with status 1".into()
+        })]
     );
 }
 
@@ -966,10 +1018,10 @@ fn a_new_worker_that_misses_ready_timeout_is_killed_and_the_reload_rolled_back()
     assert_eq!(
         a,
         vec![
+            Action::AnnounceReady,
             Action::ReloadFinished(ReloadOutcome::RolledBack {
                 reason: "worker 0 (pid 200) of generation 2 not ready after 30s".into()
             }),
-            Action::AnnounceReady,
         ]
     );
     assert!(matches!(pool.slots()[0].state, State::Ready { pid: p, .. } if p == pid(100)));
@@ -1010,7 +1062,8 @@ fn a_reload_while_one_runs_or_while_stopping_is_rejected() {
 fn a_reload_can_change_the_worker_count() {
     let t0 = Instant::now();
     let mut pool = ready_pool(2, t0);
-    let actions = reload_all(&mut pool, settings(3), 2, 200, t0);
+    let mut actions = reload_all(&mut pool, settings(3), 2, 200, t0);
+    actions.extend(drain(&mut pool, &actions, t0));
     assert!(
         actions.contains(&Action::ReloadFinished(ReloadOutcome::Done {
             generation: 2
@@ -1024,7 +1077,8 @@ fn a_reload_can_change_the_worker_count() {
             .all(|s| s.generation == 2 && s.state.is_ready())
     );
     // And down again: the extra slot is stopped at the end, not replaced.
-    let actions = reload_all(&mut pool, settings(1), 3, 300, t0);
+    let mut actions = reload_all(&mut pool, settings(1), 3, 300, t0);
+    actions.extend(drain(&mut pool, &actions, t0));
     assert!(
         actions.contains(&Action::ReloadFinished(ReloadOutcome::Done {
             generation: 3
@@ -1268,13 +1322,23 @@ fn a_reload_with_a_surge_replaces_that_many_at_once_and_never_has_fewer_ready_th
     );
     assert_eq!(
         handle(&mut pool, Event::Ready { pid: pid(203) }, t0),
-        vec![
-            term(103),
-            Action::ReloadFinished(ReloadOutcome::Done { generation: 2 }),
-            Action::AnnounceReady
-        ]
+        vec![term(103), Action::AnnounceReady]
     );
     assert_eq!(ready_count(&pool), 4);
+    // Finished once the last retired worker is gone.
+    for old in 100..104 {
+        let exited = Event::Exited {
+            pid: pid(old),
+            exit: Exit::Code(0),
+        };
+        let actions = handle(&mut pool, exited, t0);
+        if old < 103 {
+            assert!(actions.is_empty(), "{actions:?}");
+        } else {
+            let done = Action::ReloadFinished(ReloadOutcome::Done { generation: 2 });
+            assert_eq!(actions, vec![done]);
+        }
+    }
 
     // 100%: the whole generation at once.
     let mut all = settings(4);
@@ -1350,27 +1414,23 @@ fn with_a_surge_one_failure_abandons_the_other_new_workers_and_rolls_back_once()
                 pid: pid(202),
                 signal: Signal::SIGTERM
             },
-            Action::ReloadFinished(ReloadOutcome::RolledBack {
-                reason: "worker 0 (pid 200) of generation 2 exited with status 1".into()
-            }),
             Action::AnnounceReady
         ]
     );
-    // Their ends are expected: no second failure, no respawn.
+    // Their ends are expected: no second failure (the rollback's reason
+    // is the first one), no respawn; the last one reports the rollback.
     for p in [201, 202] {
-        let decision = pool.handle(
-            Event::Exited {
-                pid: pid(p),
-                exit: Exit::Code(1),
-            },
-            t0,
-        );
-        assert!(decision.actions.is_empty(), "{:?}", decision.actions);
-        assert!(
-            decision.notices.iter().all(|n| !n.text.contains("failed")),
-            "{:?}",
-            decision.notices
-        );
+        let exited = Event::Exited {
+            pid: pid(p),
+            exit: Exit::Code(1),
+        };
+        let expected = match p {
+            201 => vec![],
+            _ => vec![Action::ReloadFinished(ReloadOutcome::RolledBack {
+                reason: "worker 0 (pid 200) of generation 2 exited with status 1".into(),
+            })],
+        };
+        assert_eq!(handle(&mut pool, exited, t0), expected);
     }
     assert!(
         pool.slots()
@@ -1378,4 +1438,199 @@ fn with_a_surge_one_failure_abandons_the_other_new_workers_and_rolls_back_once()
             .all(|s| s.generation == 1 && s.state.is_ready())
     );
     assert_eq!(pool.generation(), 1);
+}
+
+/// Sweeps, driven without the auto-answering `handle`.
+mod sweep_tests {
+    use super::*;
+
+    fn orders(actions: &[Action]) -> Vec<Order> {
+        actions
+            .iter()
+            .flat_map(|a| match a {
+                Action::Sweep { orders } => orders.clone(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    fn order(scope: Scope, signal: Signal) -> Order {
+        Order { scope, signal }
+    }
+
+    #[test]
+    fn a_stop_ends_only_once_nothing_the_workers_left_is_running() {
+        let t0 = Instant::now();
+        let mut pool = ready_pool(1, t0);
+        let a = pool.handle(Event::Stop { fast: false }, t0).actions;
+        assert_eq!(
+            orders(&a),
+            [
+                order(Scope::Tree(pid(100)), Signal::SIGTERM),
+                order(Scope::Everything, Signal::SIGTERM),
+            ]
+        );
+        // The worker is gone, and the master has found nothing else of
+        // its tree; but something else it left still runs.
+        let a = pool
+            .handle(
+                Event::Exited {
+                    pid: pid(100),
+                    exit: Exit::Code(0),
+                },
+                t0,
+            )
+            .actions;
+        assert!(!a.contains(&Action::Exit(ExitCode::Clean)), "{a:?}");
+        let a = pool
+            .handle(
+                Event::Swept {
+                    scope: Scope::Tree(pid(100)),
+                },
+                t0,
+            )
+            .actions;
+        assert!(!a.contains(&Action::Exit(ExitCode::Clean)), "{a:?}");
+        // Looked at again soon, not only at the deadline.
+        assert_eq!(pool.next_deadline(), Some(t0 + sweep::PROBE_EVERY));
+        let a = pool.handle(Event::Tick, t0 + sweep::PROBE_EVERY).actions;
+        assert_eq!(orders(&a), [order(Scope::Everything, Signal::SIGTERM)]);
+        // At the stop timeout: SIGKILL.
+        let kill_at = t0 + Duration::from_secs(25);
+        let a = pool.handle(Event::Tick, kill_at).actions;
+        assert_eq!(orders(&a), [order(Scope::Everything, Signal::SIGKILL)]);
+        let a = pool
+            .handle(
+                Event::Swept {
+                    scope: Scope::Everything,
+                },
+                kill_at,
+            )
+            .actions;
+        assert_eq!(a, [Action::Exit(ExitCode::Clean)]);
+    }
+
+    #[test]
+    fn what_survives_sigkill_is_given_up_on_so_the_stop_ends() {
+        let t0 = Instant::now();
+        let mut pool = ready_pool(1, t0);
+        pool.handle(Event::Stop { fast: true }, t0);
+        pool.handle(
+            Event::Exited {
+                pid: pid(100),
+                exit: KILLED,
+            },
+            t0,
+        );
+        pool.handle(
+            Event::Swept {
+                scope: Scope::Tree(pid(100)),
+            },
+            t0,
+        );
+        let late = t0 + KILL_GRACE + Duration::from_millis(1);
+        let d = pool.handle(Event::Tick, late);
+        assert!(
+            d.actions.contains(&Action::Exit(ExitCode::Clean)),
+            "{:?}",
+            d.actions
+        );
+        assert!(
+            d.notices.iter().any(|n| n.level == Level::Error),
+            "{:?}",
+            d.notices
+        );
+    }
+
+    #[test]
+    fn a_reload_is_reported_finished_once_its_retired_worker_left_nothing() {
+        let t0 = Instant::now();
+        let mut pool = ready_pool(1, t0);
+        pool.handle(
+            Event::Reload {
+                settings: settings(1),
+                generation: 2,
+            },
+            t0,
+        );
+        pool.handle(
+            Event::Spawned {
+                slot: 0,
+                generation: 2,
+                pid: pid(200),
+            },
+            t0,
+        );
+        let a = pool.handle(Event::Ready { pid: pid(200) }, t0).actions;
+        assert_eq!(orders(&a), [order(Scope::Tree(pid(100)), Signal::SIGTERM)]);
+        assert!(a.contains(&Action::AnnounceReady));
+        assert!(pool.is_reloading(), "a second reload waits for this one");
+        let a = pool
+            .handle(
+                Event::Exited {
+                    pid: pid(100),
+                    exit: Exit::Code(0),
+                },
+                t0,
+            )
+            .actions;
+        assert!(
+            !a.iter().any(|a| matches!(a, Action::ReloadFinished(_))),
+            "{a:?}"
+        );
+        let a = pool
+            .handle(
+                Event::Swept {
+                    scope: Scope::Tree(pid(100)),
+                },
+                t0,
+            )
+            .actions;
+        assert_eq!(
+            a,
+            [Action::ReloadFinished(ReloadOutcome::Done {
+                generation: 2
+            })]
+        );
+        assert!(!pool.is_reloading());
+    }
+
+    #[test]
+    fn a_retired_worker_stuck_after_sigkill_does_not_hold_the_reload_forever() {
+        let t0 = Instant::now();
+        let mut pool = ready_pool(1, t0);
+        let reload = Event::Reload {
+            settings: settings(1),
+            generation: 2,
+        };
+        pool.handle(reload, t0);
+        let spawned = Event::Spawned {
+            slot: 0,
+            generation: 2,
+            pid: pid(200),
+        };
+        pool.handle(spawned, t0);
+        pool.handle(Event::Ready { pid: pid(200) }, t0);
+        let kill_at = t0 + Duration::from_secs(25);
+        let a = pool.handle(Event::Tick, kill_at).actions;
+        assert!(a.contains(&Action::Signal {
+            pid: pid(100),
+            signal: Signal::SIGKILL
+        }));
+        assert!(pool.is_reloading());
+        // It never dies (uninterruptible sleep): given up on, reported.
+        let late = kill_at + KILL_GRACE + Duration::from_millis(1);
+        let a = pool.handle(Event::Tick, late).actions;
+        assert!(
+            a.contains(&Action::ReloadFinished(ReloadOutcome::Done {
+                generation: 2
+            })),
+            "{a:?}"
+        );
+        assert!(!pool.is_reloading());
+        assert!(
+            !pool.healthy(late),
+            "the stuck worker makes the pool unhealthy"
+        );
+    }
 }
