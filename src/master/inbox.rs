@@ -490,29 +490,53 @@ fn receive(
     }
 }
 
-/// Whether `ancestor` is among the parents of `pid` (at most
-/// [`MAX_DEPTH`] up), as `/proc/<pid>/stat` tells.
+/// Whether `pid` descends from `ancestor`, a worker. A worker leads a
+/// session of its own (`setsid` before its `execve`), and a session is
+/// only ever entered by birth: a process in it is the worker's descendant,
+/// orphaned or not, which one read of `/proc/<pid>/stat` tells. One that
+/// left it (its own `setsid`) is looked for among the parents of `pid`, at
+/// most [`MAX_DEPTH`] up.
 pub(crate) fn descends_from(pid: Pid, ancestor: Pid) -> bool {
-    let mut current = pid;
+    let Some(first) = stat_of(pid) else {
+        return false;
+    };
+    if first.session == ancestor {
+        return true;
+    }
+    let mut parent = first.parent;
     for _ in 0..MAX_DEPTH {
-        match parent_of(current) {
-            Some(parent) if parent == ancestor => return true,
-            Some(parent) if parent.as_raw() > 1 => current = parent,
-            _ => return false,
+        if parent == ancestor {
+            return true;
+        }
+        if parent.as_raw() <= 1 {
+            return false;
+        }
+        match stat_of(parent) {
+            Some(stat) => parent = stat.parent,
+            None => return false,
         }
     }
     false
 }
 
-/// The parent pid of `pid` (field 4 of `/proc/<pid>/stat`, read after the
-/// command name, which may itself hold spaces and parentheses).
-fn parent_of(pid: Pid) -> Option<Pid> {
+/// What [`descends_from`] reads of a process.
+struct Stat {
+    parent: Pid,
+    session: Pid,
+}
+
+/// Fields 4 (ppid) and 6 (session) of `/proc/<pid>/stat`, read after the
+/// command name, which may itself hold spaces and parentheses.
+fn stat_of(pid: Pid) -> Option<Stat> {
     let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
     let close = stat.iter().rposition(|b| *b == b')')?;
     let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
     let mut fields = rest.split_ascii_whitespace();
     let _state = fields.next()?;
-    fields.next()?.parse().ok().map(Pid::from_raw)
+    let parent = fields.next()?.parse().ok().map(Pid::from_raw)?;
+    let _group = fields.next()?;
+    let session = fields.next()?.parse().ok().map(Pid::from_raw)?;
+    Some(Stat { parent, session })
 }
 
 #[cfg(test)]
@@ -588,6 +612,35 @@ mod tests {
         let got = inbox.read();
         assert_eq!(got.len(), 1);
         assert!(!got[0].credited, "{got:?}");
+    }
+
+    #[test]
+    fn a_process_of_the_workers_session_is_credited_even_orphaned() {
+        // A shell that leads a session (as a worker does) and leaves an
+        // orphan in it: the orphan's parent is no longer the shell.
+        let mut shell = std::process::Command::new("setsid")
+            .args(["sh", "-c", "sleep 5 & echo $$ $!"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(shell.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let pids: Vec<i32> = line
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let (leader, orphan) = (Pid::from_raw(pids[0]), Pid::from_raw(pids[1]));
+        // setsid(1) ran the shell in its own process (not a group leader,
+        // it need not fork): the shell is our child, gone once reaped.
+        assert_eq!(leader.as_raw() as u32, shell.id());
+        shell.wait().unwrap();
+        assert!(stat_of(orphan).unwrap().parent != leader);
+        assert!(descends_from(orphan, leader));
+        assert!(!descends_from(orphan, nix::unistd::getpid()));
+        let _ = nix::sys::signal::kill(orphan, nix::sys::signal::Signal::SIGKILL);
     }
 
     #[test]
