@@ -2,7 +2,10 @@
 //! is left in a scope, from `/proc`, and signalling it.
 //!
 //! What a scope holds, looked up afresh at each order from one snapshot
-//! of `/proc/*/stat` (pid, parent, process group, session, start time):
+//! of `/proc/PID/stat` (pid, parent, process group, session, start time)
+//! of the processes that can be in it: the trees ordered and the orphans
+//! the master adopted, found through `/proc/PID/task/TID/children`
+//! (`snapshot_of`); every process of the host for the final stop:
 //!
 //! - `Tree(w)`: the descendants of worker `w` while it runs; every process
 //!   in `w`'s process group or session (`w` leads both); every orphan the
@@ -77,6 +80,53 @@ fn snapshot() -> BTreeMap<i32, Proc> {
         {
             procs.insert(pid, p);
         }
+    }
+    procs
+}
+
+/// The children of `pid`, from `/proc/PID/task/TID/children` of each of
+/// its threads (a child is listed under the thread that forked it);
+/// `None` if the kernel does not offer those files.
+fn children_of(pid: i32) -> Option<Vec<i32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).ok()?;
+        out.extend(
+            text.split_ascii_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok()),
+        );
+    }
+    Some(out)
+}
+
+/// The processes a look at `roots` needs, by pid: `roots`, the master's
+/// children that are not `workers` (the orphans it adopted: as a child
+/// subreaper, whatever a worker left that outlived its parent is among
+/// them), and every descendant of those. Everything a tree scope can hold
+/// is there, read in a few files per process of it, instead of every
+/// process of the host (`snapshot`, about 5 ms with 600 processes, which
+/// a reload of 256 workers paid at each of its hundreds of looks). Falls
+/// back to `snapshot` where the kernel has no `children` files.
+fn snapshot_of(roots: &BTreeSet<i32>, workers: &BTreeSet<i32>, me: i32) -> BTreeMap<i32, Proc> {
+    let Some(mine) = children_of(me) else {
+        return snapshot();
+    };
+    let mut procs = BTreeMap::new();
+    let mut todo: Vec<i32> = roots.iter().copied().collect();
+    todo.extend(mine.into_iter().filter(|c| !workers.contains(c)));
+    while let Some(pid) = todo.pop() {
+        if procs.contains_key(&pid) {
+            continue;
+        }
+        let Some(p) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| parse_stat(pid, &stat))
+        else {
+            continue;
+        };
+        procs.insert(pid, p);
+        todo.extend(children_of(pid).unwrap_or_default());
     }
     procs
 }
@@ -158,13 +208,29 @@ impl Master<'_> {
         }
         // Trees first: what they find, Everything need not find again.
         orders.sort_by_key(|o| o.scope);
-        let procs = snapshot();
+        let workers: BTreeSet<i32> = self.pool.pids().iter().map(|p| p.as_raw()).collect();
+        let me = self.pid as i32;
+        // The final stop's scope is every process of the master: all of
+        // /proc is as cheap as its tree then. Otherwise the trees ordered,
+        // what earlier looks found, and the leaders of signalled groups.
+        let procs = if orders.iter().any(|o| o.scope == Scope::Everything) {
+            snapshot()
+        } else {
+            let mut roots: BTreeSet<i32> = self.remains.signalled_groups.clone();
+            for order in &orders {
+                if let Scope::Tree(w) = order.scope {
+                    roots.insert(w.as_raw());
+                }
+                if let Some(record) = self.remains.records.get(&order.scope) {
+                    roots.extend(record.known.iter().map(|(p, _)| *p));
+                }
+            }
+            snapshot_of(&roots, &workers, me)
+        };
         let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
         for p in procs.values() {
             children.entry(p.ppid).or_default().push(p.pid);
         }
-        let workers: BTreeSet<i32> = self.pool.pids().iter().map(|p| p.as_raw()).collect();
-        let me = self.pid as i32;
         let alive = |pid: i32| procs.get(&pid).is_some_and(|p| !p.zombie);
         self.remains
             .signalled_groups
