@@ -44,7 +44,8 @@ pub(super) fn check(config_path: Option<PathBuf>, quiet: bool) -> Status {
         Ok(()) => Status::Ok,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Status::Ok,
         Err(e) => {
-            eprintln!("hawkey: error: failed to write to stdout: {e}");
+            let e = std::io::Error::new(e.kind(), format!("failed to write to stdout: {e}"));
+            super::report(&e, false);
             Status::Failure
         }
     }

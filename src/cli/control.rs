@@ -34,8 +34,9 @@ pub(super) fn socket_path(config_path: Option<PathBuf>) -> Result<(PathBuf, Trus
     };
     let trust = Trust::from_pidfile(paths::pidfile(&config, &env).as_deref());
     let path = paths::control_socket(&config, &env).ok_or_else(|| {
-        eprintln!(
-            "hawkey: error: the configuration disables the control socket (control_socket: null)"
+        line(
+            false,
+            "hawkey: error: the configuration disables the control socket (control_socket: null)",
         );
         Status::Usage
     })?;
@@ -70,18 +71,31 @@ pub(super) fn command(
 pub(super) fn respond(response: Response) -> Status {
     match response {
         Response::Ok { message } => {
-            println!("{message}");
+            line(true, &message);
             Status::Ok
         }
         // A located config error is printed as it is, as everywhere else.
         Response::Error { exit_code, message } => {
             if exit_code == Status::Config.code() {
-                eprintln!("{message}");
+                line(false, &message);
             } else {
-                eprintln!("hawkey: error: {message}");
+                line(false, &format!("hawkey: error: {message}"));
             }
             Status::from_code(exit_code)
         }
         Response::Status(_) => Status::Ok,
     }
+}
+
+/// Writes one line to stdout (`out`) or stderr. A reader that went away
+/// (`hawkey reload | head -0`) or a closed stderr is not worth a panic
+/// (`println!` would give exit 101): the line is dropped, the status
+/// stays the master's answer.
+fn line(out: bool, text: &str) {
+    use std::io::Write;
+    let _ = if out {
+        writeln!(std::io::stdout().lock(), "{text}")
+    } else {
+        writeln!(std::io::stderr().lock(), "{text}")
+    };
 }
