@@ -231,7 +231,7 @@ fn scale_yaml(dir: &TempDir, port: u16, count: usize) -> String {
         dir,
         port,
         count,
-        "  app: builtin\n  heartbeat_timeout: 3s\n  ready_timeout: 60s\n",
+        "  app: builtin\n  heartbeat_timeout: 3s\n  ready_timeout: 120s\n",
     )
 }
 
@@ -248,13 +248,33 @@ fn at_64_workers_every_worker_is_ready() {
     hawkey.stop_cleanly();
 }
 
+/// The 256-worker tests one at a time: two such pools starting together
+/// on 2 cores (a debug build, 256 Python interpreters beside 256 builtin
+/// workers) starve each other for tens of seconds.
+static ONE_BIG_POOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A guard far above a start of 256 workers on a loaded 2-core machine.
+const BIG_START_GUARD: Duration = Duration::from_secs(180);
+
+/// `hawkey run -c CONFIG` with a notify socket, waited for (up to
+/// [`BIG_START_GUARD`]) until READY=1.
+fn start_big(dir: &TempDir, config: &std::path::Path) -> (Hawkey, NotifySocket) {
+    let notify = NotifySocket::new(dir);
+    let mut cmd = command(config);
+    cmd.env("NOTIFY_SOCKET", &notify.path);
+    let hawkey = Hawkey::spawn(cmd);
+    notify.until("READY=1", BIG_START_GUARD);
+    (hawkey, notify)
+}
+
 #[test]
 #[ignore = "long tier: tests/run.sh runs it (cargo test -- --ignored)"]
 fn at_256_workers_every_worker_is_ready_beats_for_a_minute_reloads_and_stops() {
+    let _one = ONE_BIG_POOL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("notify-256");
     let port = free_port();
     let config = write_config(&dir, &scale_yaml(&dir, port, 256));
-    let (mut hawkey, notify, _) = start_ready(&dir, &config);
+    let (mut hawkey, notify) = start_big(&dir, &config);
     let status = || {
         let (code, out, err) = hawkey_cli(&["status"], &config);
         assert_eq!(code, 0, "{err}");
@@ -309,13 +329,8 @@ fn at_256_exec_workers_every_worker_is_ready_and_stops() {
         dir.join("hawkey.pid").display()
     );
     let config = write_config(&dir, &yaml);
-    // 256 Python interpreters starting on 2 cores: far more than the usual
-    // guard, and still a guard.
-    let notify = NotifySocket::new(&dir);
-    let mut cmd = command(&config);
-    cmd.env("NOTIFY_SOCKET", &notify.path);
-    let mut hawkey = Hawkey::spawn(cmd);
-    notify.until("READY=1", Duration::from_secs(180));
+    let _one = ONE_BIG_POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut hawkey, _notify) = start_big(&dir, &config);
     let (code, out, err) = hawkey_cli(&["status"], &config);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("256/256 workers ready"), "{out}");
@@ -507,4 +522,79 @@ fn a_pool_larger_than_the_fd_limit_allows_is_warned_about() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("100/100 workers ready"), "{out}");
     hawkey.stop_cleanly();
+}
+
+/// The Python that has the `sdnotify` package from PyPI: the venv
+/// `tests/run.sh` makes (`target/test-venv`), or `HAWKEY_TEST_VENV`.
+fn sdnotify_python() -> std::path::PathBuf {
+    let venv = std::env::var_os("HAWKEY_TEST_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv")
+        });
+    let python = venv.join("bin/python3");
+    let ok = Command::new(&python)
+        .args(["-c", "import sdnotify"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} has no sdnotify: tests/run.sh installs it from PyPI (python3 -m venv target/test-venv && target/test-venv/bin/pip install sdnotify), or set HAWKEY_TEST_VENV",
+        python.display()
+    );
+    python
+}
+
+/// A pool of 2 exec'd workers running `program` with the script `script`
+/// (written to a file), `ready: notify`: READY=1 upstream means both were
+/// heard; then heartbeats for two heartbeat timeouts, none missed.
+fn two_ready_with(name: &str, program: &str, script: &str) {
+    let dir = TempDir::new(name);
+    let app = write_file(&dir, "app", script);
+    let yaml = format!(
+        "listen:\n  - {{name: http, address: '127.0.0.1:{}'}}\nworkers:\n  count: 2\n  app: exec\n  ready: notify\n  heartbeat_timeout: 2s\n  command: ['{program}', '{}']\npidfile: {}\n",
+        free_port(),
+        app.display(),
+        dir.join("hawkey.pid").display()
+    );
+    let config = write_config(&dir, &yaml);
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
+    std::thread::sleep(Duration::from_secs(5));
+    let (code, out, err) = hawkey_cli(&["status"], &config);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("2/2 workers ready, generation 1, 0 restarts"),
+        "{name}: {out}\n{}",
+        hawkey.log_text()
+    );
+    hawkey.stop_cleanly();
+}
+
+#[test]
+#[ignore = "long tier: tests/run.sh runs it (cargo test -- --ignored)"]
+fn standard_sd_notify_clients_reach_their_channel() {
+    // PyPI's sdnotify (its own socket code).
+    let python = sdnotify_python();
+    two_ready_with(
+        "notify-sdnotify",
+        python.to_str().unwrap(),
+        "import sdnotify, time\n\
+         n = sdnotify.SystemdNotifier(debug=True)\n\
+         n.notify('READY=1')\n\
+         while True:\n    n.notify('WATCHDOG=1')\n    time.sleep(0.5)\n",
+    );
+    // libsystemd's sd_notify(3), through Debian's python3-systemd.
+    two_ready_with(
+        "notify-libsystemd",
+        "/usr/bin/python3",
+        "from systemd import daemon\nimport time\n\
+         assert daemon.notify('READY=1')\n\
+         while True:\n    daemon.notify('WATCHDOG=1')\n    time.sleep(0.5)\n",
+    );
+    // systemd-notify(1), run by a shell that stays the worker.
+    two_ready_with(
+        "notify-systemd-notify",
+        "sh",
+        "systemd-notify --ready\nwhile :; do systemd-notify WATCHDOG=1; sleep 0.5; done\n",
+    );
 }

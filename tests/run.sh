@@ -15,11 +15,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Debian packages the tests use: systemd-socket-activate (systemd),
-# python3 (a test app and JSON checks), nodejs (examples/node), procps,
+# python3 (a test app and JSON checks), python3-venv (a venv for PyPI's
+# sdnotify), python3-systemd (libsystemd's sd_notify, for a worker),
+# nodejs (examples/node), procps,
 # curl; for the system tests
 # systemd-container (systemd-nspawn), debootstrap, and for the package
 # debhelper, dpkg-dev, fakeroot and lintian.
-packages=(systemd python3 nodejs procps curl systemd-container debootstrap debhelper dpkg-dev fakeroot lintian)
+packages=(systemd python3 python3-venv python3-systemd nodejs procps curl systemd-container debootstrap debhelper dpkg-dev fakeroot lintian)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -34,6 +36,14 @@ if command -v rustup >/dev/null; then
 fi
 
 step() { printf '\n=== %s\n' "$*" >&2; }
+
+# Third-party sd_notify clients the long tier runs workers with: PyPI's
+# sdnotify in a venv of its own (libsystemd's is python3-systemd, above).
+if ! target/test-venv/bin/python3 -c 'import sdnotify' 2>/dev/null; then
+    echo "tests/run.sh: installing sdnotify from PyPI into target/test-venv" >&2
+    python3 -m venv target/test-venv
+    target/test-venv/bin/pip install -q sdnotify==0.3.2
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
