@@ -97,6 +97,29 @@ fn another_uid_cannot_reach_a_workers_notify_socket() {
 }
 
 #[test]
+fn a_dropped_worker_reaches_its_channel_when_the_runtime_directory_is_0750() {
+    require_root("a_dropped_worker_reaches_its_channel_when_the_runtime_directory_is_0750");
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("notify-0750");
+    // As systemd makes it for our unit (RuntimeDirectoryMode=0750), owned
+    // by root here: nobody cannot pass through it.
+    let run = dir.join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let port = free_port();
+    let config = write_config(
+        &dir,
+        &builtin_yaml(&dir, port, 2, "  app: builtin\n  user: nobody\n"),
+    );
+    let mut cmd = command(&config);
+    cmd.env("RUNTIME_DIRECTORY", &run);
+    let (mut hawkey, _notify, _) = start_ready_with(&dir, cmd);
+    let path = notify_socket_of(hawkey.workers()[0]);
+    assert!(!path.starts_with(run.to_str().unwrap()), "{path}");
+    hawkey.stop_cleanly();
+}
+
+#[test]
 fn a_dropped_worker_owns_its_channel_and_other_users_still_cannot_send() {
     require_root("a_dropped_worker_owns_its_channel_and_other_users_still_cannot_send");
     let dir = TempDir::new("notify-dropped");

@@ -147,6 +147,18 @@ impl Inbox {
     /// Creates the master's channel directory in `base` (see
     /// [`notify_base`]): `hawkey-notify.<pid>`, with a suffix if that
     /// name is taken, mode 0711, checked to be the master's own.
+    /// [`Inbox::create`] in the first of `bases` where it works.
+    pub(crate) fn create_in(bases: &[PathBuf]) -> io::Result<Inbox> {
+        let mut last_error = io::Error::other("no directory for the notify sockets");
+        for base in bases {
+            match Inbox::create(base) {
+                Ok(inbox) => return Ok(inbox),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
     pub(crate) fn create(base: &Path) -> io::Result<Inbox> {
         remove_stale(base);
         let pid = std::process::id();
@@ -327,27 +339,38 @@ fn with_path(error: io::Error, path: &Path) -> io::Error {
     io::Error::new(error.kind(), format!("{}: {error}", path.display()))
 }
 
-/// Where the channel directory goes: the runtime directory hawkey uses
-/// for its pidfile (`config::paths::runtime_dir`) if it exists, else its
-/// parent (`/run`, `$XDG_RUNTIME_DIR`), else the temporary directory. The
-/// first that is a directory and that no other user can write to (unless
-/// it is sticky, as /tmp is) is taken.
-pub(crate) fn notify_base(runtime_dir: Option<&Path>) -> PathBuf {
+/// Where the channel directory may go, best first: the runtime directory
+/// hawkey uses for its pidfile (`config::paths::runtime_dir`), its parent
+/// (`/run`, `$XDG_RUNTIME_DIR`), the temporary directory. Each must be a
+/// directory no other user can write to (unless it is sticky, as /tmp
+/// is). As root, whose workers may run as another user (`workers.user`),
+/// that user must also be able to pass through it and every directory
+/// above it: a runtime directory of mode 0750 (systemd's
+/// `RuntimeDirectoryMode=` in our unit) is passed over then. [`Inbox::
+/// create_in`] takes the first in which the directory can be made.
+pub(crate) fn notify_bases(runtime_dir: Option<&Path>, root: bool) -> Vec<PathBuf> {
     let candidates = runtime_dir
         .into_iter()
         .flat_map(|d| [Some(d), d.parent()])
         .flatten()
         .map(Path::to_path_buf)
         .chain([std::env::temp_dir(), PathBuf::from("/tmp")]);
+    let mut out: Vec<PathBuf> = Vec::new();
     for dir in candidates {
-        if let Ok(meta) = std::fs::metadata(&dir)
-            && meta.is_dir()
-            && (meta.mode() & 0o022 == 0 || meta.mode() & 0o1000 != 0)
-        {
-            return dir;
+        let fits = std::fs::metadata(&dir).is_ok_and(|meta| {
+            meta.is_dir() && (meta.mode() & 0o022 == 0 || meta.mode() & 0o1000 != 0)
+        });
+        if fits && (!root || searchable_by_all(&dir)) && !out.contains(&dir) {
+            out.push(dir);
         }
     }
-    PathBuf::from("/tmp")
+    out
+}
+
+/// Whether every user may pass through `dir` and each directory above it.
+fn searchable_by_all(dir: &Path) -> bool {
+    dir.ancestors()
+        .all(|d| std::fs::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0))
 }
 
 /// The most messages read from one channel in one wake-up: more than its
@@ -675,6 +698,24 @@ mod tests {
         assert_eq!(out.len(), 3);
         inbox.attach(me, channel).unwrap();
         assert_eq!(inbox.read().len(), 5);
+    }
+
+    #[test]
+    fn as_root_a_runtime_directory_others_cannot_pass_through_is_passed_over() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = TestDir::new("inbox-bases");
+        let run = base.join("hawkey");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o750)).unwrap();
+        // Not root: no worker of another user, the 0750 directory is best.
+        assert_eq!(notify_bases(Some(&run), false)[0], run);
+        // Root: a dropped worker could not reach its socket in it.
+        let bases = notify_bases(Some(&run), true);
+        assert!(!bases.contains(&run), "{bases:?}");
+        assert_eq!(bases[0], base.0, "its parent (0755) instead");
+        // One that anyone may write to is never taken.
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(!notify_bases(Some(&run), false).contains(&run));
     }
 
     #[test]

@@ -304,20 +304,20 @@ impl<'p> Master<'p> {
         become_subreaper();
         let upstream =
             Notifier::connect(env.get(crate::env::NOTIFY_SOCKET)).map_err(Error::Notify)?;
+        let running_as_root = nix::unistd::geteuid().is_root();
         let runtime = config::paths::runtime_dir(
             env.get("RUNTIME_DIRECTORY"),
             env.get("XDG_RUNTIME_DIR"),
-            nix::unistd::geteuid().is_root(),
+            running_as_root,
         );
         // Refused under a seccomp filter without @resources (as in our
         // unit); `prepare` says so if a pool then does not fit.
         if let Err(error) = spawn::raise_fd_limit() {
             tracing::debug!("failed to raise the fd limit: {error}");
         }
-        let inbox =
-            Inbox::create(&inbox::notify_base(runtime.as_deref())).map_err(Error::Notify)?;
+        let inbox = Inbox::create_in(&inbox::notify_bases(runtime.as_deref(), running_as_root))
+            .map_err(Error::Notify)?;
         let control = bind_control(&config, &env);
-        let running_as_root = nix::unistd::geteuid().is_root();
         let watchdog = env.watchdog();
         let mut master = Master {
             env,
