@@ -23,14 +23,15 @@ const REAP_SWEEP: Duration = Duration::from_secs(1);
 const STALL_SLACK: Duration = Duration::from_secs(1);
 
 /// Whether a wake-up ends a stall of the master ([`Event::Stalled`]):
-/// it slept well past its timeout, or a SIGCONT came after it had been
-/// asleep longer than [`STALL_SLACK`] (a stop too short to matter, or a
-/// SIGCONT that stopped nothing, is not one). Never while stopping or
-/// asked to stop: systemd (and `timeout(1)`) send SIGCONT right after
-/// SIGTERM, in case the process was stopped, and heartbeats no longer
-/// matter then.
-fn stalled(slept_long: bool, continued: bool, asleep: Duration, stopping: bool) -> bool {
-    !stopping && (slept_long || (continued && asleep > STALL_SLACK))
+/// it slept well past its timeout, or a SIGCONT came more than
+/// [`STALL_SLACK`] after the previous wake-up (`away`: the stop may have
+/// hit while the master slept or while it worked on that wake-up's
+/// events; a stop too short to matter, or a SIGCONT that stopped nothing,
+/// is not one). Never while stopping or asked to stop: systemd (and
+/// `timeout(1)`) send SIGCONT right after SIGTERM, in case the process
+/// was stopped, and heartbeats no longer matter then.
+fn stalled(slept_long: bool, continued: bool, away: Duration, stopping: bool) -> bool {
+    !stopping && (slept_long || (continued && away > STALL_SLACK))
 }
 
 impl Master<'_> {
@@ -114,6 +115,7 @@ impl Master<'_> {
         .map(|d| d.saturating_duration_since(now));
         self.poll(requested)?;
         let woke = Instant::now();
+        let away = woke.saturating_duration_since(self.woke);
         self.woke = woke;
         // Children whose execve is now known become workers first: what
         // they say below is about a worker the pool knows.
@@ -133,7 +135,7 @@ impl Master<'_> {
         let (continued, stop_requested) = self.read_signals();
         // A stall already noted by `handle` is not a second one.
         let noted = std::mem::take(&mut self.stall_noted);
-        if stalled(slept_long, continued, asleep, stopping || stop_requested) && !noted {
+        if stalled(slept_long, continued, away, stopping || stop_requested) && !noted {
             self.queue.push_back(Event::Stalled);
         }
         // Reap when SIGCHLD came (merged or not: one stands for every exit
