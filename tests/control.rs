@@ -427,17 +427,8 @@ fn root_believes_a_master_of_another_uid_that_owns_the_pidfile_and_runs_at_its_p
     let config = write_config(&dir, &builtin_yaml(&dir, port, 1, ""));
     std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
     std::os::unix::fs::chown(&config, Some(65534), Some(65534)).unwrap();
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-        BIN,
-        "run",
-        "-c",
-    ])
-    .arg(&config);
+    let mut cmd = as_uid(65534, BIN);
+    cmd.args(["run", "-c"]).arg(&config);
     plain_env(&mut cmd);
     let mut hawkey = Hawkey::spawn(cmd);
     let pidfile = dir.join("hawkey.pid");

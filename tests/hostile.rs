@@ -29,15 +29,7 @@ fn shared_dir(dir: &TempDir, name: &str) -> PathBuf {
 
 /// `program ARGS` as uid/gid 65534 with no supplementary groups.
 fn as_nobody(program: &str) -> Command {
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-        program,
-    ]);
-    cmd
+    as_uid(65534, program)
 }
 
 /// A process of another uid, killed on drop.

@@ -24,18 +24,9 @@ fn notify_socket_of(worker: i32) -> String {
 /// given; its exit code and output.
 fn python(uid: Option<u32>, code: &str, args: &[&str]) -> (i32, String) {
     let mut cmd = match uid {
-        Some(uid) => {
-            let mut c = Command::new("setpriv");
-            c.args([
-                &format!("--reuid={uid}"),
-                &format!("--regid={uid}"),
-                "--clear-groups",
-                // Not a per-user shim (pyenv's, in root's home): the
-                // system's interpreter, which any user may run.
-                "/usr/bin/python3",
-            ]);
-            c
-        }
+        // Not a per-user shim (pyenv's, in root's home): the system's
+        // interpreter, which any user may run.
+        Some(uid) => as_uid(uid, "/usr/bin/python3"),
         None => Command::new("python3"),
     };
     let out = cmd.args(["-c", code]).args(args).output().unwrap();

@@ -458,6 +458,18 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// `program` as `uid` (its gid the same number) with no supplementary
+/// groups, through `setpriv`: the test's other local user (65534 is
+/// `nobody`). Needs root.
+pub fn as_uid(uid: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .args(["--clear-groups", "--"])
+        .arg(program);
+    cmd
+}
+
 /// Tests that need root fail, loudly, without it: a test that cannot run
 /// is never counted as passed. The suite's command runs as root.
 pub fn require_root(test: &str) {
