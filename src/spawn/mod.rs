@@ -301,14 +301,11 @@ impl Plan {
             group_count: c.groups.len(),
             last_cap: c.last_cap,
         });
-        // The read end is non-blocking: the master's loop polls it.
+        // Non-blocking, for the read end the master's loop polls; the
+        // child's one write of 5 bytes into the empty pipe never waits.
+        use nix::fcntl::OFlag;
         let (read_end, write_end) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Error::Fork)?;
-        nix::fcntl::fcntl(
-            &read_end,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        )
-        .map_err(Error::Fork)?;
+            nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(Error::Fork)?;
         let steps = child::Steps {
             program: self.program.as_ptr(),
             argv: buffers.argv.as_ptr(),
