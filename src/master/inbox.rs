@@ -520,13 +520,12 @@ fn receive(
 /// left it (its own `setsid`) is looked for among the parents of `pid`, at
 /// most [`MAX_DEPTH`] up.
 pub(crate) fn descends_from(pid: Pid, ancestor: Pid) -> bool {
-    let Some(first) = stat_of(pid) else {
+    let Some((mut parent, session)) = stat_of(pid) else {
         return false;
     };
-    if first.session == ancestor {
+    if session == ancestor {
         return true;
     }
-    let mut parent = first.parent;
     for _ in 0..MAX_DEPTH {
         if parent == ancestor {
             return true;
@@ -535,31 +534,17 @@ pub(crate) fn descends_from(pid: Pid, ancestor: Pid) -> bool {
             return false;
         }
         match stat_of(parent) {
-            Some(stat) => parent = stat.parent,
+            Some((grandparent, _)) => parent = grandparent,
             None => return false,
         }
     }
     false
 }
 
-/// What [`descends_from`] reads of a process.
-struct Stat {
-    parent: Pid,
-    session: Pid,
-}
-
-/// Fields 4 (ppid) and 6 (session) of `/proc/<pid>/stat`, read after the
-/// command name, which may itself hold spaces and parentheses.
-fn stat_of(pid: Pid) -> Option<Stat> {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let close = stat.iter().rposition(|b| *b == b')')?;
-    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
-    let mut fields = rest.split_ascii_whitespace();
-    let _state = fields.next()?;
-    let parent = fields.next()?.parse().ok().map(Pid::from_raw)?;
-    let _group = fields.next()?;
-    let session = fields.next()?.parse().ok().map(Pid::from_raw)?;
-    Some(Stat { parent, session })
+/// The parent and session of `pid` (see `master::sweep::read_stat`).
+fn stat_of(pid: Pid) -> Option<(Pid, Pid)> {
+    let p = super::sweep::read_stat(pid.as_raw())?;
+    Some((Pid::from_raw(p.ppid), Pid::from_raw(p.sid)))
 }
 
 #[cfg(test)]
@@ -660,7 +645,7 @@ mod tests {
         // it need not fork): the shell is our child, gone once reaped.
         assert_eq!(leader.as_raw() as u32, shell.id());
         shell.wait().unwrap();
-        assert!(stat_of(orphan).unwrap().parent != leader);
+        assert!(stat_of(orphan).unwrap().0 != leader);
         assert!(descends_from(orphan, leader));
         assert!(!descends_from(orphan, nix::unistd::getpid()));
         let _ = nix::sys::signal::kill(orphan, nix::sys::signal::Signal::SIGKILL);

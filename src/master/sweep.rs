@@ -64,6 +64,12 @@ pub(crate) fn parse_stat(pid: i32, stat: &str) -> Option<Proc> {
     })
 }
 
+/// `/proc/PID/stat` of `pid`, parsed; `None` if it is gone.
+pub(crate) fn read_stat(pid: i32) -> Option<Proc> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(pid, &stat)
+}
+
 /// Every process on the host, by pid.
 fn snapshot() -> BTreeMap<i32, Proc> {
     let mut procs = BTreeMap::new();
@@ -74,10 +80,7 @@ fn snapshot() -> BTreeMap<i32, Proc> {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
         };
-        if let Some(p) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| parse_stat(pid, &stat))
-        {
+        if let Some(p) = read_stat(pid) {
             procs.insert(pid, p);
         }
     }
@@ -119,10 +122,7 @@ fn snapshot_of(roots: &BTreeSet<i32>, workers: &BTreeSet<i32>, me: i32) -> BTree
         if procs.contains_key(&pid) {
             continue;
         }
-        let Some(p) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| parse_stat(pid, &stat))
-        else {
+        let Some(p) = read_stat(pid) else {
             continue;
         };
         procs.insert(pid, p);
