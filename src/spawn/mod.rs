@@ -270,7 +270,7 @@ impl Plan {
     }
 
     /// Whether this generation's workers get a notify channel: then
-    /// [`Plan::spawn`] wants its path.
+    /// [`Plan::fork`] wants its path.
     pub(crate) fn notifies(&self) -> bool {
         self.notifies
     }
@@ -515,7 +515,7 @@ fn journal_identifier(inputs: &Inputs<'_>) -> String {
         .unwrap_or_else(|| "hawkey-worker".into())
 }
 
-/// What [`Plan::spawn`] builds for one slot. The pointer vectors point
+/// What [`Plan::fork`] builds for one slot. The pointer vectors point
 /// into the owned buffers (and the plan); moving this struct moves none of
 /// the heap data they point to.
 struct SlotBuffers {
