@@ -14,6 +14,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::Error;
 use super::events;
+use super::flow;
 use super::schema::{EnvName, limits};
 
 /// Turns serde-saphyr's error into ours: the location of the offending
@@ -39,7 +40,15 @@ pub(super) fn locate(
     if let Some((l, c, m)) = refine(text, line, column, &message) {
         (line, column, message) = (l, c, m);
     }
+    if let serde_saphyr::Error::ExternalMessage { .. } = error
+        && let Some(m) = flow::reword(text, line, column, &message)
+    {
+        message = m;
+    }
     let key = key_path(text, serde_path, error, env_name, (line, column));
+    if message == "expected sequence start" {
+        message = expected_list(text, &key, (line, column));
+    }
     Located {
         line,
         column,
@@ -213,6 +222,38 @@ fn refine(text: &str, line: u32, column: u32, message: &str) -> Option<(u32, u32
         }
     }
     None
+}
+
+/// "expected sequence start", in the words of the key that wants a list:
+/// a program and its arguments for `workers.command` (with the list
+/// written out when the value was a plain one-line command), listeners
+/// for `listen`.
+fn expected_list(text: &str, key: &str, (line, column): (u32, u32)) -> String {
+    match key {
+        "workers.command" => {
+            let written: String = text
+                .split('\n')
+                .nth((line as usize).saturating_sub(1))
+                .unwrap_or("")
+                .chars()
+                .skip((column as usize).saturating_sub(1))
+                .collect();
+            let written = written.trim().trim_matches(|c| c == '"' || c == '\'');
+            let words: Vec<&str> = written.split_whitespace().collect();
+            let plain = |w: &&str| !w.contains(|c: char| "[]{},#'\"&*!|>%@`".contains(c));
+            let numeric = words.first().is_some_and(|w| w.parse::<f64>().is_ok());
+            if !words.is_empty() && !numeric && words.len() <= 16 && words.iter().all(plain) {
+                format!(
+                    "expected a list of program and arguments, such as [{}]",
+                    words.join(", ")
+                )
+            } else {
+                "expected a list of program and arguments, such as [node, server.js]".into()
+            }
+        }
+        "listen" => "expected a list of listeners (- name: ..., address: ...)".into(),
+        _ => "expected a list ([a, b] or lines of '- item')".into(),
+    }
 }
 
 fn max_unsigned(ty: &str) -> u64 {

@@ -35,6 +35,7 @@
 
 mod diagnostics;
 mod events;
+mod flow;
 pub(crate) mod paths;
 mod schema;
 pub(crate) mod units;

@@ -932,6 +932,20 @@ for name in ["WATCHDOG_USEC", "WATCHDOG_PID", "HAWKEY_LOG", "JOURNAL_STREAM", "H
         f"workers.env.{name}",
     )
 
+category("syntax")
+# An unclosed flow collection that the parser notices only on a later line:
+# the message names where the collection opened (issue #9), the location is
+# where the parser noticed.
+case("unclosed-brace-then-next-key", f"workers: {{count: 2\napp{M}: builtin\n", "workers")
+case("unclosed-bracket-then-next-key", f'listen: [{{name: a, address: "127.0.0.1:1"}}\nworkers{M}:\n  count: 2\n', "listen[0]")
+case("unclosed-nested-brace-in-flow-list", f"workers:\n  app: exec\n  command: [node, {M}{{a: b\n  count: 2\n", "workers.command[1]")
+
+category("type")
+# A command written as one string, as a shell would take it: the message
+# shows it as a list.
+case("command-string-with-arguments", f"workers:\n  app: exec\n  command: {M}node server.js --port 3000\n", "workers.command")
+case("command-quoted-string", f'workers:\n  app: exec\n  command: {M}"gunicorn app:app"\n', "workers.command")
+
 
 # ---------------------------------------------------------------------------
 
