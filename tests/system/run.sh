@@ -239,7 +239,10 @@ test_stop_lets_slow_requests_finish_and_empties_the_cgroup() {
 test_a_crash_looping_app_backs_off_and_the_socket_keeps_listening() {
     local main t0 t1 ticks json restarts
     defer restore_config
-    set_config "$(printf 'workers:\n  count: 2\n  app: exec\n  command: [sh, -c, "exit 1"]\n')"
+    # `ready: started`: each worker counts as started, then crashes; the
+    # master backs off for as long as it runs. (Under the default `auto` a
+    # worker that dies before it is ready is a failed start: the test below.)
+    set_config "$(printf 'workers:\n  count: 2\n  app: exec\n  ready: started\n  command: [sh, -c, "exit 1"]\n')"
     c systemctl restart hawkey.service || fail "start with a crashing app failed"
     main=$(prop MainPID)
     t0=$(c sh -c "awk '{print \$14+\$15}' /proc/$main/stat")
@@ -256,6 +259,52 @@ test_a_crash_looping_app_backs_off_and_the_socket_keeps_listening() {
     ((restarts >= 10 && restarts <= 40)) || fail "$restarts restarts in 60s: backoff not working"
     expect_has "$(c journalctl -u hawkey.service --no-pager -n 400 -o cat)" "restarting in 30s" "backoff reached 30s"
     expect_has "$(prop StatusText)" "restarts" "StatusText"
+}
+
+main_status_is() { [ "$(prop ExecMainStatus)" = "$1" ]; }
+
+test_an_app_that_dies_before_it_is_ready_fails_the_start_with_69_and_the_socket_keeps_listening() {
+    local rc=0 log
+    defer restore_config
+    # An app that never heard of sd_notify and exits at once: under the
+    # default `ready: auto` it is never ready, so the start fails (exit 69)
+    # instead of a master that calls it ready and restarts it forever.
+    set_config "$(printf 'workers:\n  count: 2\n  app: exec\n  command: [sh, -c, "echo cannot open the database >&2; exit 3"]\n')"
+    c systemctl restart hawkey.service || rc=$?
+    [ "$rc" -ne 0 ] || fail "systemctl restart succeeded with an app that exits at once"
+    wait_for 60 "the master to give up with 69" main_status_is 69
+    log=$(c journalctl -u hawkey.service --no-pager -n 200 -o cat)
+    expect_has "$log" "no worker became ready" "the master's reason"
+    expect_has "$log" "exited with status 3" "the worker's exit status"
+    active hawkey.socket || fail "hawkey.socket not active"
+    listening || fail "hawkey.socket stopped listening"
+    note "ExecMainStatus $(prop ExecMainStatus), Result $(prop Result)"
+}
+
+test_an_unmodified_server_binding_its_own_port_is_adopted_by_the_installed_library() {
+    local lib pids pid inode seen=0 code
+    defer restore_config
+    lib=$(c sh -c 'ls /usr/lib/*/hawkey/libhawkey_preload.so') || fail "the .deb installed no preload library"
+    # python3 -m http.server binds its own port 3000 and knows nothing of
+    # hawkey: its bind() gets the socket unit's listener 'http' (8080).
+    c mkdir -p /srv/www
+    c sh -c 'echo adopted > /srv/www/index.html'
+    set_config "$(printf 'workers:\n  count: 2\n  app: exec\n  cwd: /srv/www\n  command: [python3, -m, http.server, "3000"]\n  adopt: {http: 3000}\n')"
+    c systemctl restart hawkey.service || fail "start of the adopted app failed: $(c journalctl -u hawkey.service --no-pager -n 20 -o cat)"
+    expect_has "$(prop StatusText)" "2/2 workers ready" "readiness seen without READY=1"
+    for _ in $(seq 1 40); do
+        code=$(http_code /index.html)
+        [ "$code" = 200 ] && seen=$((seen + 1))
+    done
+    expect_eq "$seen" 40 "requests answered through the adopted listener"
+    if c sh -c "grep -q ':0BB8 00000000:0000 0A' /proc/net/tcp /proc/net/tcp6"; then fail "something listens on port 3000 itself"; fi
+    inode=$(c sh -c "grep ':$(printf '%04X' "$PORT") 00000000:0000 0A' /proc/net/tcp | awk '{print \$10}' | head -1")
+    pids=$(c hawkey status --json | python3 -c 'import json,sys; print(" ".join(str(w["pid"]) for w in json.load(sys.stdin)["workers"]))')
+    for pid in $pids; do
+        c grep -q "$lib" "/proc/$pid/maps" || fail "worker $pid has not loaded $lib"
+        c sh -c "ls -l /proc/$pid/fd | grep -q 'socket:\[$inode\]'" || fail "worker $pid holds no fd of the listener (inode $inode)"
+    done
+    note "library $lib, workers $pids on listener inode $inode"
 }
 
 test_10000_worker_lines_reach_the_journal_under_each_workers_pid() {
@@ -362,6 +411,8 @@ ALL=(
     test_the_watchdog_restarts_a_stalled_master
     test_stop_lets_slow_requests_finish_and_empties_the_cgroup
     test_a_crash_looping_app_backs_off_and_the_socket_keeps_listening
+    test_an_app_that_dies_before_it_is_ready_fails_the_start_with_69_and_the_socket_keeps_listening
+    test_an_unmodified_server_binding_its_own_port_is_adopted_by_the_installed_library
     test_10000_worker_lines_reach_the_journal_under_each_workers_pid
     test_an_upgrade_restarts_the_service_without_refusing_connections
     test_the_init_script_starts_reloads_and_stops_through_the_pidfile
