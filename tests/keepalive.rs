@@ -1,0 +1,362 @@
+//! Keep-alive clients lose nothing on reload (DESIGN §6 G23, issue #9):
+//! the built-in app and the library example (`examples/hello.rs`) drain
+//! with `worker::Drain`, and an unmodified Node `http` app is drained by
+//! `preload/node/hawkey-drain.cjs`.
+//!
+//! The clients do not retry: a Python `http.client.HTTPConnection` reused
+//! for every request (any exception or non-200 is a failure; it opens a
+//! new connection only after a response said `Connection: close`), and
+//! `wrk` keep-alive (its "Socket errors" and "Non-2xx" lines must be
+//! absent or zero). The 20-reload runs are the long tier; `cargo test`
+//! runs the same with 5 reloads.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// A hang guard for one whole run of reloads under load.
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// A keep-alive client that never retries: one `HTTPConnection`, reused.
+/// It prints `{"ok": N, "failed": N, "errors": [...]}` when `STOP` exists
+/// or `LIMIT` seconds have passed.
+const CLIENT: &str = r#"
+import http.client, json, os, sys, time
+port, stop, limit, path = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+ok = failed = closes = 0
+errors = []
+started = time.monotonic()
+while not os.path.exists(stop) and time.monotonic() - started < limit:
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        if response.status == 200:
+            ok += 1
+            if ok == 1:
+                print("started", flush=True)
+        else:
+            failed += 1
+            errors.append("status %d" % response.status)
+        if response.will_close:
+            closes += 1
+    except Exception as error:
+        failed += 1
+        errors.append(repr(error))
+        conn.close()
+print(json.dumps({"ok": ok, "failed": failed, "closes": closes, "errors": errors[:10]}))
+"#;
+
+/// What the Python clients saw, added up.
+#[derive(Debug, Default)]
+struct ClientCounts {
+    ok: u64,
+    failed: u64,
+    /// Responses that said `Connection: close` (the client then reconnects).
+    closes: u64,
+    errors: Vec<String>,
+}
+
+/// `count` Python keep-alive clients, stopped by a file in `dir`.
+struct Clients {
+    children: Vec<(Child, BufReader<ChildStdout>)>,
+    stop: PathBuf,
+}
+
+impl Clients {
+    fn start(dir: &TempDir, port: u16, count: usize, path: &str) -> Clients {
+        let script = write_file(dir, "client.py", CLIENT);
+        let stop = dir.join("clients.stop");
+        let children = (0..count)
+            .map(|_| {
+                let mut child = Command::new("python3")
+                    .arg(&script)
+                    .arg(port.to_string())
+                    .arg(&stop)
+                    .arg(LIMIT.as_secs().to_string())
+                    .arg(path)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("start python3");
+                let mut stdout = BufReader::new(child.stdout.take().unwrap());
+                // Its first answer, before the test goes on (the load is on).
+                let mut line = String::new();
+                stdout.read_line(&mut line).unwrap();
+                assert_eq!(line, "started\n", "the client did not start");
+                (child, stdout)
+            })
+            .collect();
+        Clients { children, stop }
+    }
+
+    fn finish(mut self) -> ClientCounts {
+        std::fs::write(&self.stop, "").unwrap();
+        let mut total = ClientCounts::default();
+        for (mut child, mut stdout) in self.children.drain(..) {
+            let mut text = String::new();
+            stdout.read_to_string(&mut text).unwrap();
+            child.wait().unwrap();
+            let report: serde_json::Value = serde_json::from_str(text.trim())
+                .unwrap_or_else(|e| panic!("client said {text:?}: {e}"));
+            total.ok += report["ok"].as_u64().unwrap();
+            total.failed += report["failed"].as_u64().unwrap();
+            total.closes += report["closes"].as_u64().unwrap();
+            for error in report["errors"].as_array().unwrap() {
+                total.errors.push(error.as_str().unwrap().to_string());
+            }
+        }
+        total
+    }
+}
+
+impl Drop for Clients {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What `wrk` reported.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct WrkCounts {
+    requests: u64,
+    /// connect, read, write, timeout.
+    socket_errors: [u64; 4],
+    non_2xx: u64,
+}
+
+/// `wrk` keep-alive load, stopped with SIGINT (it prints its report then).
+struct Wrk {
+    child: Option<Child>,
+}
+
+impl Wrk {
+    fn start(port: u16, connections: usize, path: &str) -> Wrk {
+        let child = Command::new("wrk")
+            .args(["-t1", &format!("-c{connections}")])
+            .arg(format!("-d{}s", LIMIT.as_secs()))
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wrk: install it (Debian: wrk)");
+        // Under way once it holds its connections.
+        let pid = child.id() as i32;
+        wait_until(Duration::from_secs(10), "wrk to connect", || {
+            let sockets = proc_fds(pid)
+                .into_iter()
+                .filter(|(_, target)| target.starts_with("socket:"))
+                .count();
+            (sockets >= connections).then_some(())
+        });
+        Wrk { child: Some(child) }
+    }
+
+    fn finish(mut self) -> (WrkCounts, String) {
+        let child = self.child.take().unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (parse_wrk(&text), text)
+    }
+}
+
+impl Drop for Wrk {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The counts in a `wrk` report; a line it leaves out means zero.
+fn parse_wrk(text: &str) -> WrkCounts {
+    let mut counts = WrkCounts::default();
+    let mut saw_requests = false;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("Socket errors:") {
+            // "connect 0, read 5, write 0, timeout 0"
+            for (i, part) in rest.split(',').enumerate() {
+                let n = part.split_whitespace().nth(1).unwrap().parse().unwrap();
+                counts.socket_errors[i] = n;
+            }
+        } else if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            counts.non_2xx = rest.trim().parse().unwrap();
+        } else if line.contains(" requests in ") {
+            counts.requests = line.split_whitespace().next().unwrap().parse().unwrap();
+            saw_requests = true;
+        }
+    }
+    assert!(saw_requests, "not a wrk report: {text}");
+    counts
+}
+
+#[test]
+fn wrk_reports_are_read_with_absent_lines_as_zero() {
+    let clean = "Running 1s test @ http://127.0.0.1:1/\n  1 threads and 4 connections\n  1234 requests in 1.00s, 100.00KB read\nRequests/sec:   1234.00\n";
+    assert_eq!(
+        parse_wrk(clean),
+        WrkCounts {
+            requests: 1234,
+            ..WrkCounts::default()
+        }
+    );
+    let bad = "  5 requests in 1.00s, 1KB read\n  Socket errors: connect 1, read 113, write 2, timeout 3\n  Non-2xx or 3xx responses: 7\n";
+    assert_eq!(
+        parse_wrk(bad),
+        WrkCounts {
+            requests: 5,
+            socket_errors: [1, 113, 2, 3],
+            non_2xx: 7
+        }
+    );
+}
+
+/// What one run of reloads under keep-alive load saw.
+#[derive(Debug)]
+struct Run {
+    clients: ClientCounts,
+    wrk: WrkCounts,
+    wrk_report: String,
+    took: Duration,
+}
+
+/// `reloads` rolling reloads of the pool `hawkey_cmd` runs (with `config`,
+/// two workers, on `port`), under two Python keep-alive clients and `wrk`
+/// with 4 keep-alive connections at once; then a clean stop.
+fn reloads_under_keep_alive(
+    dir: &TempDir,
+    hawkey_cmd: Command,
+    config: &Path,
+    port: u16,
+    reloads: u64,
+) -> Run {
+    let (mut hawkey, notify, _) = start_ready_with(dir, hawkey_cmd);
+    wait_until(Duration::from_secs(20), "the pool to answer", || {
+        http_get(port, "/").ok().filter(|(s, _)| *s == 200)
+    });
+    let clients = Clients::start(dir, port, 2, "/");
+    let wrk = Wrk::start(port, 4, "/");
+    let t0 = Instant::now();
+    for i in 0..reloads {
+        assert!(t0.elapsed() < LIMIT, "reloads took too long");
+        let (code, out, err) = hawkey_cli(&["reload", "--wait"], config);
+        assert_eq!(code, 0, "reload {i}: {out}{err}");
+        assert_eq!(out.trim(), format!("reload finished: generation {}", 2 + i));
+        reload_messages(&notify, 2);
+    }
+    // The last generation's replaced workers drain too: wait for them
+    // under load, so that their drain is counted.
+    wait_until(Duration::from_secs(30), "the old generation gone", || {
+        (hawkey.workers().len() == 2).then_some(())
+    });
+    let took = t0.elapsed();
+    let clients = clients.finish();
+    let (wrk, wrk_report) = wrk.finish();
+    hawkey.stop_cleanly();
+    Run {
+        clients,
+        wrk,
+        wrk_report,
+        took,
+    }
+}
+
+/// Every client saw every answer, and the reloads really went through
+/// open keep-alive connections (some answers said `Connection: close`).
+fn assert_nothing_lost(what: &str, run: &Run, reloads: u64) {
+    eprintln!(
+        "{what}: {reloads} reloads in {:?}: python {:?}; wrk {:?}",
+        run.took, run.clients, run.wrk
+    );
+    assert_eq!(run.clients.failed, 0, "{what}: {:?}", run.clients);
+    assert!(
+        run.clients.ok > 100,
+        "{what}: the load ran: {:?}",
+        run.clients
+    );
+    assert!(
+        run.clients.closes >= reloads,
+        "{what}: a drain answers an open connection with Connection: close: {:?}",
+        run.clients
+    );
+    assert_eq!(
+        (run.wrk.socket_errors, run.wrk.non_2xx),
+        ([0; 4], 0),
+        "{what}: {}",
+        run.wrk_report
+    );
+    assert!(run.wrk.requests > 100, "{what}: {}", run.wrk_report);
+}
+
+fn builtin_run(tag: &str, reloads: u64) {
+    let dir = TempDir::new(tag);
+    let port = free_port();
+    let config = write_config(&dir, &builtin_yaml(&dir, port, 2, ""));
+    let run = reloads_under_keep_alive(&dir, command(&config), &config, port, reloads);
+    assert_nothing_lost("builtin", &run, reloads);
+}
+
+/// The built example `NAME` (target/debug/examples/NAME).
+fn example(name: &str) -> PathBuf {
+    // target/debug/deps/keepalive-HASH -> target/debug/examples/NAME
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build --examples` (plain `cargo test` also builds it)",
+        path.display()
+    );
+    path
+}
+
+fn library_run(tag: &str, reloads: u64) {
+    let dir = TempDir::new(tag);
+    let port = free_port();
+    let config = write_config(&dir, &builtin_yaml(&dir, port, 2, ""));
+    let mut cmd = Command::new(example("hello"));
+    cmd.arg("run").arg("-c").arg(&config);
+    plain_env(&mut cmd);
+    let run = reloads_under_keep_alive(&dir, cmd, &config, port, reloads);
+    assert_nothing_lost("library example", &run, reloads);
+}
+
+#[test]
+fn five_reloads_of_the_builtin_app_lose_no_keep_alive_request() {
+    builtin_run("ka-builtin-5", 5);
+}
+
+#[test]
+#[ignore = "long tier: tests/run.sh runs it (cargo test -- --ignored)"]
+fn twenty_reloads_of_the_builtin_app_lose_no_keep_alive_request() {
+    builtin_run("ka-builtin-20", 20);
+}
+
+#[test]
+fn five_reloads_of_the_library_example_lose_no_keep_alive_request() {
+    library_run("ka-library-5", 5);
+}
+
+#[test]
+#[ignore = "long tier: tests/run.sh runs it (cargo test -- --ignored)"]
+fn twenty_reloads_of_the_library_example_lose_no_keep_alive_request() {
+    library_run("ka-library-20", 20);
+}
