@@ -7,8 +7,9 @@
 //! for every request (any exception or non-200 is a failure; it opens a
 //! new connection only after a response said `Connection: close`), and
 //! `wrk` keep-alive (its "Socket errors" and "Non-2xx" lines must be
-//! absent or zero). The 20-reload runs are the long tier; `cargo test`
-//! runs the same with 5 reloads.
+//! absent or zero). Twenty reloads take a few seconds here, so they are
+//! in the fast tier; only the Node keep-alive measurement (figures, not
+//! asserted) is in the long one.
 
 mod support;
 
@@ -340,23 +341,256 @@ fn library_run(tag: &str, reloads: u64) {
 }
 
 #[test]
-fn five_reloads_of_the_builtin_app_lose_no_keep_alive_request() {
-    builtin_run("ka-builtin-5", 5);
-}
-
-#[test]
-#[ignore = "long tier: tests/run.sh runs it (cargo test -- --ignored)"]
 fn twenty_reloads_of_the_builtin_app_lose_no_keep_alive_request() {
     builtin_run("ka-builtin-20", 20);
 }
 
 #[test]
-fn five_reloads_of_the_library_example_lose_no_keep_alive_request() {
-    library_run("ka-library-5", 5);
+fn twenty_reloads_of_the_library_example_lose_no_keep_alive_request() {
+    library_run("ka-library-20", 20);
+}
+
+/// An unmodified Node `http` app on the inherited socket (fd 3), with no
+/// stop handler (unless `APP_HANDLER=1`: then its own handler exits 3
+/// after a moment), keeping a timer alive as real apps do.
+const NODE_APP: &str = r#"
+const http = require('node:http');
+const server = http.createServer((req, res) => {
+  const delay = /^\/delay\/(\d+)$/.exec(req.url);
+  const reply = () => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(`node ${process.pid}\n`);
+  };
+  if (delay) setTimeout(reply, Number(delay[1]));
+  else reply();
+});
+server.listen({ fd: 3 });
+setInterval(() => {}, 1000);
+if (process.env.APP_HANDLER === '1') {
+  process.on('SIGTERM', () => setTimeout(() => process.exit(3), 100));
+}
+"#;
+
+/// The drain shim's absolute path.
+fn shim() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("preload/node/hawkey-drain.cjs")
+}
+
+/// Node.js must be there: a machine without it fails here, loudly.
+fn require_node() {
+    let out = Command::new("node").arg("--version").output();
+    assert!(
+        out.as_ref().is_ok_and(|o| o.status.success()),
+        "`node --version` failed ({out:?}): install Node.js (Debian: nodejs)"
+    );
+}
+
+/// A pool of two Node workers running [`NODE_APP`], with the shim loaded
+/// through `workers.env` (`NODE_OPTIONS`) if `with_shim`, and `extra_env`.
+fn node_config(dir: &TempDir, port: u16, with_shim: bool, extra_env: &str) -> PathBuf {
+    let app = write_file(dir, "app.js", NODE_APP);
+    let mut env = extra_env.to_string();
+    if with_shim {
+        env.push_str(&format!(
+            "{}NODE_OPTIONS: '--require {}'",
+            if env.is_empty() { "" } else { ", " },
+            shim().display()
+        ));
+    }
+    write_config(
+        dir,
+        &builtin_yaml(
+            dir,
+            port,
+            2,
+            &format!(
+                "  app: exec\n  command: [node, '{}']\n  env: {{{env}}}\n",
+                app.display()
+            ),
+        ),
+    )
+}
+
+/// Waits until two Node workers (two pids) have answered on `port`.
+fn both_node_workers_answer(port: u16) {
+    let mut pids = std::collections::BTreeSet::new();
+    wait_until(
+        Duration::from_secs(20),
+        "both Node workers to answer",
+        || {
+            if let Ok((200, body)) = http_get(port, "/") {
+                pids.insert(body);
+            }
+            (pids.len() >= 2).then_some(())
+        },
+    );
+}
+
+/// `reloads` rolling reloads of the Node pool under connection-per-request
+/// load: what the load saw.
+fn node_reloads_per_request(dir: &TempDir, config: &Path, port: u16, reloads: u64) -> Counts {
+    let (mut hawkey, notify, _) = start_ready(dir, config);
+    wait_until(Duration::from_secs(20), "the pool to answer", || {
+        http_get(port, "/").ok().filter(|(s, _)| *s == 200)
+    });
+    let load = Load::start(port, 4, "/delay/5", LIMIT);
+    wait_until(Duration::from_secs(10), "the load to run", || {
+        http_get(port, "/").ok().filter(|(s, _)| *s == 200)
+    });
+    let t0 = Instant::now();
+    for i in 0..reloads {
+        assert!(t0.elapsed() < LIMIT, "reloads took too long");
+        let (code, out, err) = hawkey_cli(&["reload", "--wait"], config);
+        assert_eq!(code, 0, "reload {i}: {out}{err}");
+        reload_messages(&notify, 2);
+        // A Node worker takes a while to listen; with `ready: started` the
+        // reload does not wait for it. Let each generation serve before the
+        // next replaces it, as a deploy would.
+        wait_until(
+            Duration::from_secs(20),
+            "the new generation to serve",
+            || http_get(port, "/").ok().filter(|(s, _)| *s == 200),
+        );
+    }
+    wait_until(Duration::from_secs(30), "the old generation gone", || {
+        (hawkey.workers().len() == 2).then_some(())
+    });
+    let counts = load.finish();
+    eprintln!("node: {reloads} reloads in {:?}: {counts:?}", t0.elapsed());
+    hawkey.stop_cleanly();
+    counts
+}
+
+fn node_shim_run(tag: &str, reloads: u64) {
+    require_node();
+    let dir = TempDir::new(tag);
+    let port = free_port();
+    let config = node_config(&dir, port, true, "");
+    let counts = node_reloads_per_request(&dir, &config, port, reloads);
+    assert_eq!((counts.connect_errors, counts.failed), (0, 0), "{counts:?}");
+    assert!(counts.ok > 100, "the load ran: {counts:?}");
 }
 
 #[test]
-#[ignore = "long tier: tests/run.sh runs it (cargo test -- --ignored)"]
-fn twenty_reloads_of_the_library_example_lose_no_keep_alive_request() {
-    library_run("ka-library-20", 20);
+fn twenty_reloads_of_an_unmodified_node_app_with_the_shim_lose_no_request() {
+    node_shim_run("ka-node-20", 20);
+}
+
+/// What the shim is for: the same app and load without it loses requests
+/// (SIGTERM's default action ends the worker mid-request).
+#[test]
+fn without_the_shim_twenty_reloads_of_the_unmodified_node_app_lose_requests() {
+    require_node();
+    let dir = TempDir::new("ka-node-bare");
+    let port = free_port();
+    let config = node_config(&dir, port, false, "");
+    let counts = node_reloads_per_request(&dir, &config, port, 20);
+    assert!(counts.failed > 0, "{counts:?}");
+}
+
+/// Measured, not asserted (issue #9 asks what the Node app does under
+/// keep-alive clients): prints what the Python clients and wrk saw.
+#[test]
+#[ignore = "long tier: a measurement; prints figures (cargo test -- --ignored --nocapture)"]
+fn measure_twenty_reloads_of_the_node_app_with_the_shim_under_keep_alive() {
+    require_node();
+    let dir = TempDir::new("ka-node-keepalive");
+    let port = free_port();
+    let config = node_config(&dir, port, true, "");
+    let run = reloads_under_keep_alive(&dir, command(&config), &config, port, 20);
+    eprintln!(
+        "node + shim, keep-alive, 20 reloads in {:?}: python {:?}; wrk {:?}\n{}",
+        run.took, run.clients, run.wrk, run.wrk_report
+    );
+}
+
+/// The signal, or the exit status, a Node process ended with.
+fn node_ending(script: &str, env: &[(&str, &str)], dir: &TempDir) -> (Option<i32>, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    let file = write_file(dir, "direct.js", script);
+    let mut child = Command::new("node")
+        .arg(&file)
+        .env("NODE_OPTIONS", format!("--require {}", shim().display()))
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The script says when it is set up.
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "up\n");
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = wait_until(Duration::from_secs(20), "node to exit", || {
+        child.try_wait().unwrap()
+    });
+    (status.code(), status.signal())
+}
+
+#[test]
+fn the_shim_without_a_server_leaves_the_stop_signal_its_default_action() {
+    require_node();
+    let dir = TempDir::new("ka-node-noserver");
+    let ending = node_ending("setInterval(() => {}, 1000); console.log('up');", &[], &dir);
+    assert_eq!(ending, (None, Some(libc::SIGTERM)));
+    // Its own stop signal, as hawkey passes it.
+    let ending = node_ending(
+        "setInterval(() => {}, 1000); console.log('up');",
+        &[("HAWKEY_STOP_SIGNAL", "SIGTERM")],
+        &dir,
+    );
+    assert_eq!(ending, (None, Some(libc::SIGTERM)));
+}
+
+#[test]
+fn the_shim_drains_an_idle_server_and_exits_0() {
+    require_node();
+    let dir = TempDir::new("ka-node-idle");
+    let script = "const s = require('node:http').createServer((q, r) => r.end('x'));
+        s.listen(0, '127.0.0.1', () => console.log('up'));
+        setInterval(() => {}, 1000);";
+    assert_eq!(node_ending(script, &[], &dir), (Some(0), None));
+}
+
+#[test]
+fn the_shim_leaves_an_app_with_its_own_stop_handler_alone() {
+    require_node();
+    let dir = TempDir::new("ka-node-handler");
+    // Its handler answers once more after the signal, then exits 7: a
+    // drain by the shim would have closed the server and exited 0.
+    let script = "const s = require('node:http').createServer((q, r) => r.end('x'));
+        s.listen(0, '127.0.0.1', () => console.log('up'));
+        setInterval(() => {}, 1000);
+        process.on('SIGTERM', () => {
+          const port = s.address().port;
+          require('node:http').get({ port, host: '127.0.0.1' }, (r) => {
+            r.resume();
+            r.on('end', () => process.exit(7));
+          }).on('error', () => process.exit(9));
+        });";
+    assert_eq!(node_ending(script, &[], &dir), (Some(7), None));
+}
+
+#[test]
+fn under_hawkey_the_shim_leaves_a_node_app_with_its_own_handler_alone() {
+    require_node();
+    let dir = TempDir::new("ka-node-handler-pool");
+    let port = free_port();
+    let config = node_config(&dir, port, true, "APP_HANDLER: '1'");
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
+    // Both have installed their handler once both answer.
+    both_node_workers_answer(port);
+    hawkey.signal(libc::SIGTERM);
+    let status = hawkey.wait_exit(STOP_GUARD);
+    assert_eq!(status.code(), Some(0), "{}", hawkey.log_text());
+    // Both workers ended by the app's own handler.
+    assert_eq!(
+        hawkey.count_log(") exited with status 3"),
+        2,
+        "{}",
+        hawkey.log_text()
+    );
 }
