@@ -594,3 +594,122 @@ fn under_hawkey_the_shim_leaves_a_node_app_with_its_own_handler_alone() {
         hawkey.log_text()
     );
 }
+
+/// GET `path` on a keep-alive connection: the status, the head in lower
+/// case, and the body (read by its content-length); the connection stays
+/// open.
+fn keep_alive_get(stream: &mut std::net::TcpStream, path: &str) -> (u16, String, String) {
+    use std::io::Write;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    read_response(stream)
+}
+
+fn read_response(stream: &mut std::net::TcpStream) -> (u16, String, String) {
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .unwrap_or_else(|| panic!("no content-length: {head}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    let (status, _) = parse_response(&head).unwrap();
+    (status, head, String::from_utf8(body).unwrap())
+}
+
+/// True once the peer has closed the connection cleanly (EOF, nothing
+/// more sent), within the read timeout.
+fn closed_cleanly(stream: &mut std::net::TcpStream) -> bool {
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).is_ok() && rest.is_empty()
+}
+
+#[test]
+fn the_shim_answers_the_next_request_with_close_and_closes_idle_connections_after_the_grace() {
+    use std::io::Write;
+    require_node();
+    let dir = TempDir::new("ka-node-steps");
+    let script = write_file(
+        &dir,
+        "steps.js",
+        "const s = require('node:http').createServer((req, res) => {
+           const reply = () => {
+             res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 3 });
+             res.end('ok\\n');
+           };
+           if (req.url === '/slow') { console.log('busy'); setTimeout(reply, 300); }
+           else reply();
+         });
+         s.listen(0, '127.0.0.1', () => console.log(s.address().port));
+         setInterval(() => {}, 1000);",
+    );
+    let mut node = Command::new("node")
+        .arg(&script)
+        .env("NODE_OPTIONS", format!("--require {}", shim().display()))
+        .env("HAWKEY_STOP_SIGNAL", "SIGTERM")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(node.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let connect = || {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    };
+    // Two idle keep-alive connections, and one with a request in flight.
+    let (mut answers, mut idle) = (connect(), connect());
+    for stream in [&mut answers, &mut idle] {
+        let (status, head, _) = keep_alive_get(stream, "/");
+        assert_eq!(status, 200);
+        assert!(!head.contains("connection: close"), "{head}");
+    }
+    let mut busy = connect();
+    write!(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "busy\n");
+
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(node.id() as i32, libc::SIGTERM) }, 0);
+    let signalled = Instant::now();
+
+    // The request in flight finishes, says close, and ends its connection.
+    let (status, head, body) = read_response(&mut busy);
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(closed_cleanly(&mut busy));
+    // No longer accepting.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    // Within the grace, an idle connection's next request is answered, with close.
+    assert!(signalled.elapsed() < Duration::from_secs(1));
+    let (status, head, _) = keep_alive_get(&mut answers, "/");
+    assert_eq!(status, 200);
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(closed_cleanly(&mut answers));
+    // One that stays idle is closed, not before the grace (1 s) ran out.
+    assert!(closed_cleanly(&mut idle));
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(1),
+        "closed {:?} after the signal",
+        signalled.elapsed()
+    );
+    // And then the process exits 0, its interval timer notwithstanding.
+    let status = wait_until(Duration::from_secs(20), "node to exit", || {
+        node.try_wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(0));
+}

@@ -24,9 +24,10 @@
 // With no server (the app created none, or closed them all) it does what
 // Node does without a handler: the signal's default action.
 //
-// Connections the app upgraded (WebSocket, CONNECT) are the app's: not
-// waited for, ended by the exit. Plain `net` servers (not HTTP) stop
-// accepting, and their connections are waited for as they are.
+// Connections the app upgraded (WebSocket, CONNECT) are closed after the
+// grace period like idle ones. Plain `net` servers (not HTTP) stop
+// accepting, and their connections, which have no requests to tell idle
+// from busy, are closed after the grace period too.
 //
 // Plain CommonJS, no dependencies, Node 18 and later. It never throws into
 // the app: every step is guarded, and a failure leaves the app as it was.
@@ -37,10 +38,8 @@
   const IDLE_GRACE_MS = 1000;
 
   let net;
-  let tls;
   try {
     net = require('node:net');
-    tls = require('node:tls');
   } catch (_) {
     return;
   }
@@ -75,12 +74,15 @@
     if (servers.has(server)) return;
     servers.add(server);
     installHandler();
-    const event = server instanceof tls.Server ? 'secureConnection' : 'connection';
+    // A TLS server's requests come on the TLS socket, not the TCP one
+    // (tls is loaded only now: an app that never listens does not pay).
+    const event = server instanceof require('node:tls').Server ? 'secureConnection' : 'connection';
     server.on(event, guard(onConnection));
     // Before the app's own listener: the response is marked before it writes.
     server.prependListener('request', guard(onRequest));
-    server.on('upgrade', guard((req) => forget(req.socket)));
-    server.on('connect', guard((req) => forget(req.socket)));
+    // No 'upgrade' or 'connect' listener: having one changes what Node does
+    // with such requests. An upgraded connection never has a request in
+    // flight here, so a drain closes it after the grace, like an idle one.
     server.on('close', guard(() => {
       servers.delete(server);
       maybeExit();
