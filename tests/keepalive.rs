@@ -738,3 +738,39 @@ fn the_shim_answers_the_next_request_with_close_and_closes_idle_connections_afte
     });
     assert_eq!(status.code(), Some(0));
 }
+
+/// A listener that behaves as signal-exit's does (a common dependency):
+/// it acts only when its own listeners are the only ones, by re-raising
+/// the signal with its default action.
+const SIGNAL_EXIT_LIKE: &str = "
+    process.__signal_exit_emitter__ = { count: 1 };
+    const onTerm = () => {
+      if (process.listeners('SIGTERM').length === process.__signal_exit_emitter__.count) {
+        process.removeListener('SIGTERM', onTerm);
+        process.kill(process.pid, 'SIGTERM');
+      }
+    };
+    process.on('SIGTERM', onTerm);";
+
+#[test]
+fn a_signal_exit_listener_is_not_taken_for_the_apps_own_handler() {
+    require_node();
+    let dir = TempDir::new("ka-node-signal-exit");
+    // With a server: the shim drains (exit 0) rather than leave the signal
+    // to nobody (signal-exit would not act with the shim's listener there).
+    let script = format!(
+        "{SIGNAL_EXIT_LIKE}
+         const s = require('node:http').createServer((q, r) => r.end('x'));
+         s.listen(0, '127.0.0.1', () => console.log('up'));
+         setInterval(() => {{}}, 1000);"
+    );
+    assert_eq!(node_ending(&script, &[], &dir), (Some(0), None));
+    // With none: the default action, through signal-exit's re-raise.
+    let script = format!(
+        "{SIGNAL_EXIT_LIKE}
+         const s = require('node:http').createServer((q, r) => r.end('x'));
+         s.listen(0, '127.0.0.1', () => s.close(() => console.log('up')));
+         setInterval(() => {{}}, 1000);"
+    );
+    assert_eq!(node_ending(&script, &[], &dir), (None, Some(libc::SIGTERM)));
+}

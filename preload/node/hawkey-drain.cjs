@@ -22,7 +22,8 @@
 //      forever).
 //
 // With no server (the app created none, or closed them all) it does what
-// Node does without a handler: the signal's default action.
+// Node does without a handler: the signal's default action. Listeners of
+// signal-exit, which defer to that default, do not count as the app's.
 //
 // Connections the app upgraded (WebSocket, CONNECT) are closed after the
 // grace period like idle ones. Plain `net` servers (not HTTP) stop
@@ -47,7 +48,7 @@
 
   /** Servers the app listens with. */
   const servers = new Set();
-  /** Open connections of those servers -> { busy, idleSince, http }. */
+  /** Open connections of those servers -> { busy, idleSince, timer }. */
   const connections = new Map();
   let draining = false;
   let drainStarted = 0;
@@ -154,11 +155,24 @@
     }
   }
 
+  /**
+   * How many of the signal's listeners are the app's own. signal-exit (a
+   * common dependency: write-file-atomic, execa, ...) listens too, but acts
+   * only when its listeners are the only ones, and then re-raises the
+   * signal: it defers to the default action, so it is not a handler of the
+   * app's. It counts its listeners in `process.__signal_exit_emitter__`.
+   */
+  function appHandlers() {
+    let count = process.listeners(signal).filter((l) => l !== onSignal).length;
+    const signalExit = process.__signal_exit_emitter__;
+    if (signalExit && typeof signalExit.count === 'number') count -= signalExit.count;
+    return count;
+  }
+
   function onSignal() {
     try {
-      const others = process.listeners(signal).filter((l) => l !== onSignal);
       // The app drains itself: leave it alone.
-      if (others.length > 0) return;
+      if (appHandlers() > 0) return;
       if (draining) return;
       if (servers.size === 0) {
         defaultAction();
