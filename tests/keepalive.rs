@@ -571,6 +571,20 @@ fn the_shim_without_a_server_leaves_the_stop_signal_its_default_action() {
 }
 
 #[test]
+fn two_copies_of_the_shim_drain_once() {
+    require_node();
+    let dir = TempDir::new("ka-node-twice");
+    let copy = dir.join("copy-of-hawkey-drain.cjs");
+    std::fs::copy(shim(), &copy).unwrap();
+    let script = "const s = require('node:http').createServer((q, r) => r.end('x'));
+        s.listen(0, '127.0.0.1', () => console.log('up'));
+        setInterval(() => {}, 1000);";
+    // NODE_OPTIONS names the shim (node_ending), and the script requires a copy.
+    let script = format!("require('{}');\n{script}", copy.display());
+    assert_eq!(node_ending(&script, &[], &dir), (Some(0), None));
+}
+
+#[test]
 fn the_shim_drains_an_idle_server_and_exits_0() {
     require_node();
     let dir = TempDir::new("ka-node-idle");

@@ -38,6 +38,12 @@
   /** How long an idle connection is kept open once draining (ms). */
   const IDLE_GRACE_MS = 1000;
 
+  // Once per process, whichever copy comes first: two copies (required
+  // from two paths) would each take the other's listener for the app's.
+  const loaded = Symbol.for('hawkey.drain');
+  if (process[loaded]) return;
+  process[loaded] = true;
+
   let net;
   try {
     net = require('node:net');
