@@ -2,7 +2,8 @@
 //! exec'd by hawkey, `ready: notify`), each run under the real binary with
 //! its own `hawkey.yaml`, rewritten only where a test must: a free port,
 //! two workers, the example's directory as `cwd`, the pidfile in a temp
-//! dir. The Rust example (`examples/hello.rs`) runs in `tests/library.rs`.
+//! dir. The Rust example (`examples/hello.rs`) runs in `tests/library.rs`
+//! and, under keep-alive clients through reloads, in `tests/keepalive.rs`.
 
 mod support;
 

@@ -17,11 +17,12 @@ fi
 # Debian packages the tests use: systemd-socket-activate (systemd),
 # python3 (a test app and JSON checks), python3-venv (a venv for PyPI's
 # sdnotify), python3-systemd (libsystemd's sd_notify, for a worker),
-# nodejs (examples/node), procps,
+# nodejs (examples/node, the Node drain shim), wrk (keep-alive load in
+# tests/keepalive.rs), procps,
 # curl; for the system tests
 # systemd-container (systemd-nspawn), debootstrap, and for the package
 # debhelper, dpkg-dev, fakeroot and lintian.
-packages=(systemd python3 python3-venv python3-systemd nodejs procps curl systemd-container debootstrap debhelper dpkg-dev fakeroot lintian)
+packages=(systemd python3 python3-venv python3-systemd nodejs wrk procps curl systemd-container debootstrap debhelper dpkg-dev fakeroot lintian)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -2,8 +2,10 @@
 //!
 //! It is deliberately written only against hawkey's public worker API, the same contract an
 //! external app has: it is handed listening sockets that the master bound and every worker
-//! inherited, reports readiness once it is accepting, and on the stop signal stops accepting,
-//! finishes the requests it already has and exits. That makes it both a useful default and a
+//! inherited, reports readiness once it is accepting, and on the stop signal drains with
+//! [`crate::worker::Drain`] (stops accepting, finishes the requests it already has, answers the
+//! next request on each connection with `Connection: close`, closes connections idle for the
+//! grace period) and exits. That makes it both a useful default and a
 //! living example of a well-behaved worker.
 //!
 //! Each worker builds its own current-thread tokio runtime. hawkey runs one worker process
@@ -25,14 +27,14 @@ use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -40,9 +42,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
-use crate::worker::{App, BoxError, Socket, Worker};
+use crate::worker::{App, BoxError, Drain, Socket, Worker};
 
 /// The built-in HTTP app as an [`App`], declared to send heartbeats: it
 /// serves the inherited sockets with hyper, reports ready once accepting,
@@ -172,10 +174,13 @@ const WORKER_HEADER: HeaderName = HeaderName::from_static("x-hawkey-worker");
 /// Serves HTTP/1.1 on every socket until the stop future resolves, then stops accepting, lets
 /// in-flight requests and their responses finish, and returns.
 ///
-/// The graceful stop closes idle keep-alive connections at once; a busy connection finishes
-/// its current request (its response says `connection: close`) and is then closed. Connections
-/// still waiting in the kernel's accept queue are left there: the sockets are shared, so
-/// another worker (or this slot's successor) accepts them.
+/// The stop is a [`Drain`]: a busy connection finishes its current request, whose response
+/// says `connection: close`, and is then closed; so is one that sends a request within the
+/// grace period ([`crate::worker::IDLE_GRACE`]); a connection idle that long (counted from its
+/// last response or from the stop, whichever is later) is closed. So a keep-alive client that
+/// does not retry loses nothing. Connections still waiting in the kernel's accept queue are
+/// left there: the sockets are shared, so another worker (or this slot's successor) accepts
+/// them.
 ///
 /// `stop` is called once, inside the runtime, before readiness is reported, so it may create
 /// things that need a runtime, such as `tokio::signal::unix::signal` ([`app`] installs its
@@ -231,6 +236,7 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let connections = Connections::new();
+    let drain = Drain::new()?;
 
     tracing::info!(
         hawkey_worker = identity.slot,
@@ -242,15 +248,17 @@ where
     ready();
 
     if !stopped_early {
-        accept_until_stop(&listeners, identity, &builder, &connections, stop).await;
+        accept_until_stop(&listeners, identity, &builder, &drain, &connections, stop).await;
     }
 
     // Closing our copies of the sockets is what "stop accepting" means here: whatever is
     // still queued stays with the shared socket for the other workers.
     drop(listeners);
+    drain.start();
     tracing::info!(
         connections = connections.count(),
-        "stop requested; no longer accepting, finishing in-flight requests"
+        idle_grace = ?drain.idle_grace(),
+        "stop requested; no longer accepting, draining connections"
     );
     connections.shutdown().await;
     tracing::info!("builtin app stopped");
@@ -263,6 +271,7 @@ async fn accept_until_stop<F>(
     listeners: &[Listener],
     identity: Identity,
     builder: &http1::Builder,
+    drain: &Drain,
     connections: &Connections,
     mut stop: Pin<&mut F>,
 ) where
@@ -278,10 +287,10 @@ async fn accept_until_stop<F>(
                     if let Err(err) = stream.set_nodelay(true) {
                         tracing::debug!(error = %err, "could not set TCP_NODELAY");
                     }
-                    spawn_connection(stream, identity, builder, connections.watcher());
+                    spawn_connection(stream, identity, builder, drain, connections.watcher());
                 }
                 Ok(Stream::Unix(stream)) => {
-                    spawn_connection(stream, identity, builder, connections.watcher());
+                    spawn_connection(stream, identity, builder, drain, connections.watcher());
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "accept failed; retrying in {ACCEPT_BACKOFF:?}");
@@ -315,51 +324,98 @@ fn accept_any<'a>(
     })
 }
 
-/// How long a stop waits for the first request of a connection accepted just
-/// before it (the request is normally already in the socket buffer).
-const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+/// What one connection is doing, as its service sees it: whether a request is in flight,
+/// and since when it has had none (its accept, or its last response).
+struct Activity {
+    busy: AtomicBool,
+    idle_since: Mutex<Instant>,
+}
 
+impl Activity {
+    fn new() -> Self {
+        Self {
+            busy: AtomicBool::new(false),
+            idle_since: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn begin(&self) {
+        self.busy.store(true, Ordering::SeqCst);
+    }
+
+    fn end(&self) {
+        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.busy.store(false, Ordering::SeqCst);
+    }
+
+    fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    fn idle_since(&self) -> Instant {
+        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Serves one connection on its own task. On `shutdown` it drains (see [`Drain`]): a
+/// request in flight, or one that arrives within the grace period, is answered with
+/// `connection: close`; a connection idle for the grace period is closed.
 fn spawn_connection<I>(
     io: I,
     identity: Identity,
     builder: &http1::Builder,
+    drain: &Drain,
     mut shutdown: watch::Receiver<()>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Whether a request has arrived on this connection (see the stop below).
-    let first_request = Arc::new(Notify::new());
-    let arrived = Arc::new(AtomicBool::new(false));
+    let activity = Arc::new(Activity::new());
     let service = {
-        let (first_request, arrived) = (first_request.clone(), arrived.clone());
+        let (activity, drain) = (activity.clone(), drain.clone());
         service_fn(move |request| {
-            if !arrived.swap(true, Ordering::Relaxed) {
-                first_request.notify_one();
+            let (activity, drain) = (activity.clone(), drain.clone());
+            activity.begin();
+            async move {
+                let mut response = handle(request, identity).await?;
+                // Draining: this answer is the connection's last, and says so; hyper
+                // closes the connection once it is written.
+                if drain.is_draining() {
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                activity.end();
+                Ok::<_, Infallible>(response)
             }
-            handle(request, identity)
         })
     };
+    let drain = drain.clone();
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::spawn(async move {
         let mut connection = pin!(connection);
         let result = tokio::select! {
             result = connection.as_mut() => result,
             // A closed channel (`Err`) means the same as a signal: the server is going away.
-            _ = shutdown.changed() => 'stop: {
-                // hyper counts a connection whose first request it has not read yet as
-                // idle, and a graceful shutdown closes idle connections at once. A client
-                // accepted just before the stop has sent its request, or is about to: wait
-                // (briefly) for it, so that no accepted client goes unanswered.
-                if !arrived.load(Ordering::Relaxed) {
-                    tokio::select! {
-                        result = connection.as_mut() => break 'stop result,
-                        _ = first_request.notified() => {}
-                        _ = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
-                    }
+            _ = shutdown.changed() => loop {
+                // A request in flight is answered with `connection: close`, which ends the
+                // connection: wait for that.
+                if activity.is_busy() {
+                    break connection.as_mut().await;
                 }
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
+                // Idle: closed only once idle for the grace period, so that a client
+                // sending its next request right now gets an answer, not a reset.
+                let close_at = drain
+                    .close_idle_at(activity.idle_since())
+                    .unwrap_or_else(Instant::now);
+                if Instant::now() >= close_at {
+                    connection.as_mut().graceful_shutdown();
+                    break connection.as_mut().await;
+                }
+                tokio::select! {
+                    result = connection.as_mut() => break result,
+                    () = tokio::time::sleep_until(close_at.into()) => {}
+                }
+            },
         };
         // `shutdown` is dropped only here, once the connection is closed: that is what
         // `Connections::shutdown` waits for.
@@ -370,14 +426,16 @@ fn spawn_connection<I>(
     });
 }
 
-/// Every open connection holds a receiver of this channel. A send tells them all to finish
-/// gracefully; the channel closes when the last of them is gone.
+/// Every open connection holds a receiver of this channel. A send tells them all to drain;
+/// the channel closes when the last of them is gone.
 ///
 /// `hyper_util::server::graceful::GracefulShutdown` does the counting part of this, but it
-/// calls `graceful_shutdown` on every connection the moment the stop comes, and hyper closes a
-/// connection whose first request it has not read yet at once: a client accepted just before
-/// the stop would go unanswered. Each connection here waits briefly for its first request
-/// first (see `spawn_connection`), which that type has no place for.
+/// calls `graceful_shutdown` on every connection the moment the stop comes, and hyper closes
+/// an idle connection (one between requests, or whose first request it has not read yet) at
+/// once: a keep-alive client sending its next request at that moment, or a client accepted
+/// just before the stop, would go unanswered. Each connection here stays open until it has
+/// been idle for the drain's grace period (see `spawn_connection` and [`Drain`]), which that
+/// type has no place for.
 struct Connections {
     signal: watch::Sender<()>,
 }
@@ -399,7 +457,7 @@ impl Connections {
         self.signal.receiver_count()
     }
 
-    /// Asks every connection to finish gracefully and waits until all are closed.
+    /// Tells every connection to drain and waits until all are closed.
     async fn shutdown(self) {
         self.signal.send_replace(());
         self.signal.closed().await;
@@ -793,7 +851,8 @@ mod tests {
     }
 
     #[test]
-    fn graceful_stop_finishes_in_flight_requests_and_closes_idle_connections() {
+    fn a_stop_finishes_in_flight_requests_answers_the_next_with_close_and_closes_idle_ones_after_the_grace()
+     {
         let mut server = Server::start(5);
         let Identity { slot, pid, .. } = server.identity;
 
@@ -818,16 +877,9 @@ mod tests {
         assert_eq!(request(server.unix(), "GET", "/healthz").status, 200);
 
         server.trigger_stop();
+        let stopped = Instant::now();
 
-        assert!(
-            closed_by_server(&mut idle_tcp),
-            "idle TCP connection left open"
-        );
-        assert!(
-            closed_by_server(&mut idle_unix),
-            "idle Unix connection left open"
-        );
-
+        // The in-flight requests finish, say `connection: close`, and end their connections.
         let slept = format!("slept 300ms in worker {slot} pid {pid}\n");
         for busy in [&mut busy_tcp as &mut dyn Read, &mut busy_unix] {
             let reply = read_reply(busy);
@@ -838,6 +890,29 @@ mod tests {
                 "busy connection kept open after stop"
             );
         }
+
+        // The drain has started (those answers said close), and the grace has not run out:
+        // an idle connection's next request is answered, with `connection: close`.
+        assert!(stopped.elapsed() < crate::worker::IDLE_GRACE);
+        send(&mut idle_tcp, "GET", "/healthz", false);
+        let reply = read_reply(&mut idle_tcp);
+        assert_text(&reply, 200, "ok\n", slot);
+        assert_eq!(reply.header("connection"), Some("close"));
+        assert!(
+            closed_by_server(&mut idle_tcp),
+            "connection kept open after its last answer"
+        );
+
+        // A connection that stays idle is closed, but not before the grace has run out.
+        assert!(
+            closed_by_server(&mut idle_unix),
+            "idle Unix connection left open"
+        );
+        assert!(
+            stopped.elapsed() >= crate::worker::IDLE_GRACE,
+            "an idle connection was closed {:?} after the stop, within the grace",
+            stopped.elapsed()
+        );
 
         let returned = server.wait_returned();
         assert!(

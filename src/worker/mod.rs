@@ -10,11 +10,17 @@
 //! The app must accept on those sockets, call [`Worker::ready`] once it
 //! does (the master counts the worker as started only then), and on
 //! its stop signal ([`Worker::stop_signal`], `SIGTERM` unless configured)
-//! stop accepting, finish what it is doing and return.
+//! stop accepting, finish what it is doing and return. [`Drain`] says how an
+//! HTTP server does that without failing a keep-alive client: in-flight
+//! requests finish, the next request on each connection is answered with
+//! `Connection: close`, and only connections idle for [`IDLE_GRACE`] are
+//! closed.
 //!
 //! # Parts
 //!
 //! - this module: [`App`], [`Worker`] and what it hands out.
+//! - `drain`: [`Drain`], the drain's state and decisions for a connection
+//!   loop.
 //! - `bootstrap`: what runs in a re-executed worker before the app.
 //! - `notify`: the `sd_notify(3)` client, used by workers to tell the
 //!   master and by the master to tell systemd.
@@ -33,7 +39,10 @@ use crate::env;
 use notify::Notifier;
 
 pub(crate) mod bootstrap;
+mod drain;
 pub(crate) mod notify;
+
+pub use drain::{Drain, IDLE_GRACE};
 
 /// A boxed error an app may return; it is logged and the worker exits 1.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
