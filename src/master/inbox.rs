@@ -43,6 +43,9 @@ use nix::unistd::{Pid, Uid};
 pub(crate) struct Message {
     /// `READY=1`.
     pub(crate) ready: bool,
+    /// `HAWKEY_ACCEPTING=1`: hawkey's preload library in the sender saw it
+    /// start accepting on a listener (`ready: auto`; not systemd's).
+    pub(crate) accepting: bool,
     /// `WATCHDOG=1`: a heartbeat.
     pub(crate) watchdog: bool,
     /// `STATUS=`, the worker's own status line.
@@ -57,6 +60,7 @@ pub(crate) fn parse(datagram: &[u8]) -> Message {
     for line in datagram.split(|b| *b == b'\n') {
         match line {
             b"READY=1" => message.ready = true,
+            b"HAWKEY_ACCEPTING=1" => message.accepting = true,
             b"WATCHDOG=1" => message.watchdog = true,
             _ => {
                 if let Some(status) = line.strip_prefix(b"STATUS=") {
@@ -577,6 +581,10 @@ mod tests {
         assert!(m.ready);
         assert_eq!(m.status.as_deref(), Some("serving 3 clients"));
         assert!(!parse(b"READY=0").ready);
+        assert!(!m.accepting);
+        let m = parse(b"HAWKEY_ACCEPTING=1");
+        assert!(m.accepting && !m.ready);
+        assert!(!parse(b"HAWKEY_ACCEPTING=0").accepting);
         assert!(parse(b"WATCHDOG=1").watchdog);
     }
 

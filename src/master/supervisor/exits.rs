@@ -145,10 +145,16 @@ impl Pool {
             (_, true) => "restarting".to_string(),
             (_, false) => format!("restarting in {}", Span(delay)),
         };
+        // One that never became ready failed to start: say so, beside how
+        // it ended (the status or signal is the newcomer's first clue).
+        let unready = match before {
+            State::Starting { .. } => " before it was ready",
+            _ => "",
+        };
         out.notices.push(
             Notice::new(
                 Level::Warn,
-                format!("worker {id} (pid {pid}) {exit}, {next}"),
+                format!("worker {id} (pid {pid}) {exit}{unready}, {next}"),
             )
             .slot(id)
             .pid(pid)

@@ -8,6 +8,7 @@ fn settings(count: usize) -> Settings {
     Settings {
         count,
         ready_on_start: false,
+        ready_when_accepting: false,
         ready_timeout: Duration::from_secs(30),
         heartbeat: None,
         stop_signal: Signal::SIGTERM,
