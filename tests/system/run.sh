@@ -239,7 +239,7 @@ test_stop_lets_slow_requests_finish_and_empties_the_cgroup() {
 test_a_crash_looping_app_backs_off_and_the_socket_keeps_listening() {
     local main t0 t1 ticks json restarts
     defer restore_config
-    set_config "$(printf 'workers:\n  count: 2\n  app: exec\n  command: [sh, -c, "exit 1"]\n')"
+    set_config "$(printf 'workers:\n  count: 2\n  app: exec\n  ready: started\n  command: [sh, -c, "exit 1"]\n')"
     c systemctl restart hawkey.service || fail "start with a crashing app failed"
     main=$(prop MainPID)
     t0=$(c sh -c "awk '{print \$14+\$15}' /proc/$main/stat")
@@ -261,7 +261,7 @@ test_a_crash_looping_app_backs_off_and_the_socket_keeps_listening() {
 test_10000_worker_lines_reach_the_journal_under_each_workers_pid() {
     local out last
     defer restore_config
-    set_config "$(printf 'workers:\n  count: 2\n  app: exec\n  command: [sh, -c, %s]\n' "'i=0; while [ \$i -lt 5000 ]; do echo \"line \$i from \$HAWKEY_WORKER\"; i=\$((i+1)); done; exec sleep 1000'")"
+    set_config "$(printf 'workers:\n  count: 2\n  app: exec\n  ready: started\n  command: [sh, -c, %s]\n' "'i=0; while [ \$i -lt 5000 ]; do echo \"line \$i from \$HAWKEY_WORKER\"; i=\$((i+1)); done; exec sleep 1000'")"
     c systemctl restart hawkey.service || fail "restart with the printing app failed"
     # Stop right after they printed: nothing may be lost at stop.
     wait_for 20 "both workers to print 5000 lines" sh -c "[ \$($NSPAWN exec $DIR -- journalctl -u hawkey.service -o cat --no-pager | grep -c '^line 4999 from') -ge 2 ]"
