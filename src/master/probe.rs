@@ -37,7 +37,7 @@ use nix::unistd::Pid;
 const FASTEST: Duration = Duration::from_millis(10);
 
 /// The longest wait between two looks while a worker starts.
-const SLOWEST: Duration = Duration::from_millis(320);
+const SLOWEST: Duration = Duration::from_millis(200);
 
 /// Processes of one worker's tree looked at, at most, per look.
 const MAX_TREE: usize = 64;
