@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use support::*;
 
 /// An HTTP app on fd 3, no sd_notify. `sys.argv[1]`: seconds to sleep
-/// before accepting; `sys.argv[2]`: `asyncio` (the default), `selectors`
-/// or `blocking`, or `own:PORT` to serve on a port of its own (asyncio)
-/// and never touch fd 3. Says `app pid P accepting` on stderr right before
+/// before accepting; `sys.argv[2]`: `asyncio` (the default),
+/// `selectors` (both epoll), `blocking` (accept), `socketserver`
+/// (`http.server`'s `serve_forever`: poll), `select`, or `own:PORT` to
+/// serve on a port of its own (asyncio) and never touch fd 3. Says `app pid P accepting` on stderr right before
 /// it starts waiting for connections.
 const APP: &str = r#"
 import os, socket, sys, time
@@ -52,6 +53,29 @@ else:
 if mode == "blocking":
     say()
     while True:
+        c, _ = sock.accept()
+        serve(c)
+elif mode == "socketserver":
+    # http.server's own machinery: serve_forever polls (poll(2)).
+    import http.server
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+        def log_message(self, *args):
+            pass
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = sock
+    say()
+    server.serve_forever()
+elif mode == "select":
+    import select
+    say()
+    while True:
+        ready, _, _ = select.select([sock], [], [])
         c, _ = sock.accept()
         serve(c)
 elif mode == "selectors":
@@ -172,8 +196,8 @@ fn an_asyncio_app_that_sleeps_before_accepting_is_ready_only_once_it_accepts() {
 }
 
 #[test]
-fn a_selectors_loop_and_a_blocking_accept_are_seen_accepting() {
-    for mode in ["selectors", "blocking"] {
+fn selectors_blocking_accept_poll_and_select_loops_are_seen_accepting() {
+    for mode in ["selectors", "blocking", "socketserver", "select"] {
         let dir = TempDir::new(&format!("ready-{mode}"));
         let port = free_port();
         let script = app(&dir);

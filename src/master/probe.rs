@@ -14,7 +14,13 @@
 //!   (`fstat` of the master's own fd, the same open file) is among them;
 //! - a thread of the process is blocked in `accept`/`accept4` on a
 //!   listener: `/proc/PID/task/TID/syscall` names the syscall and its first
-//!   argument, and `/proc/PID/fd/ARG` is `socket:[INODE]` of a listener.
+//!   argument, and `/proc/PID/fd/ARG` is `socket:[INODE]` of a listener;
+//!   or in `poll`/`ppoll` (Python's `socketserver`, so `http.server` and
+//!   Flask's development server) or `select`/`pselect6` (gunicorn's sync
+//!   workers) with a listener among the fds it waits to read: the array or
+//!   set is read from `/proc/PID/mem` (a debugger's access, which the
+//!   master has to its descendants), and trusted only if the thread still
+//!   waits in the same call afterwards.
 //!
 //! Merely holding the listener (every worker inherits it at fd 3) is not
 //! waiting on it: a program that binds a port of its own and never touches
@@ -168,16 +174,117 @@ fn process_accepting(pid: i32, listeners: &Inodes) -> Option<String> {
     }
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     for task in tasks.flatten() {
-        let Ok(line) = std::fs::read_to_string(task.path().join("syscall")) else {
+        let path = task.path().join("syscall");
+        let Ok(line) = std::fs::read_to_string(&path) else {
             continue;
         };
-        if let Some(fd) = accept_fd(&line)
-            && let Some(name) = held.get(&fd)
+        let Some(wait) = waiting(&line) else {
+            continue;
+        };
+        let fds = match wait {
+            Wait::Accept(fd) => vec![fd],
+            Wait::Poll { at, count } => {
+                let Some(raw) = read_memory(pid, at, count.min(MAX_POLLED) * POLLFD) else {
+                    continue;
+                };
+                polled_for_input(&raw)
+            }
+            Wait::Select { at, nfds } => {
+                let Some(raw) = read_memory(pid, at, nfds.min(MAX_SELECTED).div_ceil(8)) else {
+                    continue;
+                };
+                selected(&raw, nfds.min(MAX_SELECTED))
+            }
+        };
+        // What was read from its memory is trusted only if the thread
+        // still waits in that same call (not returned and reused it).
+        if !matches!(wait, Wait::Accept(_))
+            && std::fs::read_to_string(&path).ok().as_deref() != Some(line.as_str())
         {
+            continue;
+        }
+        if let Some(name) = fds.iter().find_map(|fd| held.get(fd)) {
             return Some(name.clone());
         }
     }
     None
+}
+
+/// `struct pollfd`: `int fd; short events; short revents;`.
+const POLLFD: u64 = 8;
+
+/// Entries of a `poll` array looked at, at most.
+const MAX_POLLED: u64 = 1024;
+
+/// Fds of a `select` set looked at, at most (`FD_SETSIZE`).
+const MAX_SELECTED: u64 = 1024;
+
+/// What a thread blocked in a syscall waits on, of what the probe sees.
+#[derive(Debug, PartialEq, Eq)]
+enum Wait {
+    /// `accept`/`accept4` on this fd.
+    Accept(u64),
+    /// `poll`/`ppoll` on `count` `struct pollfd` at `at`.
+    Poll { at: u64, count: u64 },
+    /// `select`/`pselect6` with its read set at `at`, `nfds` bits.
+    Select { at: u64, nfds: u64 },
+}
+
+/// What a thread waits on, from `/proc/PID/task/TID/syscall` (`288 0x3
+/// 0x7ff… …`: the syscall number, then its arguments in hex; `running` or
+/// `-1 …` when not in a syscall).
+fn waiting(line: &str) -> Option<Wait> {
+    let mut fields = line.split_ascii_whitespace();
+    let nr: i64 = fields.next()?.parse().ok()?;
+    let mut arg = || {
+        let a = fields.next()?;
+        u64::from_str_radix(a.strip_prefix("0x").unwrap_or(a), 16).ok()
+    };
+    match nr {
+        libc::SYS_accept | libc::SYS_accept4 => Some(Wait::Accept(arg()?)),
+        libc::SYS_poll | libc::SYS_ppoll => {
+            let at = arg()?;
+            Some(Wait::Poll { at, count: arg()? })
+        }
+        libc::SYS_select | libc::SYS_pselect6 => {
+            let nfds = arg()?;
+            let at = arg()?;
+            (at != 0).then_some(Wait::Select { at, nfds })
+        }
+        _ => None,
+    }
+}
+
+/// `len` bytes of `pid`'s memory at `at` (`/proc/PID/mem`: the access a
+/// debugger has, which the master has to its own descendants).
+fn read_memory(pid: i32, at: u64, len: u64) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut raw = vec![0u8; usize::try_from(len).ok()?];
+    mem.read_exact_at(&mut raw, at).ok()?;
+    Some(raw)
+}
+
+/// The fds of a `struct pollfd` array that wait for input (`POLLIN`).
+fn polled_for_input(raw: &[u8]) -> Vec<u64> {
+    raw.chunks_exact(POLLFD as usize)
+        .filter_map(|entry| {
+            let fd = i32::from_ne_bytes(entry[0..4].try_into().ok()?);
+            let events = i16::from_ne_bytes(entry[4..6].try_into().ok()?);
+            (fd >= 0 && events & libc::POLLIN != 0).then_some(fd as u64)
+        })
+        .collect()
+}
+
+/// The fds set in a `select` fd set of `nfds` bits (little-endian bit
+/// order within each byte, as glibc's `fd_set` on every Linux target).
+fn selected(raw: &[u8], nfds: u64) -> Vec<u64> {
+    (0..nfds)
+        .filter(|fd| {
+            raw.get((fd / 8) as usize)
+                .is_some_and(|b| b & (1 << (fd % 8)) != 0)
+        })
+        .collect()
 }
 
 /// An fd link (`readlink /proc/PID/fd/N`) as the probe sees it.
@@ -208,19 +315,6 @@ fn watched_listener(fdinfo: &str, listeners: &Inodes) -> Option<String> {
         .find_map(|ino| listeners.get(&ino).cloned())
 }
 
-/// The fd a thread is blocked in `accept`/`accept4` on, from
-/// `/proc/PID/task/TID/syscall` (`288 0x3 0x7ff… …`: the syscall number,
-/// then its arguments in hex; `running` or `-1 …` when not in a syscall).
-fn accept_fd(line: &str) -> Option<u64> {
-    let mut fields = line.split_ascii_whitespace();
-    let nr: i64 = fields.next()?.parse().ok()?;
-    if nr != libc::SYS_accept && nr != libc::SYS_accept4 {
-        return None;
-    }
-    let arg = fields.next()?;
-    u64::from_str_radix(arg.strip_prefix("0x").unwrap_or(arg), 16).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,20 +338,66 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_in_accept_or_accept4_names_its_fd() {
-        let accept4 = format!(
-            "{} 0x3 0x7ffd 0x7ffe 0x80800 0x0 0x0 0x7ffc 0x7f00\n",
-            libc::SYS_accept4
+    fn a_thread_in_accept_poll_or_select_says_what_it_waits_on() {
+        let line = |nr: i64, args: &str| format!("{nr} {args} 0x0 0x0 0x0 0x7ffc 0x7f00\n");
+        assert_eq!(
+            waiting(&line(libc::SYS_accept4, "0x3 0x7ffd 0x7ffe")),
+            Some(Wait::Accept(3))
         );
-        assert_eq!(accept_fd(&accept4), Some(3));
-        let accept = format!(
-            "{} 0x10 0x0 0x0 0x0 0x0 0x0 0x7ffc 0x7f00\n",
-            libc::SYS_accept
+        assert_eq!(
+            waiting(&line(libc::SYS_accept, "0x10 0x0 0x0")),
+            Some(Wait::Accept(16))
         );
-        assert_eq!(accept_fd(&accept), Some(16));
-        assert_eq!(accept_fd("running\n"), None);
-        assert_eq!(accept_fd("-1 0x7ffc 0x7f00\n"), None);
-        assert_eq!(accept_fd(&format!("{} 0x3 0x0\n", libc::SYS_read)), None);
+        assert_eq!(
+            waiting(&line(libc::SYS_poll, "0x7ffd1000 0x2 0x1f4")),
+            Some(Wait::Poll {
+                at: 0x7ffd1000,
+                count: 2
+            })
+        );
+        assert_eq!(
+            waiting(&line(libc::SYS_pselect6, "0x5 0x7ffd2000 0x0")),
+            Some(Wait::Select {
+                at: 0x7ffd2000,
+                nfds: 5
+            })
+        );
+        // select with no read set waits on nothing of ours.
+        assert_eq!(waiting(&line(libc::SYS_select, "0x5 0x0 0x7ffd")), None);
+        assert_eq!(waiting("running\n"), None);
+        assert_eq!(waiting("-1 0x7ffc 0x7f00\n"), None);
+        assert_eq!(waiting(&line(libc::SYS_read, "0x3 0x0 0x0")), None);
+    }
+
+    #[test]
+    fn poll_arrays_and_select_sets_name_the_fds_waited_on_for_input() {
+        let mut raw = Vec::new();
+        for (fd, events) in [
+            (3i32, libc::POLLIN),
+            (7, libc::POLLOUT),
+            (-1, libc::POLLIN),
+            (9, libc::POLLIN | libc::POLLPRI),
+        ] {
+            raw.extend(fd.to_ne_bytes());
+            raw.extend(events.to_ne_bytes());
+            raw.extend(0i16.to_ne_bytes());
+        }
+        assert_eq!(polled_for_input(&raw), [3, 9]);
+        // fds 3 and 9 set in a select read set of 10.
+        assert_eq!(selected(&[0b0000_1000, 0b0000_0010], 10), [3, 9]);
+        assert_eq!(selected(&[0b0000_1000, 0b0000_0010], 9), [3]);
+    }
+
+    #[test]
+    fn this_threads_own_poll_is_read_from_its_memory() {
+        // The probe's memory read, on a real poll array of this process.
+        let fds = [libc::pollfd {
+            fd: 5,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let raw = read_memory(std::process::id() as i32, fds.as_ptr() as u64, POLLFD).unwrap();
+        assert_eq!(polled_for_input(&raw), [5]);
     }
 
     #[test]
