@@ -211,6 +211,37 @@ fn selectors_blocking_accept_poll_and_select_loops_are_seen_accepting() {
 }
 
 #[test]
+fn a_descendant_seen_accepting_makes_its_worker_ready() {
+    let dir = TempDir::new("ready-descendant");
+    let port = free_port();
+    let script = app(&dir);
+    // The shell stays (no exec): the server is the worker's child.
+    let config = pool(
+        &dir,
+        port,
+        1,
+        &format!(
+            "  command: [sh, -c, 'python3 \"$0\" 0.5 selectors; exit 3', '{}']\n",
+            script.display()
+        ),
+    );
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
+    hawkey.wait_log("all 1 workers ready", START);
+    let log = hawkey.log.lock().unwrap().clone();
+    let worker = hawkey.workers()[0];
+    assert_eq!(
+        ready_pids(&log, "seen accepting on http"),
+        [worker],
+        "{}",
+        log.join("\n")
+    );
+    assert_eq!(proc_comm(worker).as_deref(), Some("sh"));
+    let (status, _) = http_get(port, "/").unwrap();
+    assert_eq!(status, 200);
+    hawkey.stop_cleanly();
+}
+
+#[test]
 fn the_preload_librarys_report_makes_an_auto_worker_ready() {
     let dir = TempDir::new("ready-reported");
     let script = write_file(&dir, "reports.py", REPORTS_ACCEPTING);
