@@ -414,3 +414,34 @@ fn sixty_four_auto_workers_are_all_seen_ready_and_the_idle_master_then_sleeps() 
     assert!(notify.drain().is_empty());
     hawkey.stop_cleanly();
 }
+
+/// A Node `http` server on fd 3, no sd_notify: libuv's epoll.
+const NODE_APP: &str = r#"
+const http = require('http');
+http.createServer((req, res) => res.end('ok\n')).listen({ fd: 3 }, () => {
+  process.stderr.write(`app pid ${process.pid} accepting\n`);
+});
+"#;
+
+#[test]
+fn an_unmodified_node_server_on_fd_3_is_seen_accepting() {
+    let version = std::process::Command::new("node").arg("--version").output();
+    assert!(
+        version.is_ok_and(|o| o.status.success()),
+        "`node --version` failed: install Node.js (Debian: nodejs)"
+    );
+    let dir = TempDir::new("ready-node");
+    let port = free_port();
+    let script = write_file(&dir, "app.js", NODE_APP);
+    let config = pool(
+        &dir,
+        port,
+        2,
+        &format!("  command: [node, '{}']\n", script.display()),
+    );
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
+    assert_accepting_before_ready(&hawkey, 2);
+    let (status, body) = http_get(port, "/").unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    hawkey.stop_cleanly();
+}
