@@ -445,3 +445,36 @@ fn an_unmodified_node_server_on_fd_3_is_seen_accepting() {
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     hawkey.stop_cleanly();
 }
+
+/// Writes its error to stderr and, as hawkey's preload library does for
+/// every line a program writes to fd 2, into `$NOTIFY_SOCKET.err` (the
+/// line NUL-padded to 256 bytes, at offset 0); then exits 1.
+const DIES_SAYING_WHY: &str = r#"
+import os, sys
+line = "Error: Cannot find module 'express'"
+sys.stderr.write(line + "\n")
+sys.stderr.flush()
+fd = os.open(os.environ["NOTIFY_SOCKET"] + ".err", os.O_WRONLY)
+os.pwrite(fd, (line + "\n").encode().ljust(256, b"\0"), 0)
+sys.exit(1)
+"#;
+
+#[test]
+fn a_worker_that_exits_before_ready_is_reported_with_its_status_and_last_stderr_line() {
+    let dir = TempDir::new("ready-last-words");
+    let script = write_file(&dir, "dies.py", DIES_SAYING_WHY);
+    let config = pool(&dir, free_port(), 1, &command_of(&script, &[]));
+    let mut hawkey = Hawkey::start(&config);
+    let status = hawkey.wait_exit(START);
+    let log = hawkey.log_text();
+    assert_eq!(status.code(), Some(69), "{log}");
+    assert!(
+        log.contains(
+            "exited with status 1 before it was ready (its last line on stderr: \"Error: Cannot find module 'express'\"), restarting in 100ms"
+        ),
+        "{log}"
+    );
+    // The line itself went straight from the worker to stderr, before.
+    let said = log.find("Error: Cannot find module 'express'\n").unwrap();
+    assert!(said < log.find("its last line on stderr").unwrap(), "{log}");
+}

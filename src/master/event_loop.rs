@@ -160,9 +160,12 @@ impl Master<'_> {
                 continue;
             }
             // What it said last counts before its exit does; then its
-            // channel goes.
-            let last = self.inbox.detach(pid);
+            // channel goes, and with it the last line it wrote to stderr.
+            let (last, line) = self.inbox.detach_with_last_line(pid);
             self.queue_messages(last);
+            if let Some(line) = line {
+                self.queue.push_back(Event::LastWords { pid, line });
+            }
             self.queue.push_back(Event::Exited { pid, exit });
         }
         let requests = match self.control.as_mut() {

@@ -175,6 +175,12 @@ pub(crate) enum Event {
         pid: Pid,
         text: String,
     },
+    /// The last line `pid` wrote to stderr, read as it ended (just before
+    /// its [`Event::Exited`]); said with its exit if it was never ready.
+    LastWords {
+        pid: Pid,
+        line: String,
+    },
     Exited {
         pid: Pid,
         exit: Exit,
@@ -297,6 +303,8 @@ pub(crate) struct Pool {
     /// A reload that is over but for its retired workers and what they
     /// left: reported once they are gone.
     finished: Option<ReloadOutcome>,
+    /// [`Event::LastWords`] of processes whose exit comes next.
+    last_words: BTreeMap<Pid, String>,
 }
 
 impl Pool {
@@ -315,6 +323,7 @@ impl Pool {
             master_fault: false,
             sweeps: Vec::new(),
             finished: None,
+            last_words: BTreeMap::new(),
         }
     }
 
@@ -464,6 +473,9 @@ impl Pool {
                 if let Some(s) = self.slots.iter_mut().find(|s| s.state.pid() == Some(pid)) {
                     s.worker_status = Some(text);
                 }
+            }
+            Event::LastWords { pid, line } => {
+                self.last_words.insert(pid, line);
             }
             Event::Exited { pid, exit } => {
                 self.sweep_soon(now);

@@ -1842,3 +1842,100 @@ fn a_failed_exec_names_the_slot_in_its_notice() {
         "worker 0: cannot execute /usr/bin/nodee: No such file or directory (os error 2)"
     );
 }
+
+#[test]
+fn a_worker_that_never_became_ready_is_reported_in_its_own_last_words() {
+    let t0 = Instant::now();
+    let mut pool = started_pool(auto(1), t0);
+    let words = Event::LastWords {
+        pid: pid(100),
+        line: "Error: Cannot find module 'express'".into(),
+    };
+    assert!(pool.handle(words, t0).notices.is_empty());
+    let d = pool.handle(
+        Event::Exited {
+            pid: pid(100),
+            exit: Exit::Code(1),
+        },
+        t0,
+    );
+    assert_eq!(
+        d.notices[0].text,
+        "worker 0 (pid 100) exited with status 1 before it was ready (its last line on stderr: \"Error: Cannot find module 'express'\"), restarting in 100ms"
+    );
+}
+
+#[test]
+fn a_ready_workers_last_words_are_not_part_of_its_exit() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(1, t0);
+    let later = t0 + Duration::from_secs(10);
+    pool.handle(
+        Event::LastWords {
+            pid: pid(100),
+            line: "served 10 requests".into(),
+        },
+        later,
+    );
+    let d = pool.handle(
+        Event::Exited {
+            pid: pid(100),
+            exit: Exit::Code(0),
+        },
+        later,
+    );
+    assert_eq!(
+        d.notices[0].text,
+        "worker 0 (pid 100) exited with status 0, restarting"
+    );
+}
+
+#[test]
+fn a_failed_replacement_fails_the_reload_in_its_own_last_words() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(1, t0);
+    handle(
+        &mut pool,
+        Event::Reload {
+            settings: auto(1),
+            generation: 2,
+        },
+        t0,
+    );
+    handle(
+        &mut pool,
+        Event::Spawned {
+            slot: 0,
+            generation: 2,
+            pid: pid(200),
+        },
+        t0,
+    );
+    handle(
+        &mut pool,
+        Event::LastWords {
+            pid: pid(200),
+            line: "SyntaxError: Unexpected token '}'".into(),
+        },
+        t0,
+    );
+    let actions = handle(
+        &mut pool,
+        Event::Exited {
+            pid: pid(200),
+            exit: Exit::Code(1),
+        },
+        t0,
+    );
+    let reason = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::ReloadFinished(ReloadOutcome::RolledBack { reason }) => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no rollback in {actions:?}"));
+    assert_eq!(
+        reason,
+        "worker 0 (pid 200) of generation 2 exited with status 1 (its last line on stderr: \"SyntaxError: Unexpected token '}'\")"
+    );
+}
