@@ -28,9 +28,10 @@
 //!
 //! **Cost.** The probe runs only while some auto worker is starting, on
 //! its own deadline in the loop ([`Probe::deadline`]): 10 ms after a new
-//! starting worker appears, then twice as long each time up to
-//! [`SLOWEST`]; with no worker starting it has no deadline, so the idle
-//! master keeps its zero wake-ups. A look walks only the starting workers'
+//! starting worker appears, then every tenth of the time it has been
+//! starting, up to [`SLOWEST`], and never more than 5% of the master's
+//! time ([`Probe::looked`]); with no worker starting it has no deadline,
+//! so the idle master keeps its zero wake-ups. A look walks only the starting workers'
 //! trees (`sweep`'s `/proc/PID/task/TID/children` helper), at most
 //! [`MAX_TREE`] processes and [`MAX_FDS`] fds each.
 
@@ -51,13 +52,17 @@ const MAX_TREE: usize = 64;
 /// Fds of one process looked at, at most, per look.
 const MAX_FDS: usize = 4096;
 
+/// A look's cost is kept below this share of the master's time: the wait
+/// after a look is at least this many times what the look took.
+const COST_FACTOR: u32 = 20;
+
 /// When to look next, and at whom.
 #[derive(Debug, Default)]
 pub(super) struct Probe {
     /// The next look; `None` while no auto worker is starting.
     next: Option<Instant>,
-    /// The wait after the next look.
-    interval: Duration,
+    /// When the newest starting worker appeared.
+    since: Option<Instant>,
     /// The starting workers at the last plan: a new one brings the next
     /// look forward to [`FASTEST`].
     known: BTreeSet<Pid>,
@@ -68,11 +73,12 @@ impl Probe {
     pub(super) fn plan(&mut self, starting: &BTreeMap<Pid, u64>, now: Instant) {
         if starting.is_empty() {
             self.next = None;
+            self.since = None;
             self.known.clear();
             return;
         }
         if starting.keys().any(|p| !self.known.contains(p)) {
-            self.interval = FASTEST;
+            self.since = Some(now);
             let soon = now + FASTEST;
             self.next = Some(self.next.map_or(soon, |n| n.min(soon)));
         }
@@ -84,16 +90,26 @@ impl Probe {
         self.next
     }
 
-    /// Whether a look is due at `now`; if so, the one after is planned.
-    pub(super) fn due(&mut self, now: Instant) -> bool {
-        match self.next {
-            Some(at) if at <= now => {
-                self.next = Some(now + self.interval);
-                self.interval = (self.interval * 2).min(SLOWEST);
-                true
-            }
-            _ => false,
-        }
+    /// Whether a look is due at `now`.
+    pub(super) fn due(&self, now: Instant) -> bool {
+        self.next.is_some_and(|at| at <= now)
+    }
+
+    /// A look ended at `now` after `cost` (the master's CPU time): the
+    /// next one waits a tenth of
+    /// the time the newest worker has been starting (so a worker is seen
+    /// within about a tenth of its own boot time after it accepts), from
+    /// [`FASTEST`] to [`SLOWEST`], and never less than [`COST_FACTOR`]
+    /// times the look's cost (at most 5% of the master's time, however
+    /// many workers start).
+    pub(super) fn looked(&mut self, now: Instant, cost: Duration) {
+        let starting_for = self
+            .since
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        let wait = (starting_for / 10)
+            .clamp(FASTEST, SLOWEST)
+            .max(cost * COST_FACTOR);
+        self.next = Some(now + wait);
     }
 }
 
@@ -414,8 +430,9 @@ mod tests {
     }
 
     #[test]
-    fn looks_start_fast_back_off_and_stop_when_no_worker_starts() {
+    fn looks_start_fast_back_off_with_the_boot_time_and_their_cost_and_stop_when_idle() {
         let t0 = Instant::now();
+        let ms = Duration::from_millis;
         let mut probe = Probe::default();
         probe.plan(&BTreeMap::new(), t0);
         assert_eq!(probe.deadline(), None, "nothing starting: no wake-up");
@@ -423,22 +440,20 @@ mod tests {
         probe.plan(&one, t0);
         assert_eq!(probe.deadline(), Some(t0 + FASTEST));
         assert!(!probe.due(t0));
-        let mut t = t0 + FASTEST;
-        let mut waits = Vec::new();
-        for _ in 0..8 {
-            assert!(probe.due(t));
-            probe.plan(&one, t);
-            let next = probe.deadline().unwrap();
-            waits.push(next - t);
-            t = next;
+        assert!(probe.due(t0 + FASTEST));
+        // A tenth of the time it has been starting, 10 ms to 200 ms.
+        for (at, wait) in [(10, 10), (500, 50), (1000, 100), (5000, 200)] {
+            probe.looked(t0 + ms(at), Duration::from_micros(100));
+            probe.plan(&one, t0 + ms(at));
+            assert_eq!(probe.deadline(), Some(t0 + ms(at + wait)), "at {at} ms");
         }
-        assert_eq!(waits[0], FASTEST);
-        assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
-        assert_eq!(*waits.last().unwrap(), SLOWEST);
-        // A new worker: fast again (and after the look due now, the
-        // next one soon rather than SLOWEST later).
-        assert!(probe.due(t));
+        // A costly look (many workers): 20 times its cost.
+        probe.looked(t0 + ms(100), ms(30));
+        assert_eq!(probe.deadline(), Some(t0 + ms(100 + 600)));
+        // A new worker: fast again.
         let two = BTreeMap::from([(Pid::from_raw(100), 1), (Pid::from_raw(101), 1)]);
+        let t = t0 + ms(6000);
+        probe.looked(t, Duration::from_micros(100));
         probe.plan(&two, t);
         assert_eq!(probe.deadline(), Some(t + FASTEST));
         probe.plan(&BTreeMap::new(), t);
