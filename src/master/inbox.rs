@@ -842,6 +842,14 @@ mod tests {
         let (_, line) = inbox.detach_with_last_line(worker);
         assert_eq!(line.as_deref(), Some("Error: Cannot find module 'express'"));
         assert!(!tail.exists(), "removed with its channel");
+        // A dropped worker's tail file is its own, like its socket.
+        if Uid::effective().is_root() {
+            let nobody = Uid::from_raw(65534);
+            let channel = inbox.open(Some(nobody)).unwrap();
+            let mut tail = channel.path().to_owned();
+            tail.push(TAIL_SUFFIX);
+            assert_eq!(std::fs::metadata(&tail).unwrap().uid(), 65534);
+        }
     }
 
     #[test]
