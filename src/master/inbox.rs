@@ -87,30 +87,6 @@ pub(crate) fn status_text(raw: &[u8]) -> String {
     }
 }
 
-/// Makes the empty tail file beside the channel at `socket` (see
-/// [`TAIL_SUFFIX`]), owned by `owner` like the socket. A failure only
-/// costs the worker's last words: `None`.
-fn tail_file(socket: &Path, owner: Option<Uid>) -> Option<PathBuf> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut path = socket.as_os_str().to_owned();
-    path.push(TAIL_SUFFIX);
-    let path = PathBuf::from(path);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .ok()?;
-    if let Some(uid) = owner.filter(|u| *u != Uid::effective())
-        && nix::unistd::fchown(&file, Some(uid), None).is_err()
-    {
-        let _ = std::fs::remove_file(&path);
-        return None;
-    }
-    Some(path)
-}
-
 /// The longest `sun_path` (108 bytes with its NUL).
 const SUN_PATH_MAX: usize = 107;
 
@@ -129,27 +105,12 @@ const SCM_MAX_FD: usize = 253;
 const MAX_DEPTH: usize = 64;
 
 /// One worker's channel: its socket, and beside it the file its last
-/// line on stderr is kept in (see [`TAIL_SUFFIX`]); both unlinked when
-/// dropped.
+/// line on stderr is kept in (see `tail`); both unlinked when dropped.
 pub(crate) struct Channel {
     socket: UnixDatagram,
     path: PathBuf,
     tail: Option<PathBuf>,
 }
-
-/// `$NOTIFY_SOCKET.err`: a regular file, mode 0600 and owned by the
-/// worker's uid, in the master's directory (so only the master can
-/// replace it), made empty before the worker starts. hawkey's preload
-/// library in the worker keeps there the last line the process wrote to
-/// fd 2, at most [`TAIL_MAX`] − 1 bytes, NUL-padded, one `pwrite` at
-/// offset 0. The master reads it when a worker ends before it was ready,
-/// to say why in the worker's own words, while the output itself goes
-/// straight from the worker to its journal stream (or stderr), never
-/// through the master.
-pub(crate) const TAIL_SUFFIX: &str = ".err";
-
-/// The most bytes of a tail file read.
-pub(crate) const TAIL_MAX: usize = 256;
 
 impl Channel {
     /// The worker's `NOTIFY_SOCKET` value.
@@ -160,26 +121,8 @@ impl Channel {
     /// The last line the worker wrote to stderr, as its tail file holds
     /// it (empty, missing or unreadable: `None`).
     fn last_line(&self) -> Option<String> {
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(self.tail.as_ref()?)
-            .ok()?;
-        let mut raw = [0u8; TAIL_MAX];
-        let n = file.read(&mut raw).ok()?;
-        tail_text(&raw[..n])
+        super::tail::read(self.tail.as_ref()?)
     }
-}
-
-/// A tail file's text: up to the first NUL, without the line end, lossy
-/// UTF-8; `None` if nothing is left.
-pub(crate) fn tail_text(raw: &[u8]) -> Option<String> {
-    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-    let text = String::from_utf8_lossy(&raw[..end]);
-    let text = text.trim_end_matches(['\n', '\r']);
-    (!text.trim().is_empty()).then(|| text.to_string())
 }
 
 impl Drop for Channel {
@@ -305,7 +248,7 @@ impl Inbox {
         let bound = UnixDatagram::bind(&path);
         nix::sys::stat::umask(old);
         let socket = bound.map_err(|e| with_path(e, &path))?;
-        let tail = tail_file(&path, owner);
+        let tail = super::tail::create(&path, owner);
         let channel = Channel { socket, path, tail };
         channel.socket.set_nonblocking(true)?;
         setsockopt(&channel.socket, sockopt::PassCred, &true)?;
@@ -332,7 +275,7 @@ impl Inbox {
     }
 
     /// [`Inbox::detach`], and the last line the worker wrote to stderr
-    /// if its tail file holds one (see [`TAIL_SUFFIX`]).
+    /// if its tail file holds one (see `tail`).
     pub(crate) fn detach_with_last_line(&mut self, worker: Pid) -> (Vec<Received>, Option<String>) {
         let mut out = Vec::new();
         let mut line = None;
@@ -827,7 +770,7 @@ mod tests {
         let (_base, mut inbox) = inbox();
         let channel = inbox.open(None).unwrap();
         let mut tail = channel.path().to_owned();
-        tail.push(TAIL_SUFFIX);
+        tail.push(super::super::tail::SUFFIX);
         let tail = PathBuf::from(tail);
         let meta = std::fs::symlink_metadata(&tail).unwrap();
         assert!(meta.is_file());
@@ -835,7 +778,7 @@ mod tests {
         assert_eq!(meta.len(), 0, "empty before the worker starts");
         // What the preload library writes: the line, NUL-padded.
         let mut record = b"Error: Cannot find module 'express'\n".to_vec();
-        record.resize(TAIL_MAX, 0);
+        record.resize(super::super::tail::MAX, 0);
         std::fs::write(&tail, &record).unwrap();
         let worker = Pid::from_raw(4242);
         inbox.attach(worker, channel).unwrap();
@@ -847,25 +790,9 @@ mod tests {
             let nobody = Uid::from_raw(65534);
             let channel = inbox.open(Some(nobody)).unwrap();
             let mut tail = channel.path().to_owned();
-            tail.push(TAIL_SUFFIX);
+            tail.push(super::super::tail::SUFFIX);
             assert_eq!(std::fs::metadata(&tail).unwrap().uid(), 65534);
         }
-    }
-
-    #[test]
-    fn tail_text_is_the_line_up_to_its_nul_without_its_end() {
-        assert_eq!(tail_text(b"boom\r\n\0\0junk").as_deref(), Some("boom"));
-        assert_eq!(
-            tail_text(b"no nul at all").as_deref(),
-            Some("no nul at all")
-        );
-        assert_eq!(tail_text(b"\0\0\0"), None);
-        assert_eq!(tail_text(b"  \n\0"), None);
-        assert_eq!(tail_text(b""), None);
-        assert_eq!(
-            tail_text(b"caf\xc3\xa9 \xff").as_deref(),
-            Some("caf\u{e9} \u{fffd}")
-        );
     }
 
     #[test]

@@ -38,6 +38,7 @@
 //!   owns and reads; `memory`, `cpu`: what it measures of itself.
 //! - `sweep`: finding and stopping what stopped workers left behind.
 //! - `probe`: seeing starting `ready: auto` workers accept, from `/proc`.
+//! - `tail`: the last line a worker wrote to stderr, for its failed start.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -69,6 +70,7 @@ pub(crate) mod signals;
 mod status;
 pub(crate) mod supervisor;
 mod sweep;
+mod tail;
 
 /// Everything that can end `hawkey run` after the configuration was read,
 /// each mapped to its exit status by [`Error::status`].

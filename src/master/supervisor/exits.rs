@@ -255,7 +255,7 @@ impl Pool {
 /// What a worker that never became ready said last on stderr, to follow
 /// how it ended: ` (its last line on stderr: "…")`, escaped (it is the
 /// app's text, shown in the operator's log and terminal); nothing if it
-/// said nothing hawkey could keep (see `inbox::TAIL_SUFFIX`).
+/// said nothing hawkey could keep (see `master::tail`).
 fn in_its_words(words: Option<&str>) -> String {
     match words {
         Some(line) => format!(" (its last line on stderr: {line:?})"),
