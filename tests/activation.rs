@@ -15,7 +15,7 @@ fn config(dir: &TempDir, own_port: u16) -> std::path::PathBuf {
     write_config(
         dir,
         &format!(
-            "listen:\n  - {{name: own, address: '127.0.0.1:{own_port}'}}\nworkers:\n  count: 2\n  app: exec\n  command: [sleep, '1000']\npidfile: null\n"
+            "listen:\n  - {{name: own, address: '127.0.0.1:{own_port}'}}\nworkers:\n  count: 2\n  app: exec\n  ready: started\n  command: [sleep, '1000']\npidfile: null\n"
         ),
     )
 }

@@ -197,7 +197,7 @@ fn a_crash_loop_for_60s_backs_off_to_30s_with_few_processes() {
     let config = write_config(
         &dir,
         &format!(
-            "listen:\n  - {{name: http, address: '127.0.0.1:{}'}}\nworkers:\n  count: 2\n  app: exec\n  command: [sh, -c, 'exit 1']\npidfile: null\n",
+            "listen:\n  - {{name: http, address: '127.0.0.1:{}'}}\nworkers:\n  count: 2\n  app: exec\n  ready: started\n  command: [sh, -c, 'exit 1']\npidfile: null\n",
             free_port()
         ),
     );

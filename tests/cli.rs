@@ -262,7 +262,7 @@ fn check_on_a_valid_file_exits_0_and_prints_the_effective_config_as_yaml() {
         "workers:".to_string(),
         "  count: 2".to_string(),
         "  app: exec".to_string(),
-        "  ready: started".to_string(),
+        "  ready: auto".to_string(),
         "  ready_timeout: 30s".to_string(),
         "  stop_signal: SIGTERM".to_string(),
         "  stop_timeout: 25s".to_string(),

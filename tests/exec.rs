@@ -32,7 +32,7 @@ fn every_spawned_worker_gets_exactly_the_listeners_and_a_clean_signal_state() {
     let config = exec_config(
         &dir,
         port,
-        "  count: 2\n  app: exec\n  command: [sleep, '1000']\n  restart_backoff: {initial: 1ms, max: 1ms}\n  env: {HYGIENE: 'yes'}",
+        "  count: 2\n  app: exec\n  ready: started\n  command: [sleep, '1000']\n  restart_backoff: {initial: 1ms, max: 1ms}\n  env: {HYGIENE: 'yes'}",
     );
     let notify = NotifySocket::new(&dir);
     let mut cmd = command(&config);
@@ -132,7 +132,7 @@ fn an_exec_failure_is_reported_with_the_step_and_retried_with_backoff() {
         &dir,
         free_port(),
         &format!(
-            "  count: 1\n  app: exec\n  command: ['{}']",
+            "  count: 1\n  app: exec\n  ready: started\n  command: ['{}']",
             program.display()
         ),
     );
@@ -143,8 +143,12 @@ fn an_exec_failure_is_reported_with_the_step_and_retried_with_backoff() {
     let worker = hawkey.workers()[0];
     // SAFETY: kill(2) on our worker.
     unsafe { libc::kill(worker, libc::SIGKILL) };
+    // It names the program and the OS error, as a shell would.
     hawkey.wait_log(
-        "worker failed to execute: no such file or directory",
+        &format!(
+            "worker 0: cannot execute {}: No such file or directory (os error 2)",
+            program.display()
+        ),
         Duration::from_secs(5),
     );
     hawkey.stop_cleanly();
@@ -156,7 +160,7 @@ fn a_killed_worker_is_logged_in_operator_terms_and_replaced_in_its_slot() {
     let config = exec_config(
         &dir,
         free_port(),
-        "  count: 2\n  app: exec\n  command: [sleep, '1000']",
+        "  count: 2\n  app: exec\n  ready: started\n  command: [sleep, '1000']",
     );
     let mut hawkey = Hawkey::start(&config);
     let before = hawkey.wait_workers(2, "sleep", Duration::from_secs(5));
@@ -190,7 +194,7 @@ fn a_crash_looping_worker_backs_off_exponentially() {
         &dir,
         free_port(),
         &format!(
-            "  count: 1\n  app: exec\n  command: [sh, -c, 'echo x >> {}; exit 3']",
+            "  count: 1\n  app: exec\n  ready: started\n  command: [sh, -c, 'echo x >> {}; exit 3']",
             starts.display()
         ),
     );
@@ -269,7 +273,7 @@ fn a_worker_ignoring_the_stop_signal_is_killed_at_stop_timeout() {
     let config = exec_config(
         &dir,
         free_port(),
-        "  count: 2\n  app: exec\n  command: [sh, -c, 'trap \"\" TERM; sleep 1000']\n  stop_timeout: 700ms",
+        "  count: 2\n  app: exec\n  ready: started\n  command: [sh, -c, 'trap \"\" TERM; sleep 1000']\n  stop_timeout: 700ms",
     );
     let mut hawkey = Hawkey::start(&config);
     let workers = wait_until(Duration::from_secs(5), "workers with their sleep", || {
@@ -307,7 +311,7 @@ fn workers_die_with_the_master() {
     let config = exec_config(
         &dir,
         free_port(),
-        "  count: 3\n  app: exec\n  command: [sleep, '1000']",
+        "  count: 3\n  app: exec\n  ready: started\n  command: [sleep, '1000']",
     );
     let mut hawkey = Hawkey::start(&config);
     let workers = hawkey.wait_workers(3, "sleep", Duration::from_secs(5));
@@ -331,7 +335,7 @@ fn orphans_of_workers_are_reaped_by_the_master() {
     let config = exec_config(
         &dir,
         free_port(),
-        "  count: 1\n  app: exec\n  command: [sh, -c, '(sleep 0.2 &); exec sleep 1000']",
+        "  count: 1\n  app: exec\n  ready: started\n  command: [sh, -c, '(sleep 0.2 &); exec sleep 1000']",
     );
     let mut hawkey = Hawkey::start(&config);
     hawkey.wait_workers(1, "sleep", Duration::from_secs(5));
@@ -350,7 +354,7 @@ fn sigttin_and_sigttou_grow_and_shrink_the_pool_but_not_below_one() {
     let config = exec_config(
         &dir,
         free_port(),
-        "  count: 1\n  app: exec\n  command: [sleep, '1000']",
+        "  count: 1\n  app: exec\n  ready: started\n  command: [sleep, '1000']",
     );
     let mut hawkey = Hawkey::start(&config);
     hawkey.wait_workers(1, "sleep", Duration::from_secs(5));
@@ -394,7 +398,7 @@ fn sigterm_at_any_moment_of_start_up_ends_cleanly_with_no_orphan() {
         &dir,
         free_port(),
         &format!(
-            "  count: 4\n  app: exec\n  command: [sleep, '1000']\n  env: {{MARKER: {marker}}}"
+            "  count: 4\n  app: exec\n  ready: started\n  command: [sleep, '1000']\n  env: {{MARKER: {marker}}}"
         ),
     );
     for delay_ms in [0u64, 1, 2, 3, 5, 8, 13, 21, 34] {
@@ -440,7 +444,7 @@ fn privileges_are_dropped_to_the_configured_user_and_group() {
     let config = exec_config(
         &dir,
         free_port(),
-        "  count: 1\n  app: exec\n  command: [sleep, '1000']\n  user: nobody\n  group: nogroup",
+        "  count: 1\n  app: exec\n  ready: started\n  command: [sleep, '1000']\n  user: nobody\n  group: nogroup",
     );
     let mut hawkey = Hawkey::start(&config);
     let worker = hawkey.wait_workers(1, "sleep", Duration::from_secs(5))[0];
@@ -489,7 +493,7 @@ fn workers_run_in_the_configured_cwd_with_the_configured_environment() {
         &dir,
         free_port(),
         &format!(
-            "  count: 1\n  app: exec\n  command: [sleep, '1000']\n  cwd: {}\n  env: {{NODE_ENV: production, PORT: '3000'}}",
+            "  count: 1\n  app: exec\n  ready: started\n  command: [sleep, '1000']\n  cwd: {}\n  env: {{NODE_ENV: production, PORT: '3000'}}",
             work.display()
         ),
     );
@@ -522,7 +526,7 @@ fn a_relative_command_found_only_under_cwd_is_accepted_and_runs_there() {
         &dir,
         free_port(),
         &format!(
-            "  count: 1\n  app: exec\n  command: [./app]\n  cwd: {}",
+            "  count: 1\n  app: exec\n  ready: started\n  command: [./app]\n  cwd: {}",
             work.display()
         ),
     );
@@ -656,7 +660,7 @@ fn once_ready_the_master_keeps_little_of_its_executable_resident() {
     let config = exec_config(
         &dir,
         port,
-        "  count: 2\n  app: exec\n  command: [sleep, '1000']",
+        "  count: 2\n  app: exec\n  ready: started\n  command: [sleep, '1000']",
     );
     let (mut hawkey, _notify, _) = start_ready(&dir, &config);
     // The master releases the pages once that turn of its loop is done.

@@ -352,7 +352,7 @@ fn every_line_exec_workers_print_reaches_the_masters_output_once_and_stopped_com
             port,
             2,
             &format!(
-                "  app: exec\n  command: [sh, -c, 'i=0; while [ $i -lt {LINES} ]; do i=$((i+1)); echo \"line $i from $HAWKEY_WORKER\"; done; exec sleep 1000']\n"
+                "  app: exec\n  ready: started\n  command: [sh, -c, 'i=0; while [ $i -lt {LINES} ]; do i=$((i+1)); echo \"line $i from $HAWKEY_WORKER\"; done; exec sleep 1000']\n"
             ),
         ),
     );

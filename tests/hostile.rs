@@ -214,7 +214,7 @@ fn a_pidfile_directory_others_can_write_is_refused_before_a_squatter_can_hold_th
     let config = write_config(
         &dir,
         &format!(
-            "listen:\n  - {{name: web, address: '127.0.0.1:{port}'}}\nworkers:\n  count: 1\n  app: exec\n  command: [sleep, '1000']\npidfile: {}\ncontrol_socket: {}\n",
+            "listen:\n  - {{name: web, address: '127.0.0.1:{port}'}}\nworkers:\n  count: 1\n  app: exec\n  ready: started\n  command: [sleep, '1000']\npidfile: {}\ncontrol_socket: {}\n",
             pidfile.display(),
             dir.join("hawkey.sock").display()
         ),
@@ -244,7 +244,7 @@ fn a_control_socket_directory_others_can_write_is_refused_before_anything_starts
     let config = write_config(
         &dir,
         &format!(
-            "listen:\n  - {{name: web, address: '127.0.0.1:{port}'}}\nworkers:\n  count: 1\n  app: exec\n  command: [sleep, '1000']\npidfile: {}\ncontrol_socket: {}\n",
+            "listen:\n  - {{name: web, address: '127.0.0.1:{port}'}}\nworkers:\n  count: 1\n  app: exec\n  ready: started\n  command: [sleep, '1000']\npidfile: {}\ncontrol_socket: {}\n",
             pidfile.display(),
             shared.join("hawkey.sock").display()
         ),

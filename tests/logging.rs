@@ -12,7 +12,7 @@ fn config(dir: &TempDir, log: &str) -> std::path::PathBuf {
     write_config(
         dir,
         &format!(
-            "listen:\n  - {{name: http, address: '127.0.0.1:{}'}}\nworkers:\n  count: 1\n  app: exec\n  command: [sleep, '1000']\npidfile: null\nlog: {log}\n",
+            "listen:\n  - {{name: http, address: '127.0.0.1:{}'}}\nworkers:\n  count: 1\n  app: exec\n  ready: started\n  command: [sleep, '1000']\npidfile: null\nlog: {log}\n",
             free_port()
         ),
     )

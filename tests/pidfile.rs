@@ -22,7 +22,7 @@ const STOP: Duration = Duration::from_secs(10);
 /// the YAML value of the `pidfile` key.
 fn pool_yaml(port: u16, count: usize, pidfile: &str) -> String {
     format!(
-        "listen:\n  - {{name: web, address: '127.0.0.1:{port}'}}\nworkers:\n  count: {count}\n  app: exec\n  command: [sleep, '1000']\npidfile: {pidfile}\n"
+        "listen:\n  - {{name: web, address: '127.0.0.1:{port}'}}\nworkers:\n  count: {count}\n  app: exec\n  ready: started\n  command: [sleep, '1000']\npidfile: {pidfile}\n"
     )
 }
 

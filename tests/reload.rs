@@ -263,7 +263,7 @@ fn a_reload_binds_added_listeners_and_closes_removed_ones() {
     let sock: PathBuf = dir.join("extra.sock");
     let yaml = |listen: &str| {
         format!(
-            "listen:\n{listen}workers:\n  count: 2\n  app: exec\n  command: [sleep, '1000']\npidfile: {}\n",
+            "listen:\n{listen}workers:\n  count: 2\n  app: exec\n  ready: started\n  command: [sleep, '1000']\npidfile: {}\n",
             dir.join("hawkey.pid").display()
         )
     };

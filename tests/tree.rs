@@ -239,7 +239,7 @@ fn a_dropped_worker_has_no_new_privileges_and_an_empty_bounding_set() {
     let config = write_config(
         &dir,
         &format!(
-            "listen:\n  - {{name: http, address: '127.0.0.1:{}'}}\nworkers:\n  count: 1\n  app: exec\n  command: [sleep, '1000']\n  user: nobody\npidfile: {}\n",
+            "listen:\n  - {{name: http, address: '127.0.0.1:{}'}}\nworkers:\n  count: 1\n  app: exec\n  ready: started\n  command: [sleep, '1000']\n  user: nobody\npidfile: {}\n",
             free_port(),
             dir.join("hawkey.pid").display()
         ),

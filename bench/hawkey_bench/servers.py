@@ -8,7 +8,7 @@ from .notify import Notify
 from .procs import spawn
 from .settings import S
 
-EXEC_SLEEP = "  app: exec\n  command: [sleep, '1000']\n"
+EXEC_SLEEP = "  app: exec\n  ready: started\n  command: [sleep, '1000']\n"
 
 
 def exec_node():

@@ -207,10 +207,15 @@ pub(crate) enum AppKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Ready {
-    /// Ready as soon as the program has been executed.
-    Started,
+    /// The default: ready on `READY=1`, or once the master sees the worker
+    /// (or a descendant) accepting on a listener, whichever comes first.
+    /// Builtin and library workers send `READY=1` when they enter their
+    /// accept loop, so for them this is [`Ready::Notify`].
+    Auto,
     /// Ready when the worker sends `READY=1` to its `NOTIFY_SOCKET`.
     Notify,
+    /// Ready as soon as the program has been executed (explicit only).
+    Started,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

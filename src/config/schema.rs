@@ -167,8 +167,9 @@ pub(super) enum AppName {
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum ReadyName {
-    Started,
+    Auto,
     Notify,
+    Started,
 }
 
 /// An enum written as one lowercase word. Read from the scalar's text (not
@@ -233,7 +234,7 @@ macro_rules! word_enum {
 
 word_enum! {
     AppName { Builtin => "builtin", Exec => "exec" }
-    ReadyName { Started => "started", Notify => "notify" }
+    ReadyName { Auto => "auto", Notify => "notify", Started => "started" }
     LevelName { Error => "error", Warn => "warn", Info => "info", Debug => "debug", Trace => "trace" }
     FormatName { Auto => "auto", Journald => "journald", Text => "text", Json => "json" }
 }

@@ -346,3 +346,30 @@ fn reload_surge_is_a_number_of_workers_or_a_share_of_the_pool() {
         );
     }
 }
+
+#[test]
+fn ready_is_auto_by_default_and_started_only_when_asked_for() {
+    let exec = |extra: &str| format!("workers:\n  app: exec\n  command: [sleep, '1']\n{extra}");
+    assert_eq!(ok(&exec("")).workers.ready, Ready::Auto);
+    assert_eq!(ok(&exec("  ready: auto\n")).workers.ready, Ready::Auto);
+    assert_eq!(ok(&exec("  ready: notify\n")).workers.ready, Ready::Notify);
+    assert_eq!(
+        ok(&exec("  ready: started\n")).workers.ready,
+        Ready::Started
+    );
+    // Builtin workers send READY=1 as they start accepting: auto, which
+    // the old default word also means for them.
+    assert_eq!(ok("{}").workers.ready, Ready::Auto);
+    assert_eq!(
+        ok("workers:\n  ready: started\n").workers.ready,
+        Ready::Auto
+    );
+    assert_eq!(
+        err("workers:\n  ready: notify\n"),
+        "/etc/hawkey/hawkey.yaml:2:10: workers.ready: builtin workers always report readiness themselves; ready: is for app: exec"
+    );
+    assert_eq!(
+        err(&exec("  ready: Auto\n")),
+        "/etc/hawkey/hawkey.yaml:4:10: workers.ready: unknown variant 'Auto', expected one of auto, notify, started"
+    );
+}

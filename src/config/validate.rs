@@ -441,21 +441,19 @@ fn validate_identity(
     Ok((user.map(|u| u.value), group.map(|g| g.value)))
 }
 
-/// `workers.ready`: `started` (the default), or `notify` for exec workers;
-/// builtin workers always report readiness themselves.
+/// `workers.ready`: `auto` (the default), `notify` or `started` for exec
+/// workers; builtin workers always report readiness themselves (`READY=1`
+/// as they enter their accept loop), so for them only `auto` (what they
+/// do) and the old default `started` are accepted, both meaning `auto`.
 fn validate_ready(app: AppKind, ready: Option<Spanned<ReadyName>>) -> Result<Ready, Located> {
-    match ready {
-        None
-        | Some(Spanned {
-            value: ReadyName::Started,
-            ..
-        }) => Ok(Ready::Started),
-        Some(Spanned {
-            value: ReadyName::Notify,
-            ..
-        }) if app == AppKind::Exec => Ok(Ready::Notify),
-        Some(r) => Err(located(
-            &r,
+    let word = ready.as_ref().map(|r| r.value);
+    match (app, word) {
+        (_, None | Some(ReadyName::Auto)) => Ok(Ready::Auto),
+        (AppKind::Exec, Some(ReadyName::Notify)) => Ok(Ready::Notify),
+        (AppKind::Exec, Some(ReadyName::Started)) => Ok(Ready::Started),
+        (AppKind::Builtin, Some(ReadyName::Started)) => Ok(Ready::Auto),
+        (AppKind::Builtin, Some(ReadyName::Notify)) => Err(located(
+            ready.as_ref().expect("matched Some"),
             "workers.ready",
             "builtin workers always report readiness themselves; ready: is for app: exec",
         )),

@@ -154,11 +154,12 @@ impl Master<'_> {
                 // worker's (the pool never knew it).
                 self.failed_forks.insert(pid);
                 self.inbox.detach(pid);
+                let program = self.generations.get(&generation).map(|g| g.plan.program());
                 Event::SpawnFailed {
                     slot,
                     generation,
                     master_fault: !error.is_worker_fault(),
-                    error: error.to_string(),
+                    error: start_failure(&error, program),
                 }
             }
         };
@@ -263,6 +264,21 @@ impl Master<'_> {
             );
         }
         status
+    }
+}
+
+/// What went wrong on a child's way to `execve`, for the operator: a
+/// failed exec names the program and the OS error, as the shell would
+/// ("cannot execute /usr/bin/nodee: No such file or directory (os error
+/// 2)"); another step says which.
+fn start_failure(error: &crate::spawn::Error, program: Option<&std::ffi::CStr>) -> String {
+    match (error.exec_errno(), program) {
+        (Some(errno), Some(program)) => format!(
+            "cannot execute {}: {}",
+            program.to_string_lossy(),
+            std::io::Error::from_raw_os_error(errno as i32)
+        ),
+        _ => error.to_string(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! nearest deadline, turn what woke the master into events, feed them to
 //! the pool, carry out its actions; again until an action ends it.
 
+use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use nix::unistd::Pid;
 use super::inbox::Received;
 use super::reap::reap_all;
 use super::signals::Request as SignalRequest;
-use super::supervisor::Event;
+use super::supervisor::{Accepting, Event, State};
 use super::{Error, Master};
 use crate::exit::Status;
 
@@ -104,8 +105,11 @@ impl Master<'_> {
     /// queues what happened.
     fn wait(&mut self) -> Result<(), Error> {
         let now = Instant::now();
+        let starting = self.auto_starting();
+        self.probe.plan(&starting, now);
         let requested = [
             self.pool.next_deadline(),
+            self.probe.deadline(),
             self.next_ping,
             self.control.as_ref().and_then(|c| c.next_deadline()),
         ]
@@ -156,9 +160,12 @@ impl Master<'_> {
                 continue;
             }
             // What it said last counts before its exit does; then its
-            // channel goes.
-            let last = self.inbox.detach(pid);
+            // channel goes, and with it the last line it wrote to stderr.
+            let (last, line) = self.inbox.detach_with_last_line(pid);
             self.queue_messages(last);
+            if let Some(line) = line {
+                self.queue.push_back(Event::LastWords { pid, line });
+            }
             self.queue.push_back(Event::Exited { pid, exit });
         }
         let requests = match self.control.as_mut() {
@@ -168,8 +175,56 @@ impl Master<'_> {
         for (client, request) in requests {
             self.on_control(client, request);
         }
+        if self.probe.due(woke) {
+            // Its cost is the master's own CPU time: on a loaded machine
+            // the wall time of a look is mostly other processes' turns.
+            let began = thread_cpu_time();
+            self.look_for_accepting();
+            let cost = thread_cpu_time().saturating_sub(began);
+            self.probe.looked(Instant::now(), cost);
+        }
         self.queue.push_back(Event::Tick);
         Ok(())
+    }
+
+    /// The starting workers of `ready: auto` generations, with their
+    /// generation: whom the probe looks at.
+    fn auto_starting(&self) -> BTreeMap<Pid, u64> {
+        let auto = |g: u64| {
+            self.generations
+                .get(&g)
+                .is_some_and(|g| g.settings.ready_when_accepting)
+        };
+        let mut starting = BTreeMap::new();
+        for s in self.pool.slots() {
+            if let State::Starting { pid, .. } = s.state
+                && auto(s.generation)
+            {
+                starting.insert(pid, s.generation);
+            }
+            if let Some((g, State::Starting { pid, .. })) = s.successor
+                && auto(g)
+            {
+                starting.insert(pid, g);
+            }
+        }
+        starting
+    }
+
+    /// Queues [`Event::Accepting`] for each starting auto worker the probe
+    /// sees accepting on one of its generation's listeners.
+    fn look_for_accepting(&mut self) {
+        for (pid, g) in self.auto_starting() {
+            let Some(generation) = self.generations.get(&g) else {
+                continue;
+            };
+            if let Some(listener) = super::probe::accepting(pid, &generation.inodes) {
+                self.queue.push_back(Event::Accepting {
+                    pid,
+                    by: Accepting::Seen { listener },
+                });
+            }
+        }
     }
 
     /// Sleeps until a watched fd is readable or `timeout` has passed
@@ -243,6 +298,12 @@ impl Master<'_> {
             if message.ready {
                 self.queue.push_back(Event::Ready { pid });
             }
+            if message.accepting {
+                self.queue.push_back(Event::Accepting {
+                    pid,
+                    by: Accepting::Reported,
+                });
+            }
             if message.watchdog {
                 self.queue.push_back(Event::Heartbeat { pid });
             }
@@ -283,6 +344,13 @@ impl Master<'_> {
         }
         (continued, stop)
     }
+}
+
+/// The CPU time the master's (only) thread has used.
+fn thread_cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

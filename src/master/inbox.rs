@@ -43,6 +43,9 @@ use nix::unistd::{Pid, Uid};
 pub(crate) struct Message {
     /// `READY=1`.
     pub(crate) ready: bool,
+    /// `HAWKEY_ACCEPTING=1`: hawkey's preload library in the sender saw it
+    /// start accepting on a listener (`ready: auto`; not systemd's).
+    pub(crate) accepting: bool,
     /// `WATCHDOG=1`: a heartbeat.
     pub(crate) watchdog: bool,
     /// `STATUS=`, the worker's own status line.
@@ -57,6 +60,7 @@ pub(crate) fn parse(datagram: &[u8]) -> Message {
     for line in datagram.split(|b| *b == b'\n') {
         match line {
             b"READY=1" => message.ready = true,
+            b"HAWKEY_ACCEPTING=1" => message.accepting = true,
             b"WATCHDOG=1" => message.watchdog = true,
             _ => {
                 if let Some(status) = line.strip_prefix(b"STATUS=") {
@@ -100,10 +104,12 @@ const SCM_MAX_FD: usize = 253;
 /// (a shell, an interpreter and a helper are three).
 const MAX_DEPTH: usize = 64;
 
-/// One worker's channel: its socket, unlinked when dropped.
+/// One worker's channel: its socket, and beside it the file its last
+/// line on stderr is kept in (see `tail`); both unlinked when dropped.
 pub(crate) struct Channel {
     socket: UnixDatagram,
     path: PathBuf,
+    tail: Option<PathBuf>,
 }
 
 impl Channel {
@@ -111,11 +117,20 @@ impl Channel {
     pub(crate) fn path(&self) -> &OsStr {
         self.path.as_os_str()
     }
+
+    /// The last line the worker wrote to stderr, as its tail file holds
+    /// it (empty, missing or unreadable: `None`).
+    fn last_line(&self) -> Option<String> {
+        super::tail::read(self.tail.as_ref()?)
+    }
 }
 
 impl Drop for Channel {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        if let Some(tail) = &self.tail {
+            let _ = std::fs::remove_file(tail);
+        }
     }
 }
 
@@ -233,7 +248,8 @@ impl Inbox {
         let bound = UnixDatagram::bind(&path);
         nix::sys::stat::umask(old);
         let socket = bound.map_err(|e| with_path(e, &path))?;
-        let channel = Channel { socket, path };
+        let tail = super::tail::create(&path, owner);
+        let channel = Channel { socket, path, tail };
         channel.socket.set_nonblocking(true)?;
         setsockopt(&channel.socket, sockopt::PassCred, &true)?;
         if let Some(uid) = owner.filter(|u| *u != Uid::effective()) {
@@ -255,14 +271,22 @@ impl Inbox {
 
     /// `worker` is gone: what it still had queued, then its channel goes.
     pub(crate) fn detach(&mut self, worker: Pid) -> Vec<Received> {
+        self.detach_with_last_line(worker).0
+    }
+
+    /// [`Inbox::detach`], and the last line the worker wrote to stderr
+    /// if its tail file holds one (see `tail`).
+    pub(crate) fn detach_with_last_line(&mut self, worker: Pid) -> (Vec<Received>, Option<String>) {
         let mut out = Vec::new();
+        let mut line = None;
         if let Some(channel) = self.channels.remove(&worker) {
             drain(&channel, worker, &mut out);
             // Before the socket closes: a child not yet past execve may
             // still hold a copy of the fd, which would keep it watched.
             let _ = self.epoll.delete(channel.socket.as_fd());
+            line = channel.last_line();
         }
-        out
+        (out, line)
     }
 
     /// The messages waiting on every channel that has some (up to
@@ -577,6 +601,10 @@ mod tests {
         assert!(m.ready);
         assert_eq!(m.status.as_deref(), Some("serving 3 clients"));
         assert!(!parse(b"READY=0").ready);
+        assert!(!m.accepting);
+        let m = parse(b"HAWKEY_ACCEPTING=1");
+        assert!(m.accepting && !m.ready);
+        assert!(!parse(b"HAWKEY_ACCEPTING=0").accepting);
         assert!(parse(b"WATCHDOG=1").watchdog);
     }
 
@@ -735,6 +763,36 @@ mod tests {
         assert!(!path.exists(), "a dropped channel is unlinked");
         drop(inbox);
         assert_eq!(std::fs::read_dir(&base.0).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_workers_tail_file_is_private_read_at_detach_and_removed_with_its_channel() {
+        let (_base, mut inbox) = inbox();
+        let channel = inbox.open(None).unwrap();
+        let mut tail = channel.path().to_owned();
+        tail.push(super::super::tail::SUFFIX);
+        let tail = PathBuf::from(tail);
+        let meta = std::fs::symlink_metadata(&tail).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), 0, "empty before the worker starts");
+        // What the preload library writes: the line, NUL-padded.
+        let mut record = b"Error: Cannot find module 'express'\n".to_vec();
+        record.resize(super::super::tail::MAX, 0);
+        std::fs::write(&tail, &record).unwrap();
+        let worker = Pid::from_raw(4242);
+        inbox.attach(worker, channel).unwrap();
+        let (_, line) = inbox.detach_with_last_line(worker);
+        assert_eq!(line.as_deref(), Some("Error: Cannot find module 'express'"));
+        assert!(!tail.exists(), "removed with its channel");
+        // A dropped worker's tail file is its own, like its socket.
+        if Uid::effective().is_root() {
+            let nobody = Uid::from_raw(65534);
+            let channel = inbox.open(Some(nobody)).unwrap();
+            let mut tail = channel.path().to_owned();
+            tail.push(super::super::tail::SUFFIX);
+            assert_eq!(std::fs::metadata(&tail).unwrap().uid(), 65534);
+        }
     }
 
     #[test]

@@ -37,6 +37,8 @@
 //! - `listeners`, `pidfile`, `signals`, `reap`, `inbox`: what the master
 //!   owns and reads; `memory`, `cpu`: what it measures of itself.
 //! - `sweep`: finding and stopping what stopped workers left behind.
+//! - `probe`: seeing starting `ready: auto` workers accept, from `/proc`.
+//! - `tail`: the last line a worker wrote to stderr, for its failed start.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -61,12 +63,14 @@ pub(crate) mod listeners;
 mod memory;
 mod notices;
 pub(crate) mod pidfile;
+mod probe;
 mod reap;
 mod reload;
 pub(crate) mod signals;
 mod status;
 pub(crate) mod supervisor;
 mod sweep;
+mod tail;
 
 /// Everything that can end `hawkey run` after the configuration was read,
 /// each mapped to its exit status by [`Error::status`].
@@ -165,6 +169,8 @@ struct Generation {
     config: Config,
     settings: Settings,
     listeners: Vec<Listener>,
+    /// The listeners by socket inode, for the `ready: auto` probe.
+    inodes: probe::Inodes,
     plan: Plan,
 }
 
@@ -224,6 +230,8 @@ struct Master<'p> {
     release_pages: bool,
     /// What sweeps found and sent (see `sweep`).
     remains: sweep::Remains,
+    /// When to look for starting `ready: auto` workers accepting.
+    probe: probe::Probe,
 }
 
 /// Warns when a pool of `count` (with `surge` more during a reload) may
@@ -355,6 +363,7 @@ impl<'p> Master<'p> {
             woke: Instant::now(),
             stall_noted: false,
             remains: sweep::Remains::default(),
+            probe: probe::Probe::default(),
         };
         if let Some(w) = watchdog {
             tracing::info!(
@@ -419,6 +428,7 @@ impl<'p> Master<'p> {
         let settings = Settings {
             count,
             ready_on_start: workers.app == AppKind::Exec && workers.ready == Ready::Started,
+            ready_when_accepting: workers.app == AppKind::Exec && workers.ready == Ready::Auto,
             ready_timeout: workers.ready_timeout.0,
             heartbeat,
             stop_signal: workers.stop_signal.0,
@@ -430,6 +440,7 @@ impl<'p> Master<'p> {
         self.generations.insert(
             generation,
             Generation {
+                inodes: probe::inodes(&listeners),
                 config,
                 settings,
                 listeners,

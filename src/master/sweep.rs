@@ -90,7 +90,7 @@ fn snapshot() -> BTreeMap<i32, Proc> {
 /// The children of `pid`, from `/proc/PID/task/TID/children` of each of
 /// its threads (a child is listed under the thread that forked it);
 /// `None` if the kernel does not offer those files.
-fn children_of(pid: i32) -> Option<Vec<i32>> {
+pub(super) fn children_of(pid: i32) -> Option<Vec<i32>> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut out = Vec::new();
     for task in tasks.flatten() {

@@ -192,6 +192,17 @@ impl Error {
     pub(crate) fn is_worker_fault(&self) -> bool {
         matches!(self, Error::Child { .. })
     }
+
+    /// The OS error of a failed `execve` (not of another step).
+    pub(crate) fn exec_errno(&self) -> Option<Errno> {
+        match self {
+            Error::Child {
+                step: Step::Exec,
+                errno,
+            } => Some(*errno),
+            _ => None,
+        }
+    }
 }
 
 fn cstring(bytes: impl Into<Vec<u8>>, what: &str) -> Result<CString, Error> {
@@ -261,7 +272,7 @@ impl Plan {
             listeners: inputs.listeners.iter().map(|l| l.fd.as_raw_fd()).collect(),
             stdin,
             heartbeat_usec,
-            notifies: workers.app == AppKind::Builtin || workers.ready == Ready::Notify,
+            notifies: workers.app == AppKind::Builtin || workers.ready != Ready::Started,
             journal,
             master: nix::unistd::getpid(),
             max_fd,
@@ -273,6 +284,11 @@ impl Plan {
     /// [`Plan::fork`] wants its path.
     pub(crate) fn notifies(&self) -> bool {
         self.notifies
+    }
+
+    /// The program workers execute (resolved on `PATH`), for messages.
+    pub(crate) fn program(&self) -> &std::ffi::CStr {
+        &self.program
     }
 
     /// The uid workers run as, when the plan drops privileges.

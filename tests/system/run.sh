@@ -310,7 +310,7 @@ test_an_unmodified_server_binding_its_own_port_is_adopted_by_the_installed_libra
 test_10000_worker_lines_reach_the_journal_under_each_workers_pid() {
     local out last
     defer restore_config
-    set_config "$(printf 'workers:\n  count: 2\n  app: exec\n  command: [sh, -c, %s]\n' "'i=0; while [ \$i -lt 5000 ]; do echo \"line \$i from \$HAWKEY_WORKER\"; i=\$((i+1)); done; exec sleep 1000'")"
+    set_config "$(printf 'workers:\n  count: 2\n  app: exec\n  ready: started\n  command: [sh, -c, %s]\n' "'i=0; while [ \$i -lt 5000 ]; do echo \"line \$i from \$HAWKEY_WORKER\"; i=\$((i+1)); done; exec sleep 1000'")"
     c systemctl restart hawkey.service || fail "restart with the printing app failed"
     # Stop right after they printed: nothing may be lost at stop.
     wait_for 20 "both workers to print 5000 lines" sh -c "[ \$($NSPAWN exec $DIR -- journalctl -u hawkey.service -o cat --no-pager | grep -c '^line 4999 from') -ge 2 ]"

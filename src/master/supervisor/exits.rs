@@ -19,8 +19,12 @@ impl Pool {
     /// A process exited: a draining worker, a failed replacement, or a
     /// serving worker. Say so in operator terms, then decide what next.
     pub(super) fn on_exit(&mut self, pid: Pid, exit: Exit, now: Instant, out: &mut Decision) {
-        if !self.retired_exited(pid, exit, out) && !self.replacement_exited(pid, exit, now, out) {
-            self.serving_exited(pid, exit, now, out);
+        let words = self.last_words.remove(&pid);
+        let words = words.as_deref();
+        if !self.retired_exited(pid, exit, out)
+            && !self.replacement_exited(pid, exit, words, now, out)
+        {
+            self.serving_exited(pid, exit, words, now, out);
         }
     }
 
@@ -42,6 +46,7 @@ impl Pool {
         &mut self,
         pid: Pid,
         exit: Exit,
+        words: Option<&str>,
         now: Instant,
         out: &mut Decision,
     ) -> bool {
@@ -65,6 +70,7 @@ impl Pool {
             } => format!("not ready after {}", Span(self.settings.ready_timeout)),
             _ => exit.to_string(),
         };
+        let why = format!("{why}{}", in_its_words(words));
         self.new_worker_failed(id, pid, generation, exit, &why, now, out);
         true
     }
@@ -72,7 +78,14 @@ impl Pool {
     /// A slot's serving (or starting) worker died: fail a reload it was
     /// part of, replace it, or let it go if hawkey is stopping or the slot
     /// is retired.
-    fn serving_exited(&mut self, pid: Pid, exit: Exit, now: Instant, out: &mut Decision) {
+    fn serving_exited(
+        &mut self,
+        pid: Pid,
+        exit: Exit,
+        words: Option<&str>,
+        now: Instant,
+        out: &mut Decision,
+    ) {
         let (phase, target, reloading) = (self.phase, self.target, self.reload.is_some());
         let Some(s) = self.slots.iter_mut().find(|s| s.state.pid() == Some(pid)) else {
             // An orphan adopted as subreaper, or a spawn that failed (and
@@ -95,7 +108,8 @@ impl Pool {
             // A new slot's worker of the reload's generation never became
             // ready: the reload fails like a replacement would.
             s.state = State::Pending { at: now };
-            self.new_worker_failed(id, pid, generation, exit, &exit.to_string(), now, out);
+            let why = format!("{exit}{}", in_its_words(words));
+            self.new_worker_failed(id, pid, generation, exit, &why, now, out);
         } else if !running {
             out.notices.push(exited(id, pid, generation, exit));
         } else if matches!(before, State::Stopping { .. }) {
@@ -103,7 +117,7 @@ impl Pool {
             s.state = State::Pending { at: now };
             out.notices.push(exited(id, pid, generation, exit));
         } else {
-            self.restart(id, pid, generation, before, exit, now, out);
+            self.restart(id, pid, generation, before, exit, words, now, out);
         }
     }
 
@@ -117,6 +131,7 @@ impl Pool {
         generation: u64,
         before: State,
         exit: Exit,
+        words: Option<&str>,
         now: Instant,
         out: &mut Decision,
     ) {
@@ -145,10 +160,20 @@ impl Pool {
             (_, true) => "restarting".to_string(),
             (_, false) => format!("restarting in {}", Span(delay)),
         };
+        // One that never became ready failed to start: say so, beside how
+        // it ended (the status or signal is the newcomer's first clue).
+        let unready = match before {
+            State::Starting { .. } => format!(" before it was ready{}", in_its_words(words)),
+            State::Killing {
+                cause: KillCause::ReadyTimeout,
+                ..
+            } => in_its_words(words),
+            _ => String::new(),
+        };
         out.notices.push(
             Notice::new(
                 Level::Warn,
-                format!("worker {id} (pid {pid}) {exit}, {next}"),
+                format!("worker {id} (pid {pid}) {exit}{unready}, {next}"),
             )
             .slot(id)
             .pid(pid)
@@ -224,6 +249,17 @@ impl Pool {
                 self.stop(false, ExitCode::NoWorkerStarted, now, out);
             }
         }
+    }
+}
+
+/// What a worker that never became ready said last on stderr, to follow
+/// how it ended: ` (its last line on stderr: "…")`, escaped (it is the
+/// app's text, shown in the operator's log and terminal); nothing if it
+/// said nothing hawkey could keep (see `master::tail`).
+fn in_its_words(words: Option<&str>) -> String {
+    match words {
+        Some(line) => format!(" (its last line on stderr: {line:?})"),
+        None => String::new(),
     }
 }
 

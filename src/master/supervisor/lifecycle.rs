@@ -8,8 +8,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::{
-    Action, Decision, ExitCode, KillCause, Level, Notice, Phase, Pool, ReloadOutcome, Scope, Slot,
-    State, stop_of,
+    Action, Decision, ExitCode, KillCause, Level, Notice, Phase, Pool, Readiness, ReloadOutcome,
+    Scope, Slot, State, stop_of,
 };
 use crate::config::Span;
 
@@ -67,7 +67,7 @@ impl Pool {
                 s.state = starting.signal(signal, kill_at, now, &mut out.actions);
             }
         } else if settings.ready_on_start {
-            self.on_ready(pid, now, out);
+            self.on_ready(pid, Readiness::Started, now, out);
         }
     }
 
@@ -82,7 +82,7 @@ impl Pool {
     ) {
         self.master_fault = master_fault;
         out.notices.push(
-            Notice::new(Level::Error, error.to_string())
+            Notice::new(Level::Error, format!("worker {slot}: {error}"))
                 .slot(slot)
                 .generation(generation),
         );
@@ -105,7 +105,9 @@ impl Pool {
         }
     }
 
-    pub(super) fn on_ready(&mut self, pid: Pid, now: Instant, out: &mut Decision) {
+    /// `pid` became ready, as `by` says: a starting worker serves, a
+    /// replacement takes over from the worker it replaces.
+    pub(super) fn on_ready(&mut self, pid: Pid, by: Readiness, now: Instant, out: &mut Decision) {
         let heartbeat = self.settings.heartbeat;
         let Some(s) = self.slots.iter_mut().find(|s| s.runs(pid)) else {
             return;
@@ -122,13 +124,16 @@ impl Pool {
             (State::Starting { pid: p, since, .. }, _) if p == pid => {
                 s.state = ready(since);
                 out.notices.push(
-                    Notice::new(Level::Info, format!("worker {} (pid {pid}) is ready", s.id))
-                        .slot(s.id)
-                        .pid(pid)
-                        .generation(s.generation),
+                    Notice::new(
+                        Level::Info,
+                        format!("worker {} (pid {pid}) is ready ({by})", s.id),
+                    )
+                    .slot(s.id)
+                    .pid(pid)
+                    .generation(s.generation),
                 );
             }
-            (old, Some((generation, State::Starting { since, .. }))) => {
+            (old, Some((generation, State::Starting { pid: p, since, .. }))) if p == pid => {
                 // The replacement is ready: it serves, the old worker drains,
                 // stopped as its own generation says.
                 let (signal, kill_at) = stop_of(&self.stops, &self.settings, s.generation, now);
@@ -141,7 +146,7 @@ impl Pool {
                     Notice::new(
                         Level::Info,
                         format!(
-                            "worker {} (pid {pid}) of generation {generation} is ready{}",
+                            "worker {} (pid {pid}) of generation {generation} is ready ({by}){}",
                             s.id,
                             match old.pid() {
                                 Some(o) =>

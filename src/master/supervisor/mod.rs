@@ -80,6 +80,9 @@ pub(crate) struct Settings {
     pub(crate) count: usize,
     /// exec workers with `ready: started` are ready once executed.
     pub(crate) ready_on_start: bool,
+    /// exec workers with `ready: auto`: also ready once seen accepting
+    /// ([`Event::Accepting`]), not only on `READY=1`.
+    pub(crate) ready_when_accepting: bool,
     pub(crate) ready_timeout: Duration,
     /// Longest silence allowed between `WATCHDOG=1` from a ready worker.
     pub(crate) heartbeat: Option<Duration>,
@@ -99,6 +102,7 @@ impl Settings {
         Settings {
             count: 1,
             ready_on_start: false,
+            ready_when_accepting: false,
             ready_timeout: Duration::ZERO,
             heartbeat: None,
             stop_signal: Signal::SIGTERM,
@@ -153,8 +157,15 @@ pub(crate) enum Event {
         error: String,
         master_fault: bool,
     },
+    /// `READY=1` from the worker or a descendant.
     Ready {
         pid: Pid,
+    },
+    /// The worker or a descendant accepts on a listener: what makes a
+    /// worker under `ready: auto` ready if `READY=1` did not come first.
+    Accepting {
+        pid: Pid,
+        by: Accepting,
     },
     Heartbeat {
         pid: Pid,
@@ -163,6 +174,12 @@ pub(crate) enum Event {
     WorkerStatus {
         pid: Pid,
         text: String,
+    },
+    /// The last line `pid` wrote to stderr, read as it ended (just before
+    /// its [`Event::Exited`]); said with its exit if it was never ready.
+    LastWords {
+        pid: Pid,
+        line: String,
     },
     Exited {
         pid: Pid,
@@ -186,6 +203,40 @@ pub(crate) enum Event {
     },
     /// Time passed; deadlines may be due.
     Tick,
+}
+
+/// How a worker was found accepting ([`Event::Accepting`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Accepting {
+    /// hawkey's preload library in it sent `HAWKEY_ACCEPTING=1`.
+    Reported,
+    /// The master's `/proc` probe saw it (or a descendant) waiting for
+    /// connections on the listener of that name.
+    Seen { listener: String },
+}
+
+/// What made a worker ready, as its "is ready (...)" notice says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// `ready: started`: executed.
+    Started,
+    /// `READY=1`.
+    Notified,
+    /// Found accepting.
+    Accepting(Accepting),
+}
+
+impl std::fmt::Display for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Readiness::Started => f.write_str("started"),
+            Readiness::Notified => f.write_str("READY=1"),
+            Readiness::Accepting(Accepting::Reported) => f.write_str("HAWKEY_ACCEPTING=1"),
+            Readiness::Accepting(Accepting::Seen { listener }) => {
+                write!(f, "seen accepting on {listener}")
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,6 +303,8 @@ pub(crate) struct Pool {
     /// A reload that is over but for its retired workers and what they
     /// left: reported once they are gone.
     finished: Option<ReloadOutcome>,
+    /// [`Event::LastWords`] of processes whose exit comes next.
+    last_words: BTreeMap<Pid, String>,
 }
 
 impl Pool {
@@ -270,6 +323,7 @@ impl Pool {
             master_fault: false,
             sweeps: Vec::new(),
             finished: None,
+            last_words: BTreeMap::new(),
         }
     }
 
@@ -408,12 +462,20 @@ impl Pool {
                 error,
                 master_fault,
             } => self.on_spawn_failed(slot, generation, &error, master_fault, now, &mut out),
-            Event::Ready { pid } => self.on_ready(pid, now, &mut out),
+            Event::Ready { pid } => self.on_ready(pid, Readiness::Notified, now, &mut out),
+            Event::Accepting { pid, by } => {
+                if self.settings.ready_when_accepting {
+                    self.on_ready(pid, Readiness::Accepting(by), now, &mut out);
+                }
+            }
             Event::Heartbeat { pid } => self.on_heartbeat(pid, now),
             Event::WorkerStatus { pid, text } => {
                 if let Some(s) = self.slots.iter_mut().find(|s| s.state.pid() == Some(pid)) {
                     s.worker_status = Some(text);
                 }
+            }
+            Event::LastWords { pid, line } => {
+                self.last_words.insert(pid, line);
             }
             Event::Exited { pid, exit } => {
                 self.sweep_soon(now);

@@ -8,6 +8,7 @@ fn settings(count: usize) -> Settings {
     Settings {
         count,
         ready_on_start: false,
+        ready_when_accepting: false,
         ready_timeout: Duration::from_secs(30),
         heartbeat: None,
         stop_signal: Signal::SIGTERM,
@@ -1633,4 +1634,308 @@ mod sweep_tests {
             "the stuck worker makes the pool unhealthy"
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// ready: auto
+
+fn auto(count: usize) -> Settings {
+    Settings {
+        ready_when_accepting: true,
+        ..settings(count)
+    }
+}
+
+/// A pool of `settings.count` workers spawned (pids 100, 101, …), none ready.
+fn started_pool(settings: Settings, t0: Instant) -> Pool {
+    let mut pool = Pool::new(settings, 1);
+    handle(&mut pool, Event::Start, t0);
+    for slot in 0..settings.count {
+        handle(
+            &mut pool,
+            Event::Spawned {
+                slot,
+                generation: 1,
+                pid: pid(100 + slot as i32),
+            },
+            t0,
+        );
+    }
+    pool
+}
+
+fn seen(pid: Pid) -> Event {
+    Event::Accepting {
+        pid,
+        by: Accepting::Seen {
+            listener: "http".into(),
+        },
+    }
+}
+
+#[test]
+fn under_auto_a_worker_seen_accepting_is_ready_and_the_notice_says_how() {
+    let t0 = Instant::now();
+    let mut pool = started_pool(auto(2), t0);
+    let d = pool.handle(seen(pid(100)), t0);
+    assert!(d.actions.is_empty(), "one of two is ready: {:?}", d.actions);
+    assert_eq!(
+        d.notices[0].text,
+        "worker 0 (pid 100) is ready (seen accepting on http)"
+    );
+    let reported = Event::Accepting {
+        pid: pid(101),
+        by: Accepting::Reported,
+    };
+    let d = pool.handle(reported, t0);
+    assert_eq!(d.actions, vec![Action::AnnounceReady]);
+    assert_eq!(
+        d.notices[0].text,
+        "worker 1 (pid 101) is ready (HAWKEY_ACCEPTING=1)"
+    );
+    // Seen again, or READY=1 after it: nothing more happens.
+    assert!(pool.handle(seen(pid(100)), t0).notices.is_empty());
+    assert!(
+        pool.handle(Event::Ready { pid: pid(101) }, t0)
+            .notices
+            .is_empty()
+    );
+}
+
+#[test]
+fn under_auto_ready_1_first_is_ready_1() {
+    let t0 = Instant::now();
+    let mut pool = started_pool(auto(1), t0);
+    let d = pool.handle(Event::Ready { pid: pid(100) }, t0);
+    assert_eq!(d.actions, vec![Action::AnnounceReady]);
+    assert_eq!(d.notices[0].text, "worker 0 (pid 100) is ready (READY=1)");
+}
+
+#[test]
+fn under_notify_being_seen_accepting_makes_no_worker_ready() {
+    let t0 = Instant::now();
+    let mut pool = started_pool(settings(1), t0);
+    let d = pool.handle(seen(pid(100)), t0);
+    assert!(d.actions.is_empty() && d.notices.is_empty(), "{d:?}");
+    assert_eq!(pool.slots()[0].state.name(), "starting");
+    // Its ready_timeout still applies.
+    let late = t0 + Duration::from_secs(30);
+    let actions = handle(&mut pool, Event::Tick, late);
+    assert_eq!(
+        actions,
+        vec![Action::Signal {
+            pid: pid(100),
+            signal: Signal::SIGKILL
+        }]
+    );
+}
+
+#[test]
+fn under_auto_workers_that_exit_before_accepting_end_in_exit_69() {
+    let t0 = Instant::now();
+    let mut pool = Pool::new(auto(2), 1);
+    handle(&mut pool, Event::Start, t0);
+    let (mut now, mut next, mut exit, mut notices) = (t0, 1000, None, Vec::new());
+    for _ in 0..10 * STARTUP_ATTEMPTS {
+        for slot in 0..2 {
+            if let State::Pending { at } = pool.slots()[slot].state {
+                now = now.max(at);
+                handle(&mut pool, Event::Tick, now);
+            }
+            if pool.slots()[slot].state != State::Spawning {
+                continue;
+            }
+            next += 1;
+            handle(
+                &mut pool,
+                Event::Spawned {
+                    slot,
+                    generation: 1,
+                    pid: pid(next),
+                },
+                now,
+            );
+            let mut events = vec![Event::Exited {
+                pid: pid(next),
+                exit: Exit::Code(1),
+            }];
+            while let Some(event) = events.pop() {
+                let d = pool.handle(event, now);
+                notices.extend(d.notices.into_iter().map(|n| n.text));
+                for action in d.actions {
+                    match action {
+                        Action::Sweep { orders } => events
+                            .extend(orders.into_iter().map(|o| Event::Swept { scope: o.scope })),
+                        Action::Exit(code) => exit = Some(code),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if exit.is_some() {
+            break;
+        }
+    }
+    assert_eq!(exit, Some(ExitCode::NoWorkerStarted), "{notices:#?}");
+    assert!(
+        notices[0].ends_with("exited with status 1 before it was ready, restarting in 100ms"),
+        "{notices:#?}"
+    );
+}
+
+#[test]
+fn a_ready_1_from_the_serving_worker_does_not_make_its_replacement_ready() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(1, t0);
+    handle(
+        &mut pool,
+        Event::Reload {
+            settings: auto(1),
+            generation: 2,
+        },
+        t0,
+    );
+    handle(
+        &mut pool,
+        Event::Spawned {
+            slot: 0,
+            generation: 2,
+            pid: pid(200),
+        },
+        t0,
+    );
+    // The old worker (or a process it forked) says READY=1 again, or is
+    // seen accepting: it is not the new one.
+    assert!(handle(&mut pool, Event::Ready { pid: pid(100) }, t0).is_empty());
+    assert!(handle(&mut pool, seen(pid(100)), t0).is_empty());
+    assert_eq!(
+        pool.slots()[0].successor.map(|(g, st)| (g, st.name())),
+        Some((2, "starting"))
+    );
+    // The new one accepting is what replaces the old one.
+    let actions = handle(&mut pool, seen(pid(200)), t0);
+    assert_eq!(
+        actions[0],
+        Action::Signal {
+            pid: pid(100),
+            signal: Signal::SIGTERM
+        }
+    );
+}
+
+#[test]
+fn a_failed_exec_names_the_slot_in_its_notice() {
+    let t0 = Instant::now();
+    let mut pool = Pool::new(auto(1), 1);
+    handle(&mut pool, Event::Start, t0);
+    let d = pool.handle(
+        Event::SpawnFailed {
+            slot: 0,
+            generation: 1,
+            error: "cannot execute /usr/bin/nodee: No such file or directory (os error 2)".into(),
+            master_fault: false,
+        },
+        t0,
+    );
+    assert_eq!(
+        d.notices[0].text,
+        "worker 0: cannot execute /usr/bin/nodee: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn a_worker_that_never_became_ready_is_reported_in_its_own_last_words() {
+    let t0 = Instant::now();
+    let mut pool = started_pool(auto(1), t0);
+    let words = Event::LastWords {
+        pid: pid(100),
+        line: "Error: Cannot find module 'express'".into(),
+    };
+    assert!(pool.handle(words, t0).notices.is_empty());
+    let d = pool.handle(
+        Event::Exited {
+            pid: pid(100),
+            exit: Exit::Code(1),
+        },
+        t0,
+    );
+    assert_eq!(
+        d.notices[0].text,
+        "worker 0 (pid 100) exited with status 1 before it was ready (its last line on stderr: \"Error: Cannot find module 'express'\"), restarting in 100ms"
+    );
+}
+
+#[test]
+fn a_ready_workers_last_words_are_not_part_of_its_exit() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(1, t0);
+    let later = t0 + Duration::from_secs(10);
+    pool.handle(
+        Event::LastWords {
+            pid: pid(100),
+            line: "served 10 requests".into(),
+        },
+        later,
+    );
+    let d = pool.handle(
+        Event::Exited {
+            pid: pid(100),
+            exit: Exit::Code(0),
+        },
+        later,
+    );
+    assert_eq!(
+        d.notices[0].text,
+        "worker 0 (pid 100) exited with status 0, restarting"
+    );
+}
+
+#[test]
+fn a_failed_replacement_fails_the_reload_in_its_own_last_words() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(1, t0);
+    handle(
+        &mut pool,
+        Event::Reload {
+            settings: auto(1),
+            generation: 2,
+        },
+        t0,
+    );
+    handle(
+        &mut pool,
+        Event::Spawned {
+            slot: 0,
+            generation: 2,
+            pid: pid(200),
+        },
+        t0,
+    );
+    handle(
+        &mut pool,
+        Event::LastWords {
+            pid: pid(200),
+            line: "SyntaxError: Unexpected token '}'".into(),
+        },
+        t0,
+    );
+    let actions = handle(
+        &mut pool,
+        Event::Exited {
+            pid: pid(200),
+            exit: Exit::Code(1),
+        },
+        t0,
+    );
+    let reason = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::ReloadFinished(ReloadOutcome::RolledBack { reason }) => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no rollback in {actions:?}"));
+    assert_eq!(
+        reason,
+        "worker 0 (pid 200) of generation 2 exited with status 1 (its last line on stderr: \"SyntaxError: Unexpected token '}'\")"
+    );
 }
