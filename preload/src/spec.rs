@@ -169,8 +169,17 @@ mod tests {
     #[test]
     fn malformed_specs_are_refused() {
         for bad in [
-            "", "3000", "*:", "*:0", "*:65536", "*:x", "0.0.0.0:0", "localhost:3000", "::1:3000",
-            "[::1]", "1.2.3.4",
+            "",
+            "3000",
+            "*:",
+            "*:0",
+            "*:65536",
+            "*:x",
+            "0.0.0.0:0",
+            "localhost:3000",
+            "::1:3000",
+            "[::1]",
+            "1.2.3.4",
         ] {
             assert_eq!(parse_spec(3, bad), None, "{bad:?}");
         }
@@ -183,7 +192,10 @@ mod tests {
         let n = parse_adopt(b"3=*:3000,x=*:1,4=[::]:8080,5=nonsense,6", &mut out);
         assert_eq!(n, 2);
         assert_eq!((out[0].fd, out[0].host, out[0].port), (3, Host::Any, 3000));
-        assert_eq!((out[1].fd, out[1].host, out[1].port), (4, Host::Wildcard, 8080));
+        assert_eq!(
+            (out[1].fd, out[1].host, out[1].port),
+            (4, Host::Wildcard, 8080)
+        );
         let mut two = [Spec::EMPTY; 2];
         assert_eq!(parse_adopt(b"3=*:1,4=*:2,5=*:3", &mut two), 2);
         assert_eq!(parse_adopt(b"", &mut out), 0);

@@ -1,0 +1,511 @@
+//! Bind adoption (`workers.adopt`, docs/adopt.md): unmodified programs
+//! that bind their own port serve through hawkey's one listener on every
+//! worker, through the preload library built in this repository
+//! (`target/<profile>/libhawkey_preload.so`, beside the hawkey binary).
+//!
+//! The programs are not ours: `python3 -m http.server`, a Node `http` app
+//! as any tutorial writes it, a one-line Perl server, all run unchanged.
+//! The proofs are in /proc: every worker holds hawkey's listener (the same
+//! socket inode) where its own socket was, nothing listens on the port the
+//! program asked for, and the connections are accepted by the workers.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Hang guard for a pool of unmodified programs to have bound and for a
+/// request to be answered: far above the second they take.
+const GUARD: Duration = Duration::from_secs(60);
+
+/// The preload library beside the hawkey binary under test, built now:
+/// `cargo test --test adopt` builds hawkey's targets, not the library's.
+fn preload_built() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let profile_dir = Path::new(BIN).parent().unwrap();
+            let release = profile_dir.file_name() == Some("release".as_ref());
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo
+                .args(["build", "-j", "1", "-p", "hawkey-preload"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if release {
+                cargo.arg("--release");
+            }
+            let status = cargo
+                .status()
+                .expect("run cargo to build the preload library");
+            assert!(status.success(), "building hawkey-preload failed");
+            let library = profile_dir.join("libhawkey_preload.so");
+            assert!(library.is_file(), "{} was not built", library.display());
+            library
+        })
+        .clone()
+}
+
+/// The socket inode an fd link names (`socket:[123]`).
+fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The inode of the listener the worker got at fd 3.
+fn listener_inode(pid: i32) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/3")).ok()?;
+    socket_inode(&link.to_string_lossy())
+}
+
+/// How many of `pid`'s fds are the socket `inode`.
+fn fds_on(pid: i32, inode: u64) -> usize {
+    proc_fds(pid)
+        .iter()
+        .filter(|(_, link)| socket_inode(link) == Some(inode))
+        .count()
+}
+
+/// One row of /proc/net/tcp{,6}: local port, remote port, state, inode.
+struct TcpRow {
+    local_port: u16,
+    remote_port: u16,
+    listening: bool,
+    inode: u64,
+}
+
+fn tcp_rows() -> Vec<TcpRow> {
+    let port = |field: &str| u16::from_str_radix(field.rsplit(':').next().unwrap(), 16).unwrap();
+    let mut rows = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            rows.push(TcpRow {
+                local_port: port(f[1]),
+                remote_port: port(f[2]),
+                listening: f[3] == "0A",
+                inode: f[9].parse().unwrap(),
+            });
+        }
+    }
+    rows
+}
+
+/// The inodes of the sockets listening on `port`, any address.
+fn listening_on(port: u16) -> BTreeSet<u64> {
+    tcp_rows()
+        .into_iter()
+        .filter(|r| r.listening && r.local_port == port)
+        .map(|r| r.inode)
+        .collect()
+}
+
+/// Waits until every worker in `pids` holds the listener twice: at fd 3
+/// and where its own socket was (adopted), and returns the listener's
+/// inode. Fails if any worker holds another listener than the first.
+fn wait_adopted(hawkey: &Hawkey, pids: &[i32]) -> u64 {
+    let inode = listener_inode(pids[0]).expect("the worker has a listener at fd 3");
+    for &pid in pids {
+        assert_eq!(listener_inode(pid), Some(inode), "worker {pid} fd 3");
+        let adopted = std::panic::catch_unwind(|| {
+            wait_until(GUARD, "the worker's own socket to be adopted", || {
+                (fds_on(pid, inode) >= 2).then_some(())
+            })
+        });
+        assert!(
+            adopted.is_ok(),
+            "worker {pid} fds {:?}; log:\n{}",
+            proc_fds(pid),
+            hawkey.log_text()
+        );
+    }
+    inode
+}
+
+/// Opens a connection to `port` and returns it with the worker (of
+/// `pids`) that accepted it: the one holding the server side's socket.
+fn accepted_by(port: u16, pids: &[i32]) -> (TcpStream, i32) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let client_port = stream.local_addr().unwrap().port();
+    let owner = wait_until(GUARD, "a worker to accept the connection", || {
+        let server_side = tcp_rows()
+            .into_iter()
+            .find(|r| r.local_port == port && r.remote_port == client_port && r.inode != 0)?;
+        pids.iter()
+            .copied()
+            .find(|&pid| fds_on(pid, server_side.inode) > 0)
+    });
+    (stream, owner)
+}
+
+/// Sends a GET on `stream` and returns the status code.
+fn get_on(mut stream: TcpStream) -> u16 {
+    stream.set_read_timeout(Some(GUARD)).unwrap();
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    parse_response(&response).unwrap().0
+}
+
+/// GETs `/` over new connections until responses came from every pid in
+/// `pids` (the body is the pid that answered), at most `tries` times.
+fn responses_from_each(port: u16, pids: &[i32], tries: usize) -> BTreeSet<i32> {
+    let want: BTreeSet<i32> = pids.iter().copied().collect();
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + GUARD;
+    for _ in 0..tries {
+        let (status, body) = http_get(port, "/").unwrap();
+        assert_eq!(status, 200, "{body}");
+        let pid: i32 = body.trim().parse().unwrap();
+        assert!(want.contains(&pid), "answered by {pid}, not a worker");
+        seen.insert(pid);
+        if seen == want || Instant::now() > deadline {
+            break;
+        }
+    }
+    seen
+}
+
+fn exec_yaml(listen: u16, count: usize, command: &str, adopt: &str, extra: &str) -> String {
+    format!(
+        "listen:\n  - {{name: http, address: '127.0.0.1:{listen}'}}\nworkers:\n  count: {count}\n  app: exec\n  command: {command}\n  adopt: {adopt}\n  stop_timeout: 10s\n{extra}pidfile: null\ncontrol_socket: null\n"
+    )
+}
+
+#[test]
+fn python_http_server_serves_through_hawkeys_listener_on_every_worker() {
+    preload_built();
+    let dir = TempDir::new("adopt-python");
+    let (listen, app) = (free_port(), free_port());
+    let config = write_config(
+        &dir,
+        &exec_yaml(
+            listen,
+            2,
+            &format!("[python3, -m, http.server, '{app}']"),
+            &format!("{{http: {app}}}"),
+            &format!("  cwd: {}\n", dir.path().display()),
+        ),
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let pids = hawkey.wait_workers(2, "python3", GUARD);
+    let inode = wait_adopted(&hawkey, &pids);
+    assert_eq!(listening_on(listen), BTreeSet::from([inode]));
+    assert_eq!(listening_on(app), BTreeSet::new(), "nothing else on {app}");
+    // Connections until both workers accepted one; each then answers.
+    let mut answered = BTreeSet::new();
+    for _ in 0..200 {
+        let (stream, owner) = accepted_by(listen, &pids);
+        if answered.insert(owner) {
+            assert_eq!(get_on(stream), 200, "worker {owner}");
+        }
+        if answered.len() == pids.len() {
+            break;
+        }
+    }
+    assert_eq!(
+        answered,
+        pids.iter().copied().collect(),
+        "{}",
+        hawkey.log_text()
+    );
+    hawkey.stop_cleanly();
+}
+
+#[test]
+fn an_unmodified_node_app_listening_on_its_port_is_adopted_by_the_wildcard_rule() {
+    preload_built();
+    let dir = TempDir::new("adopt-node");
+    let (listen, app) = (free_port(), free_port());
+    // As any tutorial writes it; Node binds `::` (dual-stack).
+    write_file(
+        &dir,
+        "server.js",
+        "const http = require('http');\n\
+         http.createServer((req, res) => res.end(String(process.pid)))\n  \
+         .listen(process.env.PORT || 3000);\n",
+    );
+    let config = write_config(
+        &dir,
+        &exec_yaml(
+            listen,
+            2,
+            "[node, server.js]",
+            &format!("{{http: '0.0.0.0:{app}'}}"),
+            &format!(
+                "  cwd: {}\n  env: {{PORT: '{app}'}}\n",
+                dir.path().display()
+            ),
+        ),
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let pids = hawkey.wait_workers(2, "node", GUARD);
+    let inode = wait_adopted(&hawkey, &pids);
+    assert_eq!(listening_on(app), BTreeSet::new(), "nothing else on {app}");
+    assert_eq!(listening_on(listen), BTreeSet::from([inode]));
+    let seen = responses_from_each(listen, &pids, 2000);
+    assert_eq!(
+        seen,
+        pids.iter().copied().collect(),
+        "{}",
+        hawkey.log_text()
+    );
+    hawkey.stop_cleanly();
+}
+
+#[test]
+fn binds_of_other_addresses_ports_and_kinds_are_left_alone() {
+    preload_built();
+    let dir = TempDir::new("adopt-other");
+    let (listen, app, other) = (free_port(), free_port(), free_port());
+    let out = dir.join("out");
+    // Adopted: 127.0.0.1:APP. Not: 127.0.0.1:OTHER (another port) and a
+    // UDP socket on 127.0.0.1:APP (not a stream).
+    let script = format!(
+        "import socket, time\n\
+         def tcp(addr):\n    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n    s.bind(addr); s.listen(8); return s\n\
+         a = tcp(('127.0.0.1', {app}))\n\
+         b = tcp(('127.0.0.1', {other}))\n\
+         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', {app}))\n\
+         open('{out}.tmp', 'w').write(' '.join(str(s.getsockname()[1]) for s in (a, b, u)))\n\
+         import os; os.rename('{out}.tmp', '{out}')\n\
+         time.sleep(1000)\n",
+        out = out.display()
+    );
+    let script_path = write_file(&dir, "app.py", &script);
+    let config = write_config(
+        &dir,
+        &exec_yaml(
+            listen,
+            1,
+            &format!("[python3, {}]", script_path.display()),
+            &format!("{{http: '127.0.0.1:{app}'}}"),
+            "",
+        ),
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let ports = wait_until(GUARD, "the app to report its sockets", || {
+        std::fs::read_to_string(&out).ok()
+    });
+    assert_eq!(
+        ports,
+        format!("{listen} {other} {app}"),
+        "{}",
+        hawkey.log_text()
+    );
+    let pid = hawkey.wait_workers(1, "python3", GUARD)[0];
+    let inode = listener_inode(pid).unwrap();
+    assert_eq!(fds_on(pid, inode), 2, "fd 3 and the adopted socket");
+    let others = listening_on(other);
+    assert_eq!(others.len(), 1, "the program's own listener on {other}");
+    assert!(!others.contains(&inode));
+    assert_eq!(listening_on(app), BTreeSet::new(), "the adopted address");
+    hawkey.stop_cleanly();
+}
+
+#[test]
+fn a_listener_systemd_passes_is_adopted_by_its_name() {
+    preload_built();
+    let dir = TempDir::new("adopt-activate");
+    let (passed, configured, app) = (free_port(), free_port(), free_port());
+    // `listen` is used only when systemd passes no socket; the name is
+    // systemd's FileDescriptorName=.
+    let yaml = format!(
+        "listen:\n  - {{name: web, address: '127.0.0.1:{configured}'}}\nworkers:\n  count: 2\n  app: exec\n  command: [python3, -m, http.server, '{app}']\n  cwd: {}\n  adopt: {{web: {app}}}\npidfile: null\ncontrol_socket: null\n",
+        dir.path().display()
+    );
+    let config = write_config(&dir, &yaml);
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.arg("-l")
+        .arg(format!("127.0.0.1:{passed}"))
+        .arg("--fdname=web")
+        .arg(BIN)
+        .args(["run", "-c"])
+        .arg(&config);
+    plain_env(&mut cmd);
+    let mut hawkey = Hawkey::spawn(cmd);
+    // systemd-socket-activate runs hawkey at the first connection.
+    hawkey.wait_log("Listening on", GUARD);
+    let first = TcpStream::connect(("127.0.0.1", passed)).unwrap();
+    let pids = hawkey.wait_workers(2, "python3", GUARD);
+    let inode = wait_adopted(&hawkey, &pids);
+    assert_eq!(listening_on(passed), BTreeSet::from([inode]));
+    assert_eq!(listening_on(configured), BTreeSet::new());
+    assert_eq!(listening_on(app), BTreeSet::new());
+    assert_eq!(get_on(first), 200, "{}", hawkey.log_text());
+    let (stream, owner) = accepted_by(passed, &pids);
+    assert_eq!(get_on(stream), 200, "worker {owner}");
+    hawkey.stop_cleanly();
+}
+
+#[test]
+fn sixty_four_workers_each_adopt_the_one_listener() {
+    preload_built();
+    let dir = TempDir::new("adopt-64");
+    let (listen, app) = (free_port(), free_port());
+    // A one-line Perl server: answers its pid and closes.
+    let server = format!(
+        "use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => {app}, Listen => 5, ReuseAddr => 1) or die \"bind: $!\"; while (my $c = $s->accept) {{ while (<$c>) {{ last if /^\\r?$/ }} print $c \"HTTP/1.0 200 OK\\r\\n\\r\\n$$\"; close $c }}"
+    );
+    let script = write_file(&dir, "server.pl", &server);
+    let config = write_config(
+        &dir,
+        &exec_yaml(
+            listen,
+            64,
+            &format!("[perl, {}]", script.display()),
+            &format!("{{http: {app}}}"),
+            "",
+        ),
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let pids = hawkey.wait_workers(64, "perl", GUARD);
+    let inode = wait_adopted(&hawkey, &pids);
+    assert_eq!(listening_on(listen), BTreeSet::from([inode]));
+    assert_eq!(listening_on(app), BTreeSet::new(), "nothing else on {app}");
+    let want: BTreeSet<i32> = pids.iter().copied().collect();
+    let mut seen = BTreeSet::new();
+    for _ in 0..200 {
+        let (status, body) = http_get(listen, "/").unwrap();
+        assert_eq!(status, 200);
+        let pid: i32 = body.trim().parse().unwrap();
+        assert!(want.contains(&pid), "answered by {pid}, not a worker");
+        seen.insert(pid);
+    }
+    assert!(seen.len() >= 2, "200 requests all went to {seen:?}");
+    assert_eq!(hawkey.count_log("exited"), 0, "{}", hawkey.log_text());
+    hawkey.stop_cleanly();
+}
+
+/// A copy of the hawkey binary in a directory of its own: it finds the
+/// library only where this test puts it.
+fn lonely_hawkey(dir: &TempDir) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let copy = bin.join("hawkey");
+    std::fs::copy(BIN, &copy).unwrap();
+    copy
+}
+
+#[test]
+fn without_the_library_adopt_is_refused_in_one_line_with_exit_78() {
+    assert!(
+        !Path::new("/usr/lib/x86_64-linux-gnu/hawkey/libhawkey_preload.so").exists(),
+        "this test needs the .deb's library not installed"
+    );
+    let dir = TempDir::new("adopt-missing");
+    let hawkey = lonely_hawkey(&dir);
+    let yaml = exec_yaml(free_port(), 1, "[sleep, '1000']", "{http: 3000}", "");
+    let config = write_config(&dir, &yaml);
+    for verb in ["check", "run"] {
+        let mut cmd = Command::new(&hawkey);
+        cmd.args([verb, "-c"]).arg(&config);
+        plain_env(&mut cmd);
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{verb}: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("preload library"))
+            .unwrap_or_else(|| panic!("{verb}: {stderr}"));
+        assert!(
+            line.contains("workers.adopt")
+                && line.contains("libhawkey_preload.so, which is not installed")
+                && line.contains(&format!(
+                    "{}/bin/libhawkey_preload.so",
+                    dir.path().display()
+                )),
+            "{verb}: {line}"
+        );
+    }
+}
+
+#[test]
+fn the_library_is_found_in_the_multiarch_directory_beside_the_binary() {
+    let library = preload_built();
+    let dir = TempDir::new("adopt-lib-dir");
+    let hawkey = lonely_hawkey(&dir);
+    let multiarch = format!("{}-linux-gnu", std::env::consts::ARCH);
+    let lib = dir.join("lib").join(&multiarch).join("hawkey");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::copy(&library, lib.join("libhawkey_preload.so")).unwrap();
+    let yaml = exec_yaml(free_port(), 1, "[sleep, '1000']", "{http: 3000}", "");
+    let config = write_config(&dir, &yaml);
+    let mut cmd = Command::new(&hawkey);
+    cmd.args(["check", "-c"]).arg(&config);
+    plain_env(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_refuses_adopt_for_a_static_binary_and_warns_without_it() {
+    preload_built();
+    let dir = TempDir::new("adopt-static");
+    let source = write_file(&dir, "s.c", "int main(void) { return 0; }\n");
+    let program = dir.join("static-app");
+    let built = Command::new("gcc")
+        .args(["-static", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .status()
+        .expect("gcc, to build a static program");
+    assert!(built.success());
+    // A script whose interpreter, found through env(1), is the static one.
+    let script = write_file(
+        &dir,
+        "app.sh",
+        &format!("#!/usr/bin/env {}\n", program.display()),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for command in [program.display().to_string(), script.display().to_string()] {
+        let check = |adopt: &str| {
+            let yaml =
+                format!("workers:\n  app: exec\n  command: ['{command}']\n{adopt}pidfile: null\n");
+            let config = write_config(&dir, &yaml);
+            let out = hawkey_command(&["check", "-q", "-c"])
+                .arg(&config)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (code, stderr) = check("  adopt: {http: 3000}\n");
+        assert_eq!(code, Some(78), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "hawkey: error: {}: workers.adopt: '{}' (workers.command) is statically linked",
+                dir.join("hawkey.yaml").display(),
+                program.display()
+            )),
+            "{stderr}"
+        );
+        let (code, stderr) = check("");
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(
+            stderr.starts_with("hawkey: warning: workers.command[0]: '")
+                && stderr.contains("is statically linked"),
+            "{stderr}"
+        );
+    }
+}
