@@ -72,6 +72,33 @@ fn fds_on(pid: i32, inode: u64) -> usize {
         .count()
 }
 
+/// Whether `pid`'s fd 3 (the listener's open file description, shared
+/// by every worker) is non-blocking, from /proc/PID/fdinfo.
+fn listener_nonblocking(pid: i32) -> bool {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/3")).unwrap();
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+        .unwrap();
+    flags & libc::O_NONBLOCK as u32 != 0
+}
+
+/// The backlog of the socket listening on 127.0.0.1:`port`, as ss(8)
+/// shows it (Send-Q of a listening socket).
+fn backlog(port: u16) -> u32 {
+    let out = Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    fields
+        .get(2)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("ss: {text}"))
+}
+
 /// One row of /proc/net/tcp{,6}: local port, remote port, state, inode.
 struct TcpRow {
     local_port: u16,
@@ -205,6 +232,10 @@ fn python_http_server_serves_through_hawkeys_listener_on_every_worker() {
     let inode = wait_adopted(&hawkey, &pids);
     assert_eq!(listening_on(listen), BTreeSet::from([inode]));
     assert_eq!(listening_on(app), BTreeSet::new(), "nothing else on {app}");
+    // Python's listen(5) left the shared queue as hawkey made it, and its
+    // blocking socket made the listener blocking.
+    assert_eq!(backlog(listen), 1024);
+    assert!(!listener_nonblocking(pids[0]));
     // Connections until both workers accepted one; each then answers.
     let mut answered = BTreeSet::new();
     for _ in 0..200 {
@@ -256,6 +287,9 @@ fn an_unmodified_node_app_listening_on_its_port_is_adopted_by_the_wildcard_rule(
     let inode = wait_adopted(&hawkey, &pids);
     assert_eq!(listening_on(app), BTreeSet::new(), "nothing else on {app}");
     assert_eq!(listening_on(listen), BTreeSet::from([inode]));
+    // libuv's sockets are non-blocking: so is the shared listener now.
+    assert!(listener_nonblocking(pids[0]));
+    assert_eq!(backlog(listen), 1024, "Node's listen(511) changed nothing");
     let seen = responses_from_each(listen, &pids, 2000);
     assert_eq!(
         seen,
@@ -508,4 +542,117 @@ fn check_refuses_adopt_for_a_static_binary_and_warns_without_it() {
             "{stderr}"
         );
     }
+}
+
+#[test]
+fn exec_workers_get_the_library_before_their_own_preload_and_builtin_ones_nothing() {
+    let library = preload_built();
+    let dir = TempDir::new("adopt-env");
+    let (listen, app) = (free_port(), free_port());
+    let config = write_config(
+        &dir,
+        &exec_yaml(
+            listen,
+            1,
+            "[sleep, '1000']",
+            &format!("{{http: {app}}}"),
+            "  ready: started\n  env: {LD_PRELOAD: libc.so.6, NODE_OPTIONS: --no-warnings}\n",
+        ),
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let pid = hawkey.wait_workers(1, "sleep", GUARD)[0];
+    let library = std::fs::canonicalize(library).unwrap();
+    assert_eq!(
+        env_of(pid, "LD_PRELOAD"),
+        Some(format!("{}:libc.so.6", library.display()))
+    );
+    assert_eq!(env_of(pid, "HAWKEY_ADOPT"), Some(format!("3=*:{app}")));
+    assert_eq!(
+        env_of(pid, "HAWKEY_READY_PROBE"),
+        None,
+        "not under ready: started"
+    );
+    let node_options = env_of(pid, "NODE_OPTIONS").unwrap();
+    assert!(
+        node_options.starts_with("--require /")
+            && node_options.ends_with("/hawkey-drain.cjs --no-warnings"),
+        "{node_options}"
+    );
+    hawkey.stop_cleanly();
+
+    let builtin = write_config(&dir, &builtin_yaml(&dir, free_port(), 1, ""));
+    let (mut hawkey, _notify, _) = start_ready(&dir, &builtin);
+    let pid = hawkey.workers()[0];
+    for name in [
+        "LD_PRELOAD",
+        "HAWKEY_ADOPT",
+        "HAWKEY_READY_PROBE",
+        "NODE_OPTIONS",
+    ] {
+        assert_eq!(env_of(pid, name), None, "builtin worker: {name}");
+    }
+    hawkey.stop_cleanly();
+}
+
+/// Runs `child` (Python code) with the preload library loaded, a listener
+/// at fd 3, `NOTIFY_SOCKET` pointing at a socket of the test's, and
+/// `HAWKEY_READY_PROBE` naming the listener's inode when `probe`; returns
+/// the datagrams it sent within a bounded wait after it exited.
+fn reports_of(child: &str, probe: bool) -> Vec<String> {
+    let library = preload_built();
+    let dir = TempDir::new("adopt-report");
+    let notify = NotifySocket::new(&dir);
+    // A launcher without the library: it makes the listener, then execs
+    // the child with the library loaded.
+    let launcher = format!(
+        "import os, socket, sys\n\
+         s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n\
+         if s.fileno() != 3: os.dup2(s.fileno(), 3)\n\
+         os.set_inheritable(3, True)\n\
+         env = dict(os.environ, LD_PRELOAD='{lib}', NOTIFY_SOCKET='{notify}')\n\
+         if {probe}: env['HAWKEY_READY_PROBE'] = str(os.fstat(3).st_ino)\n\
+         os.execvpe('python3', ['python3', '-c', sys.argv[1]], env)\n",
+        lib = library.display(),
+        notify = notify.path.display(),
+        probe = if probe { "True" } else { "False" },
+    );
+    let status = Command::new("python3")
+        .args(["-c", &launcher, child])
+        .env_remove("HAWKEY_READY_PROBE")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut got = Vec::new();
+    while let Some(m) = notify.recv(Duration::from_millis(500)) {
+        got.push(m);
+        assert!(got.len() < 100, "{got:?}");
+    }
+    got
+}
+
+#[test]
+fn the_library_reports_accepting_once_per_process_and_only_for_probed_listeners() {
+    // Two waits on the listener, then a forked child's: one report each.
+    let waits = "import os, select, socket\n\
+                 s = socket.socket(fileno=3)\n\
+                 select.select([s], [], [], 0); p = select.poll(); p.register(s, select.POLLIN); p.poll(0)\n\
+                 pid = os.fork()\n\
+                 if pid == 0:\n    select.select([s], [], [], 0); os._exit(0)\n\
+                 os.waitpid(pid, 0)\n";
+    assert_eq!(reports_of(waits, true), ["HAWKEY_ACCEPTING=1"; 2]);
+    // No probe: nothing, whatever the program waits on.
+    assert_eq!(reports_of(waits, false), Vec::<String>::new());
+    // Waiting on other fds (a socket pair, stdin) is not accepting.
+    let other = "import select, socket\n\
+                 a, b = socket.socketpair()\n\
+                 select.select([a, 0], [], [], 0); e = select.epoll(); e.register(a.fileno(), select.EPOLLIN)\n";
+    assert_eq!(reports_of(other, true), Vec::<String>::new());
+    // epoll_ctl(ADD) and accept4 of the listener are.
+    let epoll = "import select, socket\n\
+                 s = socket.socket(fileno=3); e = select.epoll(); e.register(s.fileno(), select.EPOLLIN)\n";
+    assert_eq!(reports_of(epoll, true), ["HAWKEY_ACCEPTING=1"]);
+    let accept = "import socket\n\
+                  s = socket.socket(fileno=3); s.setblocking(False)\n\
+                  try:\n    s.accept()\nexcept BlockingIOError:\n    pass\n";
+    assert_eq!(reports_of(accept, true), ["HAWKEY_ACCEPTING=1"]);
 }
