@@ -656,3 +656,34 @@ fn the_library_reports_accepting_once_per_process_and_only_for_probed_listeners(
                   try:\n    s.accept()\nexcept BlockingIOError:\n    pass\n";
     assert_eq!(reports_of(accept, true), ["HAWKEY_ACCEPTING=1"]);
 }
+
+#[test]
+fn check_warns_that_a_setuid_program_may_ignore_the_library() {
+    preload_built();
+    let dir = TempDir::new("adopt-setuid");
+    let program = dir.join("setuid-sleep");
+    std::fs::copy("/bin/sleep", &program).unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .unwrap();
+    let yaml = format!(
+        "workers:\n  app: exec\n  command: ['{}', '100']\n  adopt: {{http: 3000}}\npidfile: null\n",
+        program.display()
+    );
+    let config = write_config(&dir, &yaml);
+    let out = hawkey_command(&["check", "-q", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "hawkey: warning: workers.command[0]: '{}' is setuid or setgid",
+            program.display()
+        )),
+        "{stderr}"
+    );
+}

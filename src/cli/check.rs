@@ -82,10 +82,18 @@ fn check_preload(config: &config::Config, env: &Environment) -> Result<(), Strin
     let Some(program) = exec_target(&workers.command, path_var, workers.cwd.as_deref()) else {
         return Ok(());
     };
+    let shown = program.display();
+    if adopting && is_set_id(&program) {
+        // Secure-execution mode ignores LD_PRELOAD unless the program runs
+        // as its owner and group, which hawkey cannot tell from here.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "hawkey: warning: workers.command[0]: '{shown}' is setuid or setgid: the dynamic loader ignores LD_PRELOAD for it unless it runs as its owner, and workers.adopt then does nothing"
+        );
+    }
     if !is_static_elf(&program) {
         return Ok(());
     }
-    let shown = program.display();
     if adopting {
         return Err(format!(
             "workers.adopt: '{shown}' (workers.command) is statically linked: the preload library cannot be loaded into it, so its own bind() cannot be adopted (pass it hawkey's listener on fd 3 instead)"
@@ -150,6 +158,12 @@ fn shebang(path: &Path) -> Option<Vec<String>> {
         .map(String::from)
         .collect();
     (!words.is_empty()).then_some(words)
+}
+
+/// Whether `path` has the setuid or setgid bit.
+fn is_set_id(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o6000 != 0)
 }
 
 fn is_elf(path: &Path) -> bool {
