@@ -487,6 +487,20 @@ fn the_library_is_found_in_the_multiarch_directory_beside_the_binary() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The effective configuration names the library it found.
+    let found = std::fs::canonicalize(lib.join("libhawkey_preload.so")).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "# workers.adopt: through the preload library {}\n",
+            found.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  adopt:\n    http: \"*:3000\"\n"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -32,6 +32,15 @@ pub(super) fn check(config_path: Option<PathBuf>, quiet: bool) -> Status {
         return Status::Ok;
     }
     let mut out = format!("# {source}: valid\n");
+    if config.workers.app == config::AppKind::Exec
+        && !config.workers.adopt.is_empty()
+        && let Ok(library) = crate::spawn::inject::find_library()
+    {
+        out.push_str(&format!(
+            "# workers.adopt: through the preload library {}\n",
+            library.display()
+        ));
+    }
     if config.workers.count == config::WorkerCount::Auto {
         let cpus = cpu::available();
         let quota = match cpus.quota {
