@@ -187,6 +187,17 @@ fn get_on(mut stream: TcpStream) -> u16 {
     parse_response(&response).unwrap().0
 }
 
+/// The pid a response body holds, plain or as the one chunk of a
+/// chunked body (an ASGI app that sends no Content-Length).
+fn pid_in(body: &str) -> i32 {
+    let chunk = || body.split("\r\n").nth(1)?.parse().ok();
+    body.trim()
+        .parse()
+        .ok()
+        .or_else(chunk)
+        .unwrap_or_else(|| panic!("not a pid: {body:?}"))
+}
+
 /// GETs `/` over new connections until responses came from every pid in
 /// `pids` (the body is the pid that answered), at most `tries` times.
 fn responses_from_each(port: u16, pids: &[i32], tries: usize) -> BTreeSet<i32> {
@@ -196,7 +207,7 @@ fn responses_from_each(port: u16, pids: &[i32], tries: usize) -> BTreeSet<i32> {
     for _ in 0..tries {
         let (status, body) = http_get(port, "/").unwrap();
         assert_eq!(status, 200, "{body}");
-        let pid: i32 = body.trim().parse().unwrap();
+        let pid = pid_in(&body);
         assert!(want.contains(&pid), "answered by {pid}, not a worker");
         seen.insert(pid);
         if seen == want || Instant::now() > deadline {
@@ -700,4 +711,79 @@ fn check_warns_that_a_setuid_program_may_ignore_the_library() {
         )),
         "{stderr}"
     );
+}
+
+/// A program that adopts its listener, `shutdown(SHUT_RDWR)`s it, and
+/// exits: the shutdown is the library's no-op, so the other worker (and
+/// the one that replaces the leaver) keep accepting on the shared socket;
+/// a shutdown of any other socket still happens.
+#[test]
+fn a_worker_that_shuts_its_adopted_listener_down_leaves_it_serving_for_the_others() {
+    preload_built();
+    let dir = TempDir::new("adopt-shutdown");
+    let (listen, app) = (free_port(), free_port());
+    let (mark, out) = (dir.join("mark"), dir.join("out"));
+    // The first worker to create `mark` shuts down and exits; the others
+    // (the second one and the first one's replacement) serve their pid.
+    let script = format!(
+        "import http.server, os, socket\n\
+         class H(http.server.BaseHTTPRequestHandler):\n    \
+             def do_GET(self):\n        \
+                 body = str(os.getpid()).encode()\n        \
+                 self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()\n        \
+                 self.wfile.write(body)\n\
+         srv = http.server.HTTPServer(('', {app}), H)\n\
+         try:\n    os.close(os.open('{mark}', os.O_CREAT | os.O_EXCL))\n\
+         except FileExistsError:\n    srv.serve_forever()\n\
+         adopted = os.fstat(srv.fileno()).st_ino == os.fstat(3).st_ino\n\
+         srv.socket.shutdown(socket.SHUT_RDWR)\n\
+         a, b = socket.socketpair(); a.shutdown(socket.SHUT_WR); eof = b.recv(1) == b''\n\
+         open('{out}.tmp', 'w').write(f'{{os.getpid()}} {{adopted}} {{eof}}')\n\
+         os.rename('{out}.tmp', '{out}')\n",
+        mark = mark.display(),
+        out = out.display()
+    );
+    let script = write_file(&dir, "app.py", &script);
+    let config = write_config(
+        &dir,
+        &exec_yaml(
+            listen,
+            2,
+            &format!("[python3, {}]", script.display()),
+            &format!("{{http: {app}}}"),
+            "  ready: started\n",
+        ),
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let report = wait_until(GUARD, "a worker to shut its listener down", || {
+        std::fs::read_to_string(&out).ok()
+    });
+    let fields: Vec<&str> = report.split(' ').collect();
+    let leaver: i32 = fields[0].parse().unwrap();
+    assert_eq!(
+        fields[1], "True",
+        "the shut-down fd was the adopted listener"
+    );
+    // Any other socket's shutdown is the real one: the peer reads EOF.
+    assert_eq!(fields[2], "True", "a socket pair's shutdown(SHUT_WR)");
+    wait_until(GUARD, "the worker that shut down to be gone", || {
+        (!hawkey.workers().contains(&leaver)).then_some(())
+    });
+    let pids = hawkey.wait_workers(2, "python3", GUARD);
+    assert!(!pids.contains(&leaver));
+    let inode = wait_adopted(&hawkey, &pids);
+    assert_eq!(
+        listening_on(listen),
+        BTreeSet::from([inode]),
+        "the shared listener still listens"
+    );
+    assert_eq!(listening_on(app), BTreeSet::new(), "nothing else on {app}");
+    let seen = responses_from_each(listen, &pids, 2000);
+    assert_eq!(
+        seen,
+        pids.iter().copied().collect(),
+        "{}",
+        hawkey.log_text()
+    );
+    hawkey.stop_cleanly();
 }

@@ -14,7 +14,9 @@
 //! program's own fd, keeping that fd's `FD_CLOEXEC`, and give the shared
 //! open file description the program socket's `O_NONBLOCK`), `listen` (on
 //! an adopted listener: succeed without calling the real `listen`, which
-//! would change the shared queue's backlog), and the readiness hooks
+//! would change the shared queue's backlog), `shutdown` (on an adopted
+//! listener: succeed without the real `shutdown`, which would stop the
+//! socket every worker shares), and the readiness hooks
 //! `accept`, `accept4`, `poll`, `ppoll`, `select`, `pselect` and
 //! `epoll_ctl(EPOLL_CTL_ADD)`: the first of them to name a listener whose
 //! inode is in `HAWKEY_READY_PROBE` (and the `listen` of an adopted fd)
@@ -343,7 +345,8 @@ static REAL_PPOLL: Real = Real::new(c"ppoll");
 static REAL_SELECT: Real = Real::new(c"select");
 static REAL_PSELECT: Real = Real::new(c"pselect");
 static REAL_EPOLL_CTL: Real = Real::new(c"epoll_ctl");
-static REALS: [&Real; 9] = [
+static REAL_SHUTDOWN: Real = Real::new(c"shutdown");
+static REALS: [&Real; 10] = [
     &REAL_BIND,
     &REAL_LISTEN,
     &REAL_ACCEPT,
@@ -353,6 +356,7 @@ static REALS: [&Real; 9] = [
     &REAL_SELECT,
     &REAL_PSELECT,
     &REAL_EPOLL_CTL,
+    &REAL_SHUTDOWN,
 ];
 
 /// Calls the real function `$real` as type `$ty`; `ENOSYS` if libc has
@@ -502,6 +506,13 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
     )
 }
 
+/// Whether `fd` is one of the adopted listeners (at the program's fd or
+/// at the inherited one): the same socket inode.
+fn is_adopted(state: &State, fd: c_int) -> bool {
+    let _errno = KeepErrno::new();
+    socket_inode(fd).is_some_and(|ino| state.adopt[..state.adopt_len].iter().any(|a| a.ino == ino))
+}
+
 /// `listen(2)`: on an adopted listener, succeed without touching the
 /// shared queue's backlog, and report.
 ///
@@ -511,20 +522,40 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
 pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
     if let Some(state) = state()
         && state.adopt_len > 0
+        && is_adopted(state, fd)
     {
-        let _errno = KeepErrno::new();
-        if let Some(ino) = socket_inode(fd)
-            && state.adopt[..state.adopt_len].iter().any(|a| a.ino == ino)
-        {
-            report();
-            return 0;
-        }
+        report();
+        return 0;
     }
     call_real!(
         REAL_LISTEN,
         unsafe extern "C" fn(c_int, c_int) -> c_int,
         fd,
         backlog
+    )
+}
+
+/// `shutdown(2)`: on an adopted listener, succeed without shutting the
+/// socket down. A shutdown acts on the socket, not the fd: on the shared
+/// listener it would stop accepting for every worker and the master. A
+/// program that shuts its listener down is done with it and closes or
+/// exits next, which releases only its own fd.
+///
+/// # Safety
+/// As `shutdown(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
+    if let Some(state) = state()
+        && state.adopt_len > 0
+        && is_adopted(state, fd)
+    {
+        return 0;
+    }
+    call_real!(
+        REAL_SHUTDOWN,
+        unsafe extern "C" fn(c_int, c_int) -> c_int,
+        fd,
+        how
     )
 }
 
