@@ -4,7 +4,11 @@
 //! (`target/<profile>/libhawkey_preload.so`, beside the hawkey binary).
 //!
 //! The programs are not ours: `python3 -m http.server`, a Node `http` app
-//! as any tutorial writes it, a one-line Perl server, all run unchanged.
+//! as any tutorial writes it, a one-line Perl server, and Express, Flask's
+//! development server and uvicorn from their registries (the recipes'
+//! pins, `tests/recipes/install.sh`: `target/recipes-venv` and
+//! `target/recipes-node`) with apps as their docs write them
+//! (`tests/fixtures/unmodified/`), all run unchanged.
 //! The proofs are in /proc: every worker holds hawkey's listener (the same
 //! socket inode) where its own socket was, nothing listens on the port the
 //! program asked for, and the connections are accepted by the workers.
@@ -786,4 +790,113 @@ fn a_worker_that_shuts_its_adopted_listener_down_leaves_it_serving_for_the_other
         hawkey.log_text()
     );
     hawkey.stop_cleanly();
+}
+
+/// A path under `<repo>/target` that `tests/recipes/install.sh` (the
+/// recipes' pinned PyPI and npm packages) makes; missing is a failure
+/// naming that command, not a skip.
+fn installed(rel: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(rel);
+    assert!(
+        path.exists(),
+        "{} is missing: install the pinned PyPI and npm packages with \
+         `tests/recipes/install.sh` (into target/recipes-venv and target/recipes-node)",
+        path.display()
+    );
+    path
+}
+
+/// Copies the app of `tests/fixtures/unmodified/<name>/` into `dir`.
+fn unmodified_app(dir: &TempDir, name: &str) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/unmodified")
+        .join(name);
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(&entry.file_name().to_string_lossy())).unwrap();
+    }
+}
+
+/// The proof for an unmodified third-party app: two workers of `command`
+/// (running `comm`), which binds `app` itself, under `adopt: {http: APP}`
+/// and `ready: started`: both hold hawkey's listener where their own
+/// socket was, nothing listens on `app` (/proc/net/tcp and tcp6), both
+/// pids answer through hawkey's listener, and hawkey stops cleanly.
+fn prove_unmodified(tag: &str, fixture: &str, comm: &str, command: &str, env: &str, app: u16) {
+    preload_built();
+    let dir = TempDir::new(tag);
+    unmodified_app(&dir, fixture);
+    let listen = free_port();
+    let config = write_config(
+        &dir,
+        &exec_yaml(
+            listen,
+            2,
+            command,
+            &format!("{{http: {app}}}"),
+            &format!(
+                "  ready: started\n  cwd: {}\n  env: {{PYTHONDONTWRITEBYTECODE: '1'{env}}}\n",
+                dir.path().display()
+            ),
+        ),
+    );
+    let mut hawkey = Hawkey::start(&config);
+    let pids = hawkey.wait_workers(2, comm, GUARD);
+    let inode = wait_adopted(&hawkey, &pids);
+    assert_eq!(listening_on(listen), BTreeSet::from([inode]));
+    assert_eq!(listening_on(app), BTreeSet::new(), "nothing else on {app}");
+    let seen = responses_from_each(listen, &pids, 2000);
+    assert_eq!(
+        seen,
+        pids.iter().copied().collect(),
+        "{}",
+        hawkey.log_text()
+    );
+    assert_eq!(hawkey.count_log("exited"), 0, "{}", hawkey.log_text());
+    hawkey.stop_cleanly();
+}
+
+#[test]
+fn an_unmodified_express_app_listening_on_process_env_port_serves_on_every_worker() {
+    let modules = installed("recipes-node/node_modules/express");
+    let modules = modules.parent().unwrap().display().to_string();
+    let app = free_port();
+    prove_unmodified(
+        "adopt-express",
+        "express",
+        "node",
+        "[node, app.js]",
+        &format!(", NODE_PATH: '{modules}', PORT: '{app}'"),
+        app,
+    );
+}
+
+#[test]
+fn an_unmodified_flask_app_on_its_development_server_serves_on_every_worker() {
+    let flask = installed("recipes-venv/bin/flask");
+    let app = free_port();
+    prove_unmodified(
+        "adopt-flask",
+        "flask",
+        "flask",
+        &format!("['{}', --app, app, run, --port, '{app}']", flask.display()),
+        "",
+        app,
+    );
+}
+
+#[test]
+fn uvicorn_with_its_own_port_serves_on_every_worker() {
+    let uvicorn = installed("recipes-venv/bin/uvicorn");
+    let app = free_port();
+    prove_unmodified(
+        "adopt-uvicorn",
+        "uvicorn",
+        "uvicorn",
+        &format!("['{}', 'main:app', --port, '{app}']", uvicorn.display()),
+        "",
+        app,
+    );
 }
