@@ -36,6 +36,19 @@ pub(crate) const HAWKEY_STOP_SIGNAL: &str = "HAWKEY_STOP_SIGNAL";
 pub(crate) const HAWKEY_ROLE: &str = "HAWKEY_ROLE";
 /// `HAWKEY_LOG`: `level/format` for library workers' logs.
 pub(crate) const HAWKEY_LOG: &str = "HAWKEY_LOG";
+/// `HAWKEY_ADOPT`: `FD=SPEC,...`, the listeners the preload library puts
+/// in place of the program's own `bind(2)` (`workers.adopt`).
+pub(crate) const HAWKEY_ADOPT: &str = "HAWKEY_ADOPT";
+/// `HAWKEY_READY_PROBE`: the listeners' socket inodes, comma-separated:
+/// the preload library reports `HAWKEY_ACCEPTING=1` when the program
+/// first waits on one (`ready: auto`).
+pub(crate) const HAWKEY_READY_PROBE: &str = "HAWKEY_READY_PROBE";
+/// `LD_PRELOAD`: not hawkey's own (a worker may have one), but hawkey
+/// prepends its preload library to it.
+pub(crate) const LD_PRELOAD: &str = "LD_PRELOAD";
+/// `NODE_OPTIONS`: as `LD_PRELOAD`, hawkey prepends `--require` of its
+/// Node drain shim.
+pub(crate) const NODE_OPTIONS: &str = "NODE_OPTIONS";
 
 /// Whom a variable is for once the worker runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,8 +67,10 @@ pub(crate) struct Var {
 }
 
 /// Every variable hawkey sets for workers: never passed on from the
-/// master's environment, never accepted in `workers.env`.
-pub(crate) const WORKER_VARS: [Var; 12] = [
+/// master's environment, never accepted in `workers.env`. (`LD_PRELOAD`
+/// and `NODE_OPTIONS` are not here: hawkey prepends to them, the
+/// worker's own value is kept.)
+pub(crate) const WORKER_VARS: [Var; 14] = [
     Var {
         name: LISTEN_PID,
         scope: Scope::Process,
@@ -102,6 +117,16 @@ pub(crate) const WORKER_VARS: [Var; 12] = [
     },
     Var {
         name: HAWKEY_STOP_SIGNAL,
+        scope: Scope::Tree,
+    },
+    // The whole tree: a forked or exec'd child of the worker (gunicorn's
+    // arbiter and its workers) binds and accepts too.
+    Var {
+        name: HAWKEY_ADOPT,
+        scope: Scope::Tree,
+    },
+    Var {
+        name: HAWKEY_READY_PROBE,
         scope: Scope::Tree,
     },
 ];

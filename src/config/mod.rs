@@ -26,6 +26,7 @@
 //!   an error is found, for the locations serde cannot give;
 //! - `validate`: raw layer to [`Config`], one function per decision;
 //! - `units`: durations, signal names and file modes, which YAML has no type for;
+//! - `adopt`: `workers.adopt`, checked against the listeners;
 //! - `paths`: where a config's pidfile and control socket are, once resolved.
 //!
 //! The YAML crate lives behind this module only (`serde-saphyr`, the
@@ -33,6 +34,7 @@
 //! column, rejects duplicate keys and bounds alias expansion and document
 //! size, which is what a config file read by root needs.
 
+mod adopt;
 mod diagnostics;
 mod events;
 mod flow;
@@ -235,6 +237,53 @@ pub(crate) struct Workers {
     pub(crate) stop_signal: SignalName,
     pub(crate) stop_timeout: Span,
     pub(crate) restart_backoff: Backoff,
+    /// `workers.adopt`, in file order: whose `bind(2)` gets which
+    /// listener (see `docs/adopt.md`).
+    #[serde(skip_serializing_if = "Adopt::is_empty")]
+    pub(crate) adopt: Adopt,
+}
+
+/// `workers.adopt`: the listeners an unmodified program gets when it binds
+/// their addresses itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Adopt(pub(crate) Vec<(String, AdoptSpec)>);
+
+impl Adopt {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Adopt {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, spec) in &self.0 {
+            map.serialize_entry(name, &spec.to_string())?;
+        }
+        map.end()
+    }
+}
+
+/// The address a program's own `bind(2)` must name to get a listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AdoptSpec {
+    /// A bare port (`3000` or `*:3000`): any address of it.
+    Port(u16),
+    /// An address; a wildcard (`0.0.0.0`, `[::]`) matches a wildcard bind
+    /// of either family.
+    Addr(SocketAddr),
+}
+
+impl fmt::Display for AdoptSpec {
+    /// The `HAWKEY_ADOPT` form of the spec, also how `hawkey check`
+    /// prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdoptSpec::Port(port) => write!(f, "*:{port}"),
+            AdoptSpec::Addr(addr) => write!(f, "{addr}"),
+        }
+    }
 }
 
 /// `workers.heartbeat_timeout`.

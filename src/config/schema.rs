@@ -146,6 +146,46 @@ pub(super) struct RawWorkers {
     pub(super) stop_signal: Option<SignalName>,
     pub(super) stop_timeout: Option<Span>,
     pub(super) restart_backoff: Option<Spanned<RawBackoff>>,
+    pub(super) adopt: Option<Spanned<RawAdopt>>,
+}
+
+/// `workers.adopt`: listener name to the address the program binds, in
+/// file order, each name and value located.
+#[derive(Debug, Default)]
+pub(super) struct RawAdopt(pub(super) Vec<(Spanned<String>, Spanned<RawAdoptSpec>)>);
+
+impl<'de> Deserialize<'de> for RawAdopt {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawAdopt;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mapping of LISTENER: address, such as {http: 3000}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(RawAdopt(entries))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// One `workers.adopt` value: a port, or an address text checked later.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a port such as 3000, or an address such as \"0.0.0.0:3000\""
+)]
+pub(super) enum RawAdoptSpec {
+    Port(i64),
+    Text(String),
 }
 
 /// `expecting` cannot name `MAX_WORKERS`; a test keeps the two equal.

@@ -27,9 +27,10 @@ impl RawConfig {
         text: &str,
         path_var: Option<&OsStr>,
     ) -> Result<Config, Located> {
+        let listen = validate_listen(self.listen)?;
         Ok(Config {
-            listen: validate_listen(self.listen)?,
-            workers: self.workers.validate(text, path_var)?,
+            workers: self.workers.validate(text, path_var, &listen)?,
+            listen,
             pidfile: validate_pidfile(self.pidfile)?,
             control_socket: validate_control_socket(self.control_socket)?,
             log: validate_log(self.log),
@@ -212,7 +213,12 @@ impl RawWorkers {
     /// the keys depend on each other (`app` decides what `command`, `ready`
     /// and `heartbeat_timeout` may be), so the first error is the one
     /// reported.
-    fn validate(self, text: &str, path_var: Option<&OsStr>) -> Result<Workers, Located> {
+    fn validate(
+        self,
+        text: &str,
+        path_var: Option<&OsStr>,
+        listen: &[Listen],
+    ) -> Result<Workers, Located> {
         let count = validate_count(self.count)?;
         let app = match self.app.as_ref().map(|a| a.value) {
             None | Some(AppName::Builtin) => AppKind::Builtin,
@@ -233,6 +239,7 @@ impl RawWorkers {
         let ready_timeout = validate_ready_timeout(self.ready_timeout)?;
         let heartbeat_timeout = validate_heartbeat(app, ready, self.heartbeat_timeout)?;
         let restart_backoff = validate_backoff(self.restart_backoff)?;
+        let adopt = super::adopt::validate_adopt(app, self.app.as_ref(), self.adopt, listen)?;
         Ok(Workers {
             count,
             app,
@@ -251,6 +258,7 @@ impl RawWorkers {
                 .stop_timeout
                 .unwrap_or(Span(std::time::Duration::from_secs(25))),
             restart_backoff,
+            adopt,
         })
     }
 }

@@ -105,6 +105,7 @@ impl Error {
         match self {
             Error::Pidfile(e) => e.status(),
             Error::Directory(_) => Status::CantCreate,
+            Error::Spawn(e) => e.status(),
             _ => Status::Failure,
         }
     }

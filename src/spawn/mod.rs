@@ -40,6 +40,7 @@ use crate::env;
 use child::{Creds, Step};
 
 mod child;
+pub(crate) mod inject;
 
 /// A listener as a plan passes it on: its name (`LISTEN_FDNAMES`) and its
 /// fd, owned by the master for as long as the plan may spawn.
@@ -184,6 +185,18 @@ pub(crate) enum Error {
     Child { step: Step, errno: Errno },
     #[error("failed to read the worker's start-up report: {0}")]
     Report(#[source] std::io::Error),
+    /// `workers.adopt` is set and the preload library is not installed.
+    #[error("workers.adopt {message}")]
+    PreloadMissing { message: String },
+    /// `workers.adopt` names a listener hawkey was not given (systemd
+    /// passed sockets under other names).
+    #[error(
+        "workers.adopt names listener '{name}', which hawkey was not given (listeners: {available})"
+    )]
+    AdoptListener { name: String, available: String },
+    /// `workers.adopt` names a listener that is not a TCP socket.
+    #[error("workers.adopt names listener '{name}', which is not a TCP socket")]
+    AdoptNotTcp { name: String },
 }
 
 impl Error {
@@ -201,6 +214,19 @@ impl Error {
                 errno,
             } => Some(*errno),
             _ => None,
+        }
+    }
+
+    /// The exit status a plan that cannot be made ends hawkey with: an
+    /// installation or sockets that cannot give what the configuration
+    /// asks for is `EX_CONFIG`, as `hawkey check` says; the rest are
+    /// runtime failures.
+    pub(crate) fn status(&self) -> crate::exit::Status {
+        match self {
+            Error::PreloadMissing { .. }
+            | Error::AdoptListener { .. }
+            | Error::AdoptNotTcp { .. } => crate::exit::Status::Config,
+            _ => crate::exit::Status::Failure,
         }
     }
 }
@@ -475,19 +501,32 @@ fn program(inputs: &Inputs<'_>) -> Result<(CString, Vec<CString>, Option<String>
 /// The environment every worker of the generation gets, but for the
 /// per-slot entries: the master's own without the names hawkey sets
 /// (`env::WORKER_VARS`) or `workers.env` overrides, then `workers.env`,
-/// then hawkey's variables.
+/// then what `inject` adds for exec'd workers (`LD_PRELOAD` and
+/// `NODE_OPTIONS` merged with the values they replace), then hawkey's
+/// variables.
 fn environment(inputs: &Inputs<'_>, heartbeat_usec: Option<u128>) -> Result<Vec<CString>, Error> {
     let workers = &inputs.config.workers;
     let builtin = workers.app == AppKind::Builtin;
+    let injected = inject::variables(inputs)?;
+    let merged = |name: &str| injected.iter().any(|(n, _)| *n == name);
     let mut env = Vec::new();
     for (name, value) in inputs.environment {
         let name_str = name.to_string_lossy();
-        if env::is_reserved(&name_str) || workers.env.contains_key(name_str.as_ref()) {
+        if env::is_reserved(&name_str)
+            || workers.env.contains_key(name_str.as_ref())
+            || merged(&name_str)
+        {
             continue;
         }
         env.push(env_entry(name.as_bytes(), value.as_bytes())?);
     }
     for (name, value) in &workers.env {
+        if merged(name) {
+            continue;
+        }
+        env.push(env_entry(name.as_bytes(), value.as_bytes())?);
+    }
+    for (name, value) in &injected {
         env.push(env_entry(name.as_bytes(), value.as_bytes())?);
     }
     let names: Vec<&str> = inputs.listeners.iter().map(|l| l.name).collect();

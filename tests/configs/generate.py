@@ -945,6 +945,29 @@ category("type")
 # shows it as a list.
 case("command-string-with-arguments", f"workers:\n  app: exec\n  command: {M}node server.js --port 3000\n", "workers.command")
 case("command-quoted-string", f'workers:\n  app: exec\n  command: {M}"gunicorn app:app"\n', "workers.command")
+# workers.adopt (docs/adopt.md): exec workers only, a TCP listener of
+# `listen` by name, a port 1..65535 or an address of one.
+UNIX_LISTENER = 'listen:\n  - name: sock\n    address: "unix:/run/hawkey-corpus.sock"\n'
+case("adopt-with-builtin", f"workers:\n  app: builtin\n  adopt: {M}{{http: 3000}}\n", "workers.adopt")
+case("adopt-with-default-app", f"workers:\n  adopt:\n    {M}http: 3000\n", "workers.adopt")
+case("adopt-unknown-listener", listener(exec_workers(f"  adopt:\n    {M}http: 3000\n")), "workers.adopt.http")
+case("adopt-unknown-listener-default-listen", exec_workers(f"  adopt: {{{M}web: 3000}}\n"), "workers.adopt.web")
+case("adopt-unix-listener", UNIX_LISTENER + exec_workers(f"  adopt: {{{M}sock: 3000}}\n"), "workers.adopt.sock")
+case("adopt-port-zero", listener(exec_workers(f"  adopt: {{web: {M}0}}\n")), "workers.adopt.web")
+case("adopt-port-65536", listener(exec_workers(f"  adopt: {{web: {M}65536}}\n")), "workers.adopt.web")
+case("adopt-port-negative", listener(exec_workers(f"  adopt:\n    web: {M}-3000\n")), "workers.adopt.web")
+case("adopt-star-port-zero", listener(exec_workers(f"  adopt: {{web: {M}'*:0'}}\n")), "workers.adopt.web")
+case("adopt-address-port-zero", listener(exec_workers(f"  adopt: {{web: {M}'0.0.0.0:0'}}\n")), "workers.adopt.web")
+case("adopt-host-name", listener(exec_workers(f"  adopt: {{web: {M}'localhost:3000'}}\n")), "workers.adopt.web")
+case("adopt-bare-v6", listener(exec_workers(f"  adopt: {{web: {M}'::1:3000'}}\n")), "workers.adopt.web")
+case("adopt-list-value", listener(exec_workers(f"  adopt: {{web: {M}[3000]}}\n")), "workers.adopt.web")
+case("adopt-not-a-mapping", listener(exec_workers(f"  adopt: {M}[web]\n")), "workers.adopt")
+case(
+    "adopt-same-address-twice",
+    'listen:\n  - name: web\n    address: "127.0.0.1:8080"\n  - name: api\n    address: "127.0.0.1:8081"\n'
+    + exec_workers(f"  adopt:\n    web: 3000\n    api: {M}'*:3000'\n"),
+    "workers.adopt.api",
+)
 
 
 # ---------------------------------------------------------------------------
