@@ -127,10 +127,19 @@ fn app(dir: &TempDir) -> PathBuf {
 
 /// An exec pool on 127.0.0.1:`port`, listener `http`, `workers` lines
 /// under `workers:` (no `ready:`: the default), control socket in `dir`.
+/// An exec pool without hawkey's preload library (`preload: false`), so
+/// that what makes a worker ready is the master's own /proc probe, not the
+/// library's report, which comes first when it is loaded (that path:
+/// [`with_the_library_loaded_its_report_comes_first`]).
 fn pool(dir: &TempDir, port: u16, count: usize, workers: &str) -> PathBuf {
     write_config(
         dir,
-        &builtin_yaml(dir, port, count, &format!("  app: exec\n{workers}")),
+        &builtin_yaml(
+            dir,
+            port,
+            count,
+            &format!("  app: exec\n  preload: false\n{workers}"),
+        ),
     )
 }
 
@@ -477,4 +486,37 @@ fn a_worker_that_exits_before_ready_is_reported_with_its_status_and_last_stderr_
     // The line itself went straight from the worker to stderr, before.
     let said = log.find("Error: Cannot find module 'express'\n").unwrap();
     assert!(said < log.find("its last line on stderr").unwrap(), "{log}");
+}
+
+#[test]
+fn with_the_library_loaded_its_report_comes_first() {
+    // The default `preload: true`: the same unmodified programs are made
+    // ready by the library's HAWKEY_ACCEPTING=1, sent from inside their
+    // first poll/epoll_ctl/accept on the listener, before any probe looks.
+    for mode in ["selectors", "blocking", "socketserver"] {
+        let dir = TempDir::new("ready-library");
+        let port = free_port();
+        let script = app(&dir);
+        let config = write_config(
+            &dir,
+            &builtin_yaml(
+                &dir,
+                port,
+                2,
+                &format!("  app: exec\n{}", command_of(&script, &["0", mode])),
+            ),
+        );
+        let (mut hawkey, _notify, _) = start_ready(&dir, &config);
+        hawkey.wait_log("all 2 workers ready", START);
+        let log = hawkey.log.lock().unwrap().clone();
+        assert_eq!(
+            ready_pids(&log, "HAWKEY_ACCEPTING=1").len(),
+            2,
+            "{mode}: {}",
+            log.join("\n")
+        );
+        let (status, _) = http_get(port, "/").unwrap();
+        assert_eq!(status, 200, "{mode}");
+        hawkey.stop_cleanly();
+    }
 }

@@ -241,6 +241,10 @@ pub(crate) struct Workers {
     /// listener (see `docs/adopt.md`).
     #[serde(skip_serializing_if = "Adopt::is_empty")]
     pub(crate) adopt: Adopt,
+    /// `workers.preload`: whether exec'd workers get hawkey's preload
+    /// library (`LD_PRELOAD`: adoption, the accepting report) and its Node
+    /// drain shim (`NODE_OPTIONS`). On by default; `false` injects nothing.
+    pub(crate) preload: bool,
 }
 
 /// `workers.adopt`: the listeners an unmodified program gets when it binds

@@ -147,6 +147,7 @@ pub(super) struct RawWorkers {
     pub(super) stop_timeout: Option<Span>,
     pub(super) restart_backoff: Option<Spanned<RawBackoff>>,
     pub(super) adopt: Option<Spanned<RawAdopt>>,
+    pub(super) preload: Option<Spanned<bool>>,
 }
 
 /// `workers.adopt`: listener name to the address the program binds, in

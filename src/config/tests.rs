@@ -58,7 +58,7 @@ fn the_locator_of_a_file_that_holds_nothing_is_the_default() {
 fn unknown_keys_are_rejected_with_location_and_path() {
     assert_eq!(
         err("workers:\n  count: 2\n  bogus: 1\n"),
-        "/etc/hawkey/hawkey.yaml:3:3: workers.bogus: unknown field 'bogus', expected one of count, app, command, env, cwd, user, group, ready, ready_timeout, heartbeat_timeout, stop_signal, stop_timeout, restart_backoff, adopt"
+        "/etc/hawkey/hawkey.yaml:3:3: workers.bogus: unknown field 'bogus', expected one of count, app, command, env, cwd, user, group, ready, ready_timeout, heartbeat_timeout, stop_signal, stop_timeout, restart_backoff, adopt, preload"
     );
     assert!(
         err("listen:\n  - name: a\n    address: 127.0.0.1:1\n    port: 3\n")

@@ -240,6 +240,17 @@ impl RawWorkers {
         let heartbeat_timeout = validate_heartbeat(app, ready, self.heartbeat_timeout)?;
         let restart_backoff = validate_backoff(self.restart_backoff)?;
         let adopt = super::adopt::validate_adopt(app, self.app.as_ref(), self.adopt, listen)?;
+        let preload = match self.preload {
+            Some(p) if !p.value && !adopt.is_empty() => {
+                return Err(located(
+                    &p,
+                    "workers.preload",
+                    "is false, but workers.adopt needs the preload library; remove one of them",
+                ));
+            }
+            Some(p) => p.value,
+            None => true,
+        };
         Ok(Workers {
             count,
             app,
@@ -259,6 +270,7 @@ impl RawWorkers {
                 .unwrap_or(Span(std::time::Duration::from_secs(25))),
             restart_backoff,
             adopt,
+            preload,
         })
     }
 }

@@ -107,7 +107,7 @@ pub(crate) fn missing_library(searched: &[PathBuf]) -> String {
 pub(super) fn variables(inputs: &Inputs<'_>) -> Result<Vec<(&'static str, OsString)>, Error> {
     let workers = &inputs.config.workers;
     let mut vars = Vec::new();
-    if workers.app != AppKind::Exec {
+    if workers.app != AppKind::Exec || !workers.preload {
         return Ok(vars);
     }
     let adopting = !workers.adopt.is_empty();

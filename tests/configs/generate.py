@@ -968,6 +968,9 @@ case(
     + exec_workers(f"  adopt:\n    web: 3000\n    api: {M}'*:3000'\n"),
     "workers.adopt.api",
 )
+# workers.preload: false injects nothing, so nothing could adopt.
+case("preload-false-with-adopt", listener(exec_workers(f"  preload: {M}false\n  adopt: {{web: 3000}}\n")), "workers.preload")
+case("preload-not-a-bool", exec_workers(f"  preload: {M}maybe\n"), "workers.preload")
 
 
 # ---------------------------------------------------------------------------
