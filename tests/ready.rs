@@ -459,33 +459,75 @@ fn an_unmodified_node_server_on_fd_3_is_seen_accepting() {
 /// every line a program writes to fd 2, into `$NOTIFY_SOCKET.err` (the
 /// line NUL-padded to 256 bytes, at offset 0); then exits 1.
 const DIES_SAYING_WHY: &str = r#"
-import os, sys
-line = "Error: Cannot find module 'express'"
-sys.stderr.write(line + "\n")
+import sys
+sys.stderr.write("starting\n")
 sys.stderr.flush()
-fd = os.open(os.environ["NOTIFY_SOCKET"] + ".err", os.O_WRONLY)
-os.pwrite(fd, (line + "\n").encode().ljust(256, b"\0"), 0)
-sys.exit(1)
+import flask_that_is_not_installed
 "#;
 
 #[test]
 fn a_worker_that_exits_before_ready_is_reported_with_its_status_and_last_stderr_line() {
     let dir = TempDir::new("ready-last-words");
     let script = write_file(&dir, "dies.py", DIES_SAYING_WHY);
-    let config = pool(&dir, free_port(), 1, &command_of(&script, &[]));
+    // The preload library (on by default) keeps the last line the
+    // program wrote to its stderr: Python's traceback ends with the error.
+    let line = "ModuleNotFoundError: No module named 'flask_that_is_not_installed'";
+    let config = write_config(
+        &dir,
+        &builtin_yaml(
+            &dir,
+            free_port(),
+            1,
+            &format!("  app: exec\n{}", command_of(&script, &[])),
+        ),
+    );
     let mut hawkey = Hawkey::start(&config);
     let status = hawkey.wait_exit(START);
     let log = hawkey.log_text();
     assert_eq!(status.code(), Some(69), "{log}");
+    assert_last_words(&log, line);
+}
+
+/// The failed start is reported with `line`, which the worker itself
+/// wrote to its output earlier in `log`.
+fn assert_last_words(log: &str, line: &str) {
     assert!(
-        log.contains(
-            "exited with status 1 before it was ready (its last line on stderr: \"Error: Cannot find module 'express'\"), restarting in 100ms"
-        ),
+        log.contains(&format!(
+            "exited with status 1 before it was ready (its last line on stderr: \"{line}\"), restarting in 100ms"
+        )),
         "{log}"
     );
-    // The line itself went straight from the worker to stderr, before.
-    let said = log.find("Error: Cannot find module 'express'\n").unwrap();
+    let said = log.find(&format!("{line}\n")).unwrap();
     assert!(said < log.find("its last line on stderr").unwrap(), "{log}");
+}
+
+#[test]
+fn a_shell_scripts_echo_to_stderr_is_its_last_line_when_stdout_is_stderr() {
+    // As under the journal (one stream for both) or a terminal: the
+    // shell's `echo ... >&2` writes to its fd 1, made a copy of fd 2.
+    let dir = TempDir::new("ready-last-words-sh");
+    let line = "entrypoint: cannot open /etc/app.conf";
+    let config = write_config(
+        &dir,
+        &builtin_yaml(
+            &dir,
+            free_port(),
+            1,
+            &format!("  app: exec\n  command: [sh, -c, 'echo \"{line}\" >&2; exit 1']\n"),
+        ),
+    );
+    let out = dir.path().join("output");
+    let file = std::fs::File::create(&out).unwrap();
+    let mut child = hawkey_command(&["run", "-c", config.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let status = wait_until(START, "hawkey to exit", || child.try_wait().unwrap());
+    let log = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(status.code(), Some(69), "{log}");
+    assert_last_words(&log, line);
 }
 
 #[test]

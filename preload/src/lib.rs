@@ -6,6 +6,10 @@
 //! Parts:
 //! - `spec`: `HAWKEY_ADOPT` and `HAWKEY_READY_PROBE` read into fixed
 //!   tables, and the matching rule for a `bind(2)` address;
+//! - `tail`: the worker's last line on stderr, kept in the tail file the
+//!   master made beside its notify socket (interposes `write`, `writev`,
+//!   `fwrite`, `fputs`), for the report of a worker that dies before it is
+//!   ready;
 //! - this file: the state read once at load (an `.init_array`
 //!   constructor), the real functions found with `dlsym(RTLD_NEXT, ...)`,
 //!   and the interposed calls.
@@ -149,6 +153,7 @@ extern "C" fn init() {
             let nul = usize::from(path[0] != b'@');
             state.notify_len = (base + path.len() + nul) as socklen_t;
         }
+        tail::open(path);
     }
     for real in REALS {
         real.resolve();
@@ -159,6 +164,8 @@ extern "C" fn init() {
         // the handler only stores to an atomic (async-signal-safe).
         unsafe { libc::pthread_atfork(None, None, Some(owe_again)) };
     }
+    // SAFETY: as above; the handler only stores to an atomic.
+    unsafe { libc::pthread_atfork(None, None, Some(tail::after_fork)) };
     LOADED.store(true, Ordering::Release);
 }
 
@@ -346,7 +353,11 @@ static REAL_SELECT: Real = Real::new(c"select");
 static REAL_PSELECT: Real = Real::new(c"pselect");
 static REAL_EPOLL_CTL: Real = Real::new(c"epoll_ctl");
 static REAL_SHUTDOWN: Real = Real::new(c"shutdown");
-static REALS: [&Real; 10] = [
+static REALS: [&Real; 14] = [
+    &tail::REAL_WRITE,
+    &tail::REAL_WRITEV,
+    &tail::REAL_FWRITE,
+    &tail::REAL_FPUTS,
     &REAL_BIND,
     &REAL_LISTEN,
     &REAL_ACCEPT,
@@ -377,6 +388,8 @@ macro_rules! call_real {
         unsafe { f($($arg),*) }
     }};
 }
+
+mod tail;
 
 /// The address a `bind(2)` names, if it is IPv4 or IPv6.
 ///
