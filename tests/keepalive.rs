@@ -399,16 +399,13 @@ fn require_node() {
 
 /// A pool of two Node workers running [`NODE_APP`], with the shim loaded
 /// through `workers.env` (`NODE_OPTIONS`) if `with_shim`, and `extra_env`.
+/// The unmodified Node app under hawkey: with the shim as hawkey injects
+/// it into every exec'd worker (`NODE_OPTIONS=--require ...`, the
+/// default), or without it (`workers.preload: false`).
 fn node_config(dir: &TempDir, port: u16, with_shim: bool, extra_env: &str) -> PathBuf {
     let app = write_file(dir, "app.js", NODE_APP);
-    let mut env = extra_env.to_string();
-    if with_shim {
-        env.push_str(&format!(
-            "{}NODE_OPTIONS: '--require {}'",
-            if env.is_empty() { "" } else { ", " },
-            shim().display()
-        ));
-    }
+    let env = extra_env.to_string();
+    let preload = if with_shim { "" } else { "  preload: false\n" };
     write_config(
         dir,
         &builtin_yaml(
@@ -416,7 +413,7 @@ fn node_config(dir: &TempDir, port: u16, with_shim: bool, extra_env: &str) -> Pa
             port,
             2,
             &format!(
-                "  app: exec\n  command: [node, '{}']\n  env: {{{env}}}\n",
+                "  app: exec\n{preload}  command: [node, '{}']\n  env: {{{env}}}\n",
                 app.display()
             ),
         ),
@@ -508,8 +505,8 @@ fn measure_node_under_keep_alive(tag: &str, with_shim: bool) {
     let dir = TempDir::new(tag);
     let port = free_port();
     let config = node_config(&dir, port, with_shim, "");
-    // `ready: started` (the default here): a Node worker is "ready" before
-    // it listens; wait for each generation to serve, as a deploy would.
+    // Wait for each generation to serve before the next reload, as a
+    // deploy would.
     let run = reloads_under_keep_alive(&dir, command(&config), &config, port, 20, true);
     eprintln!(
         "node, shim {with_shim}, keep-alive, 20 reloads in {:?}: python {:?}; wrk {:?}\n{}",
