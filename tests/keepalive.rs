@@ -785,3 +785,28 @@ fn a_signal_exit_listener_is_not_taken_for_the_apps_own_handler() {
     );
     assert_eq!(node_ending(&script, &[], &dir), (None, Some(libc::SIGTERM)));
 }
+
+#[test]
+fn twenty_reloads_of_the_node_example_lose_no_keep_alive_request() {
+    // examples/node/server.js drains itself (its own SIGTERM handler, so
+    // hawkey's shim leaves it alone): the same keep-alive promise as the
+    // built-in app's.
+    require_node();
+    let dir = TempDir::new("ka-node-example");
+    let port = free_port();
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node/server.js");
+    let config = write_config(
+        &dir,
+        &builtin_yaml(
+            &dir,
+            port,
+            2,
+            &format!(
+                "  app: exec\n  ready: notify\n  command: [node, '{}']\n",
+                server.display()
+            ),
+        ),
+    );
+    let run = reloads_under_keep_alive(&dir, command(&config), &config, port, 20, true);
+    assert_nothing_lost("node example", &run, 20);
+}

@@ -17,6 +17,7 @@
 'use strict';
 
 const http = require('node:http');
+const net = require('node:net');
 const { spawn } = require('node:child_process');
 
 const slot = process.env.HAWKEY_WORKER ?? '-';
@@ -27,9 +28,6 @@ const BACKLOG = 1024;
 // Graceful stop never takes longer than this; keep it below hawkey's
 // workers.stop_timeout (25s by default), after which hawkey sends SIGKILL.
 const SHUTDOWN_LIMIT_MS = 20_000;
-// On stop, how long a connection that has not sent its first request yet
-// gets to send it.
-const FRESH_GRACE_MS = 1_000;
 const MAX_DELAY_MS = 30_000;
 
 function log(message) {
@@ -65,13 +63,27 @@ function answer(res, status, body) {
   res.end(body);
 }
 
-// Connections that have not sent a request yet (a browser's preconnect).
-// closeIdleConnections() leaves them open; on stop they get a moment to
-// send one.
-const fresh = new Set();
+// Every open connection, and how many requests each has in flight. On
+// stop, a connection with none in flight is closed only after it has been
+// idle for IDLE_GRACE_MS: a keep-alive client may be sending its next
+// request right now, and closing under it would fail that request. The
+// next request it sends is answered with `connection: close` (answer()).
+const IDLE_GRACE_MS = 1000;
+const connections = new Map();
+
+function closeWhenIdle(socket) {
+  socket.setTimeout(IDLE_GRACE_MS, () => socket.destroy());
+}
 
 const server = http.createServer((req, res) => {
-  if (fresh.delete(req.socket)) req.socket.setTimeout(0);
+  const socket = req.socket;
+  connections.set(socket, (connections.get(socket) || 0) + 1);
+  if (stopping) socket.setTimeout(0);
+  res.on('finish', () => {
+    const left = (connections.get(socket) || 1) - 1;
+    if (connections.has(socket)) connections.set(socket, left);
+    if (stopping && left === 0) closeWhenIdle(socket);
+  });
   const hello = `node worker ${slot} pid ${process.pid} generation ${generation}\n`;
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     answer(res, 405, 'method not allowed\n');
@@ -92,8 +104,8 @@ const server = http.createServer((req, res) => {
 });
 
 server.on('connection', (socket) => {
-  fresh.add(socket);
-  socket.on('close', () => fresh.delete(socket));
+  connections.set(socket, 0);
+  socket.on('close', () => connections.delete(socket));
 });
 
 server.on('error', (error) => {
@@ -154,12 +166,11 @@ function stop(signal) {
     process.exit(1);
   }, SHUTDOWN_LIMIT_MS).unref();
   // Stop accepting (the socket stays open in the other workers and in
-  // hawkey); the callback runs once every connection has closed.
-  server.close(() => process.exit(0));
-  // Keep-alive connections with no request in flight would otherwise stay
-  // open until keepAliveTimeout (Node 19+ closes them in close() already).
-  server.closeIdleConnections();
-  for (const socket of fresh) socket.setTimeout(FRESH_GRACE_MS, () => socket.destroy());
+  // hawkey); the callback runs once every connection has closed. net's
+  // close, not http's: since Node 19 http's also closes idle keep-alive
+  // connections at once, racing a client's next request.
+  net.Server.prototype.close.call(server, () => process.exit(0));
+  for (const [socket, inFlight] of connections) if (inFlight === 0) closeWhenIdle(socket);
 }
 
 process.on('SIGTERM', () => stop('SIGTERM'));
