@@ -77,18 +77,19 @@ RECIPES = {
     "uvicorn": {"assert_zero": set(),
                 "why": "as gunicorn-uvicorn: uvicorn's shutdown closes connections accepted whose "
                        "request it has not read yet"},
-    "hypercorn": {"assert_zero": {"close"},
-                  "why": "hypercorn drains on SIGTERM (--graceful-timeout); idle keep-alive "
-                         "connections are closed at shutdown without a Connection: close answer"},
+    "hypercorn": {"assert_zero": set(),
+                  "why": "hypercorn drains requests in progress on SIGTERM, but closes every connection "
+                         "idle at that moment, just-accepted ones whose request is in flight too"},
     "waitress": {"assert_zero": {"close", "keepalive"},
                  "why": "waitress has no stop handler; serve.py's stops accepting, answers the next "
                         "request on each connection with Connection: close, exits once all are idle"},
     "express": {"assert_zero": {"close"},
                 "why": "unmodified: hawkey's Node drain shim closes its server on SIGTERM and exits when "
                        "in-flight requests are done; idle keep-alive connections are closed"},
-    "fastify": {"assert_zero": {"close"},
-                "why": "fastify.close() on SIGTERM drains (return503OnClosing: false); it closes idle "
-                       "keep-alive connections"},
+    "fastify": {"assert_zero": {"close", "keepalive"},
+                "why": "app.js's stop handler stops accepting without Node's closeIdleConnections() "
+                       "(which resets just-accepted connections), answers with Connection: close, "
+                       "exits when no connection is left"},
     "puma": {"assert_zero": {"close"},
              "why": "puma drains on SIGTERM; queue_requests false keeps it from closing accepted "
                     "connections whose request has not arrived"},
