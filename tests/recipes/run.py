@@ -10,7 +10,8 @@ and app, and the checks a user would make.
 For each recipe (a folder beside this file with a hawkey.yaml), with N = 2:
   start   `hawkey run -c CONFIG` (HAWKEY_BIN, default target/debug/hawkey);
           ready when hawkey logs "all 2 workers ready" and the port answers
-  spread  requests are served, each answer names its pid: both workers serve
+  spread  requests are served, each answer names its pid: both workers serve;
+          and the median latency on one kept connection (reported only)
   reload  5 x `hawkey reload --wait` under load, twice: connection-per-request
           (a new connection and `Connection: close` per request) and
           keep-alive without retry (each client thread reuses one
@@ -305,6 +306,8 @@ def run_recipe(name, hawkey, keep):
         if len(served) < N:
             raise Failed(f"only {len(served)} worker(s) served: {spread.pids}")
 
+        row["ka_p50_ms"] = keepalive_p50_ms(port)
+
         for mode in ("close", "keepalive"):
             before = set(served)
             with Load(port, mode, RELOADS * 30.0) as load:
@@ -385,6 +388,26 @@ def get_close_pids(port, n=40):
     return [p for p in pids if p]
 
 
+def keepalive_p50_ms(port, n=60):
+    """Median latency of sequential requests on one kept connection (the
+    first 10 not counted): a few ms at most, unless the server's sockets
+    lack TCP_NODELAY (uvicorn --fd: about 40 ms, Nagle against delayed ACK).
+    Reported, not asserted."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQ_TIMEOUT)
+    times = []
+    try:
+        for _ in range(n):
+            t = time.perf_counter()
+            get_on(conn)
+            times.append((time.perf_counter() - t) * 1000)
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    times = sorted(times[10:])
+    return round(times[len(times) // 2], 2)
+
+
 def wait_until_empty(tag, timeout):
     deadline = time.monotonic() + timeout
     left = tagged(tag)
@@ -398,7 +421,8 @@ def wait_until_empty(tag, timeout):
 
 
 def table(rows):
-    head = ("recipe", "start", "spread", "close: failed/ok", "keep-alive: failed/ok", "stop", "result")
+    head = ("recipe", "start", "spread", "keep-alive p50", "close: failed/ok", "keep-alive: failed/ok", "stop",
+            "result")
     lines = []
     for r in rows:
         def f(mode):
@@ -407,7 +431,8 @@ def table(rows):
             zero = mode in RECIPES.get(r["recipe"], {}).get("assert_zero", set())
             return f"{r[f'{mode}_failed']}/{r[f'{mode}_ok']}" + (" (=0)" if zero else "")
         stop = f"rc {r['stop_rc']}, {r['stop_ms']} ms, {r['left']} left" if "stop_rc" in r else "-"
-        lines.append((r["recipe"], f"{r['ready_ms']} ms" if "ready_ms" in r else "-", r.get("spread", "-"),
+        ka = f"{r['ka_p50_ms']} ms" if r.get("ka_p50_ms") is not None else "-"
+        lines.append((r["recipe"], f"{r['ready_ms']} ms" if "ready_ms" in r else "-", r.get("spread", "-"), ka,
                       f("close"), f("keepalive"), stop, "pass" if r["ok"] else "FAIL"))
     w = [max(len(str(x[i])) for x in lines + [head]) for i in range(len(head))]
     out = ["  ".join(str(x[i]).ljust(w[i]) for i in range(len(head))).rstrip() for x in [head] + lines]
