@@ -3,7 +3,8 @@
 # (bench/hawkey_bench/pm2.py) run, installed from the registries, pinned,
 # idempotently: a second run with everything in place does nothing.
 #   target/recipes-venv  PyPI: gunicorn, uvicorn, hypercorn, waitress, flask
-#   target/recipes-node  npm:  express, fastify, pm2
+#                        (tests/recipes/requirements.txt)
+#   target/recipes-node  npm:  express, fastify, pm2 (tests/recipes/node/)
 #   Debian:              puma (bookworm: 5.6.5), ruby-rack, wrk
 # Run from anywhere; paths are relative to the repository root.
 set -euo pipefail
@@ -28,28 +29,31 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}"
 fi
 
-# PyPI, pinned. The stamp holds the pins: change a pin and the venv is redone.
+# PyPI: requirements.txt pins every package, dependencies included (pip
+# freeze of the venv the recipes were written against). The stamp is the
+# file's hash: change it and the venv is made anew.
 venv=target/recipes-venv
-pins_py="gunicorn==23.0.0 uvicorn==0.30.6 hypercorn==0.17.3 waitress==3.0.0 flask==3.0.3"
-if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins_py" ]; then
-    say "installing $pins_py into $venv"
+req=tests/recipes/requirements.txt
+stamp_py=$(sha256sum "$req" | cut -d' ' -f1)
+if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp_py" ]; then
+    say "installing $req into $venv"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    # shellcheck disable=SC2086
-    "$venv/bin/pip" install -q --disable-pip-version-check $pins_py
-    echo "$pins_py" >"$venv/.pins"
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -r "$req"
+    echo "$stamp_py" >"$venv/.stamp"
 fi
 
-# npm, pinned, exact versions (no ^ ranges), in a prefix of its own.
+# npm: tests/recipes/node/package.json (exact versions) and its
+# package-lock.json (every dependency), installed with `npm ci` into a
+# prefix of its own. Same stamp rule.
 node=target/recipes-node
-pins_js="express@4.21.1 fastify@4.28.1 pm2@5.4.2"
-if [ "$(cat "$node/.pins" 2>/dev/null)" != "$pins_js" ]; then
-    say "installing $pins_js into $node"
+stamp_js=$(cat tests/recipes/node/package.json tests/recipes/node/package-lock.json | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$node/.stamp" 2>/dev/null)" != "$stamp_js" ]; then
+    say "installing tests/recipes/node/package-lock.json into $node"
     rm -rf "$node"
     mkdir -p "$node"
-    echo '{"name":"hawkey-recipes","private":true}' >"$node/package.json"
-    # shellcheck disable=SC2086
-    (cd "$node" && npm install --silent --no-audit --no-fund --save-exact $pins_js)
-    echo "$pins_js" >"$node/.pins"
+    cp tests/recipes/node/package.json tests/recipes/node/package-lock.json "$node/"
+    (cd "$node" && npm ci --silent --no-audit --no-fund)
+    echo "$stamp_js" >"$node/.stamp"
 fi
 say "ready: $venv, $node, $(puma --version 2>/dev/null || echo 'puma ?'), $(command -v wrk)"
