@@ -10,7 +10,8 @@ and app, and the checks a user would make.
 For each recipe (a folder beside this file with a hawkey.yaml), with N = 2:
   start   `hawkey run -c CONFIG` (HAWKEY_BIN, default target/debug/hawkey);
           ready when hawkey logs "all 2 workers ready" and the port answers
-  spread  requests are served, each answer names its pid: both workers serve;
+  spread  requests are served, each answer names its pid: both workers serve
+          (requests from 4 threads until both answered);
           and the median latency on one kept connection (reported only)
   reload  5 x `hawkey reload --wait` under load, twice: connection-per-request
           (a new connection and `Connection: close` per request) and
@@ -51,6 +52,7 @@ RELOADS = 5           # per mode
 CLIENTS = 4           # load threads per mode
 REQ_TIMEOUT = 5.0     # s, one request
 START_TIMEOUT = 60.0  # s, hang guard: start to "all 2 workers ready"
+SPREAD_TIMEOUT = 20.0  # s, hang guard: both workers answered
 RELOAD_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 
@@ -296,9 +298,10 @@ def run_recipe(name, hawkey, keep):
         row["ready_ms"] = round((time.monotonic() - t0) * 1000)
 
         # Served, and by both workers: connection-per-request from 4 threads
-        # until both pids answered (at most 5 s).
-        with Load(port, "close", 5.0) as spread:
-            wait_until("answers from 2 workers", lambda: len([p for p in spread.pids if p]) >= N, 5.0, 0.02)
+        # until both pids answered (a hang guard of 20 s; well under 1 s here).
+        with Load(port, "close", SPREAD_TIMEOUT) as spread:
+            wait_until("answers from 2 workers", lambda: len([p for p in spread.pids if p]) >= N,
+                       SPREAD_TIMEOUT, 0.02)
         row["spread"] = "/".join(str(v) for _, v in sorted(spread.pids.items()))
         served = {p for p in spread.pids if p}
         if spread.ok == 0:
