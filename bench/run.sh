@@ -8,6 +8,7 @@
 #   BENCH_QUICK=1 bench/run.sh    # smoke run, about 3 minutes (plus 1.5 for scale)
 #   BENCH_ONLY=p5,p6 bench/run.sh # some goals only (p1..p8, g13, scale; p8 runs p1's builtin part)
 #   BENCH_ONLY=scale bench/run.sh # issue #11: 2-256 workers, hostile notify senders (as root)
+#   BENCH_ONLY=pm2 bench/run.sh   # P10: unmodified Express app, hawkey (adopted) vs PM2 cluster mode
 #   bench/run.sh --only g13       # the same as flags: bench/run.sh --help
 #
 # This wrapper builds hawkey, examples/bare_launcher and examples/loadgen in
@@ -61,6 +62,10 @@ trap 'exit 143' TERM
 
 case " $* " in
     *" -h "* | *" --help "*) exec "$PYTHON" "$ROOT/bench/hawkey_bench" --help ;;
+esac
+
+case ",${BENCH_ONLY:-},$*," in
+    *pm2*) tests/recipes/install.sh >&2 ;;     # P10: express and pm2 from npm
 esac
 
 echo "== building (release)" >&2

@@ -11,14 +11,16 @@ import signal
 import subprocess
 import time
 
-from . import corpus, memory, reload, respawn, scale, start, throughput
+from . import corpus, memory, pm2, reload, respawn, scale, start, throughput
 from .procs import loadavg, log, read_text, stop_all
 from .settings import S
 from .table import print_table
 
 # The names BENCH_ONLY / --only take; p8 runs p1's builtin part; scale is
-# issue #11's pools of 2-256 workers and hostile notify senders.
-GOALS = ("p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "g13", "scale")
+# issue #11's pools of 2-256 workers and hostile notify senders; pm2 (P10)
+# runs only when named: it needs tests/recipes/install.sh's packages.
+GOALS = ("p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "g13", "scale", "pm2")
+ONLY_WHEN_NAMED = ("pm2",)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -31,6 +33,11 @@ environment (the flags win):
                        the master's fds and pool under 10 000 hostile notify
                        datagrams from nobody and from root with 9 fds each
                        (about 3 minutes; as root: needs setpriv, /usr/bin/python3)
+  BENCH_ONLY=pm2       P10: the unmodified Express app of tests/recipes/express
+                       under hawkey (adopted) and under `pm2 start app.js -i 2`:
+                       throughput, failed requests over 20 reloads (5 quick) in
+                       both modes, manager RSS (about 6 minutes; needs
+                       tests/recipes/install.sh, which bench/run.sh runs for it)
 
 Run by bench/run.sh, which first builds hawkey, examples/bare_launcher and
 examples/loadgen in release mode and copies them to OUT/bin/, and on exit
@@ -92,7 +99,7 @@ def measure(only, results):
     them apart: P4's idle masters idle while P5-P7 run (those do not wake
     them) and are gone before P3 (whose PSS they would share)."""
     def want(goal):
-        return not only or goal in only
+        return goal in only if goal in ONLY_WHEN_NAMED or only else True
 
     def mark(goal):
         results["loadavg"][goal] = loadavg()[0]
@@ -130,13 +137,16 @@ def measure(only, results):
         # Last: 256-worker pools and floods would load everything else.
         mark("scale")
         results["scale"] = scale.scale()
+    if want("pm2"):
+        mark("pm2")
+        results["p10"] = pm2.p10()
     mark("end")
 
 
 def rows(R):
     return (throughput.rows_p1_builtin(R) + throughput.rows_node(R) + memory.rows_p3(R) + memory.rows_p4(R)
             + start.rows(R) + respawn.rows(R) + reload.rows(R) + throughput.rows_p8(R) + corpus.rows(R)
-            + scale.rows(R))
+            + scale.rows(R) + pm2.rows(R))
 
 
 def on_signal(signum, frame):

@@ -26,6 +26,7 @@ class Settings:
         self.p5_reps = 3 if quick else 7
         self.p6_kills = 8 if quick else 20
         self.p7_reloads = 5 if quick else 20
+        self.p10_reloads = 5 if quick else 20   # per mode and manager (P10, against PM2)
         self.g13_slowest = 10                   # files timed again, ...
         self.g13_reps = 3 if quick else 7       # ... this many times each, median
         self.scale_counts = [2, 64, 256]        # issue #11's pools, builtin and exec'd
