@@ -70,10 +70,14 @@ esac
 
 echo "== building (release)" >&2
 cargo build --release --bin hawkey --example bare_launcher --example loadgen >&2
+# The preload library beside the snapshot's hawkey, where hawkey looks for
+# it first (P10's adopted Express app needs it).
+cargo build --release -p hawkey-preload >&2
 # Run from a snapshot: a rebuild or clean of target/ meanwhile (another
 # checkout's build, a packaging step) cannot swap binaries mid-run.
 mkdir -p "$OUT/bin"
-for f in target/release/hawkey target/release/examples/bare_launcher target/release/examples/loadgen; do
+for f in target/release/hawkey target/release/examples/bare_launcher target/release/examples/loadgen \
+    target/release/libhawkey_preload.so; do
     cp "$f" "$OUT/bin/.new" && mv -f "$OUT/bin/.new" "$OUT/bin/$(basename "$f")"
 done
 

@@ -27,6 +27,10 @@ class Settings:
         self.p6_kills = 8 if quick else 20
         self.p7_reloads = 5 if quick else 20
         self.p10_reloads = 5 if quick else 20   # per mode and manager (P10, against PM2)
+        # loadgen's keep-alive mode ignores a response's Connection: close (its
+        # next request on that connection fails), so keep-alive reloads are
+        # also measured with wrk, which reconnects as a client must.
+        self.p10_modes = ("close", "keepalive", "wrk")
         self.g13_slowest = 10                   # files timed again, ...
         self.g13_reps = 3 if quick else 7       # ... this many times each, median
         self.scale_counts = [2, 64, 256]        # issue #11's pools, builtin and exec'd

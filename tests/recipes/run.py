@@ -86,9 +86,9 @@ RECIPES = {
     "waitress": {"assert_zero": {"close", "keepalive"},
                  "why": "waitress has no stop handler; serve.py's stops accepting, answers the next "
                         "request on each connection with Connection: close, exits once all are idle"},
-    "express": {"assert_zero": {"close"},
-                "why": "unmodified: hawkey's Node drain shim closes its server on SIGTERM and exits when "
-                       "in-flight requests are done; idle keep-alive connections are closed"},
+    "express": {"assert_zero": {"close", "keepalive"},
+                "why": "unmodified: hawkey's Node drain shim stops accepting on SIGTERM, answers the next "
+                       "request on each connection with Connection: close, exits when all are closed"},
     "fastify": {"assert_zero": {"close", "keepalive"},
                 "why": "app.js's stop handler stops accepting without Node's closeIdleConnections() "
                        "(which resets just-accepted connections), answers with Connection: close, "
