@@ -5,7 +5,8 @@
 //! (counted), or until MAX_REQUESTS counted requests have been started;
 //! with `--ramp R` the threads start one by one over the first R seconds.
 //! `--mode keepalive` keeps one connection per thread (re-opened after an
-//! error); `--mode close` opens a new connection per request, sends
+//! error, or after a response that says `Connection: close`, as HTTP/1.1
+//! requires); `--mode close` opens a new connection per request, sends
 //! `Connection: close` and reads to end of file, so the server closes first
 //! and the TIME_WAIT state stays on its side.
 //!
@@ -121,7 +122,13 @@ struct Tally {
 
 enum Outcome {
     /// Complete response: 2xx or not, and the worker slot named in the body.
-    Done { ok: bool, slot: Option<usize> },
+    /// `close`: the response said `Connection: close`, so the connection
+    /// is not used again (as an HTTP/1.1 client must not).
+    Done {
+        ok: bool,
+        slot: Option<usize>,
+        close: bool,
+    },
     /// Connected, but the exchange broke.
     Broken,
 }
@@ -178,7 +185,7 @@ impl Client {
             None => self.connect().map_err(|_| ())?,
         };
         let outcome = exchange(&mut stream, &self.request, &mut self.buf, self.mode);
-        if self.mode == Mode::KeepAlive && matches!(outcome, Outcome::Done { .. }) {
+        if self.mode == Mode::KeepAlive && matches!(outcome, Outcome::Done { close: false, .. }) {
             self.stream = Some(stream);
         }
         Ok(outcome)
@@ -239,9 +246,13 @@ fn outcome(response: &[u8], head_end: usize) -> Outcome {
         .get(9..12)
         .and_then(|s| std::str::from_utf8(s).ok())
         .and_then(|s| s.parse::<u16>().ok());
+    let close = head
+        .split(|b| *b == b'\n')
+        .any(|line| line.to_ascii_lowercase().starts_with(b"connection: close"));
     Outcome::Done {
         ok: head.starts_with(b"HTTP/1.") && status.is_some_and(|s| (200..300).contains(&s)),
         slot: slot_of(&response[head_end..]),
+        close,
     }
 }
 
@@ -298,7 +309,7 @@ fn run_thread(
                 std::thread::sleep(Duration::from_millis(1));
             }
             Ok(Outcome::Broken) => tally.failed += 1,
-            Ok(Outcome::Done { ok, slot }) => {
+            Ok(Outcome::Done { ok, slot, .. }) => {
                 if !ok {
                     tally.failed += 1;
                     continue;
