@@ -322,25 +322,6 @@ fn builtin_run(tag: &str, reloads: u64) {
     assert_nothing_lost("builtin", &run, reloads);
 }
 
-/// The built example `NAME` (target/debug/examples/NAME).
-fn example(name: &str) -> PathBuf {
-    // target/debug/deps/keepalive-HASH -> target/debug/examples/NAME
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} not built: run `cargo build --examples` (plain `cargo test` also builds it)",
-        path.display()
-    );
-    path
-}
-
 fn library_run(tag: &str, reloads: u64) {
     let dir = TempDir::new(tag);
     let port = free_port();

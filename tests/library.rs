@@ -3,27 +3,7 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use support::*;
-
-fn example(name: &str) -> PathBuf {
-    // target/debug/deps/library-HASH -> target/debug/examples/NAME
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} not built: run `cargo build --examples` (plain `cargo test` also builds it; `--all-targets` alone does not)",
-        path.display()
-    );
-    path
-}
 
 #[test]
 fn an_embedding_program_is_master_and_workers_with_hawkeys_cli() {

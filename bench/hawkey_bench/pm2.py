@@ -29,7 +29,7 @@ import subprocess
 import time
 
 from .load import compare
-from .procs import base_env, free_port, log, memory_kib, started, stop
+from .procs import base_env, free_port, http_ok, log, memory_kib, started, stop
 from .servers import start_hawkey
 from .settings import S
 from .table import pair_str, verdict
@@ -41,24 +41,11 @@ def paths():
             "pm2": f"{node}/node_modules/.bin/pm2"}
 
 
-def http_root_ok(port):
-    """GET / answers 200 (the app has no /healthz)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := s.recv(4096):
-                data += chunk
-            return data.startswith(b"HTTP/1.1 200")
-    except OSError:
-        return False
-
-
 def wait_serving(port, timeout=30):
     """Waits until GET / is answered (PM2 returns from `start` before the app listens)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if http_root_ok(port):
+        if http_ok(port, "/"):
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing serves on 127.0.0.1:{port}")

@@ -181,6 +181,25 @@ pub fn preload_built() -> PathBuf {
         .clone()
 }
 
+/// The built example `NAME` (target/debug/examples/NAME).
+pub fn example(name: &str) -> PathBuf {
+    // target/debug/deps/TEST-HASH -> target/debug/examples/NAME
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build --examples` (plain `cargo test` also builds it; `--all-targets` alone does not)",
+        path.display()
+    );
+    path
+}
+
 /// `hawkey run -c CONFIG` in a plain environment.
 pub fn command(config: &Path) -> Command {
     let mut cmd = hawkey_command(&["run", "-c"]);
