@@ -70,6 +70,18 @@ const CLI_VALID_SAMPLE: [&str; 3] = [
     "056-production.yaml",
 ];
 
+#[test]
+fn the_shipped_default_case_is_the_shipped_hawkey_yaml() {
+    // 003 stands for the file the package installs: it must not drift.
+    let shipped = std::fs::read(manifest_dir().join("hawkey.yaml")).unwrap();
+    let case =
+        std::fs::read(manifest_dir().join("tests/configs/valid/003-shipped-default.yaml")).unwrap();
+    assert!(
+        shipped == case,
+        "tests/configs/valid/003-shipped-default.yaml differs from hawkey.yaml: cp hawkey.yaml tests/configs/valid/003-shipped-default.yaml"
+    );
+}
+
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
