@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Boot a throwaway Debian 12 (bookworm) with systemd as PID 1 under
-# systemd-nspawn, for hawkey's system tests.  Needs root.
+# Boot a throwaway Debian 12 (bookworm) or 13 (trixie) with systemd as PID 1
+# under systemd-nspawn, for hawkey's system tests.  Needs root.
 #
 #   tests/system/nspawn.sh prepare            install host tools if missing,
 #                                             build/refresh the cached root,
@@ -32,6 +32,8 @@
 # on cgroup v1 (like this sandbox): CPUQuota=, MemoryMax= etc. have no effect.
 #
 # Environment (all optional):
+#   HAWKEY_DEBIAN_SUITE        bookworm (default) or trixie: the release booted;
+#                              each has a cached root of its own
 #   HAWKEY_SYSTEM_CACHE        cache directory   (default /var/cache/hawkey-system)
 #   HAWKEY_DEBIAN_MIRROR       debootstrap mirror (default: from the host's apt sources)
 #   HAWKEY_NSPAWN_HOSTDIR      host directory bound read-only at /mnt/host
@@ -52,7 +54,8 @@
 set -euo pipefail
 
 prog=tests/system/nspawn.sh
-SUITE=bookworm
+SUITE=${HAWKEY_DEBIAN_SUITE:-bookworm}
+case $SUITE in bookworm|trixie) ;; *) echo "$prog: HAWKEY_DEBIAN_SUITE must be bookworm or trixie, not '$SUITE'" >&2; exit 2 ;; esac
 VARIANT=minbase
 PACKAGES=(systemd systemd-sysv dbus curl procps python3 adduser man-db)
 # Bump when the post-debootstrap tweaks below change, to force a rebuild.
@@ -158,9 +161,9 @@ build_root() {
     t0=$(now)
     if ! timeout 1800 debootstrap --variant="$VARIANT" \
             --include="$(IFS=,; echo "${PACKAGES[*]}")" \
-            "$SUITE" "$new" "$mirror" >"$CACHE_DIR/debootstrap.log" 2>&1; then
-        tail -n 30 "$CACHE_DIR/debootstrap.log" >&2 || true
-        die "debootstrap failed (full log: $CACHE_DIR/debootstrap.log)"
+            "$SUITE" "$new" "$mirror" >"$CACHE_DIR/debootstrap-$SUITE.log" 2>&1; then
+        tail -n 30 "$CACHE_DIR/debootstrap-$SUITE.log" >&2 || true
+        die "debootstrap failed (full log: $CACHE_DIR/debootstrap-$SUITE.log)"
     fi
     log "debootstrap took $(( $(now) - t0 ))s"
 
