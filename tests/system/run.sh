@@ -228,6 +228,35 @@ test_an_invalid_config_fails_the_reload_and_the_service_keeps_serving() {
     c systemctl reload hawkey.service || fail "reload of the restored config failed"
 }
 
+# A valid config whose new workers cannot start is rolled back: the old
+# generation serves on, and STATUS= says so. What `systemctl reload` says
+# differs: on 252 `hawkey reload --wait` exits non-zero, so the reload job
+# fails; on >= 253 (Type=notify-reload) systemd takes no reload failure
+# from the service (systemd 253-257, see NOTES), and the check of the
+# (valid) config passes: the job succeeds, the failure is in `systemctl
+# status` and the journal.
+test_a_reload_whose_new_workers_cannot_start_is_rolled_back_and_the_old_ones_serve_on() {
+    local main rc=0 out t0 took
+    active hawkey.service || c systemctl start hawkey.service
+    defer restore_config
+    main=$(prop MainPID)
+    c sed -i 's/^  app: builtin$/  app: exec\n  command: [sh, -c, "exit 3"]/' /etc/hawkey/hawkey.yaml
+    c hawkey check --quiet >/dev/null || fail "the failing app's config is not valid"
+    t0=$(date +%s)
+    out=$(c systemctl reload hawkey.service 2>&1) || rc=$?
+    took=$(($(date +%s) - t0))
+    if [ "$SYSTEMD_VERSION" -ge 253 ]; then
+        expect_eq "$rc" 0 "systemctl reload exit on systemd $SYSTEMD_VERSION (notify-reload)"
+    else
+        [ "$rc" -ne 0 ] || fail "systemctl reload of a rolled-back reload succeeded on systemd $SYSTEMD_VERSION"
+    fi
+    wait_for 30 "STATUS= to tell of the rollback" sh -c "$NSPAWN exec $DIR -- systemctl show -p StatusText --value hawkey.service | grep -q 'last reload failed: reload failed and was rolled back'"
+    active hawkey.service || fail "service not active after a rolled-back reload"
+    expect_eq "$(prop MainPID)" "$main" "MainPID after a rolled-back reload"
+    expect_has "$(http_code /)" 200 "serving after a rolled-back reload"
+    note "systemd $SYSTEMD_VERSION: systemctl reload exit $rc after ${took}s${out:+ ($out)}; $(prop StatusText)"
+}
+
 test_10_restarts_and_5_master_kills_under_load_refuse_no_connection() {
     local i main workers counts w loader
     load 40 4 /healthz /tmp/restart-load.json
@@ -472,6 +501,7 @@ ALL=(
     test_20_reloads_under_load_fail_no_request
     test_an_invalid_config_fails_the_reload_and_the_service_keeps_serving
     test_an_admin_dropin_in_etc_overrides_the_generators_type
+    test_a_reload_whose_new_workers_cannot_start_is_rolled_back_and_the_old_ones_serve_on
     test_10_restarts_and_5_master_kills_under_load_refuse_no_connection
     test_the_watchdog_restarts_a_stalled_master
     test_stop_lets_slow_requests_finish_and_empties_the_cgroup
