@@ -612,3 +612,93 @@ fn standard_sd_notify_clients_reach_their_channel() {
         "systemd-notify --ready\nwhile :; do systemd-notify WATCHDOG=1; sleep 0.5; done\n",
     );
 }
+
+/// The datagrams a SIGHUP brings, up to the `READY=1` that ends its
+/// reload: what systemd's `Type=notify-reload` waits for.
+fn sighup_messages(hawkey: &Hawkey, notify: &NotifySocket) -> Vec<String> {
+    notify.drain();
+    hawkey.signal(libc::SIGHUP);
+    let messages = notify.until("READY=1", Duration::from_secs(30));
+    let reloading = messages
+        .iter()
+        .position(|m| m.starts_with("RELOADING=1\nMONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("no RELOADING=1 with MONOTONIC_USEC: {messages:?}"));
+    let usec: u64 = messages[reloading]
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("MONOTONIC_USEC is no number: {messages:?}"));
+    assert!(usec > 0, "{messages:?}");
+    let ready = messages.len() - 1;
+    assert!(
+        reloading < ready,
+        "READY=1 before RELOADING=1: {messages:?}"
+    );
+    messages
+}
+
+#[test]
+fn a_sighup_with_a_valid_config_is_announced_reloading_then_ready() {
+    let dir = TempDir::new("notify-reload-good");
+    let port = free_port();
+    let config = write_config(&dir, &builtin_yaml(&dir, port, 2, ""));
+    let (mut hawkey, notify, _) = start_ready(&dir, &config);
+    let messages = sighup_messages(&hawkey, &notify);
+    let last = messages.last().unwrap();
+    assert!(
+        last.contains("STATUS=2/2 workers ready, generation 2"),
+        "{messages:?}"
+    );
+    hawkey.stop_cleanly();
+}
+
+#[test]
+fn a_sighup_with_an_invalid_config_is_announced_reloading_then_ready_with_the_error() {
+    let dir = TempDir::new("notify-reload-bad");
+    let port = free_port();
+    let good = builtin_yaml(&dir, port, 2, "");
+    let config = write_config(&dir, &good);
+    let (mut hawkey, notify, _) = start_ready(&dir, &config);
+    let before = hawkey.workers();
+    std::fs::write(&config, good.replace("count: 2", "count: lots")).unwrap();
+    let messages = sighup_messages(&hawkey, &notify);
+    let last = messages.last().unwrap();
+    assert!(
+        last.contains("STATUS=2/2 workers ready, generation 1")
+            && last.contains("last reload failed"),
+        "{messages:?}"
+    );
+    // Nothing was touched, and the pool still serves.
+    assert_eq!(hawkey.workers(), before);
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
+    hawkey.stop_cleanly();
+}
+
+#[test]
+fn a_sighup_during_a_reload_is_announced_and_ended_by_that_reloads_ready() {
+    let dir = TempDir::new("notify-reload-twice");
+    let port = free_port();
+    // Workers ready 2 s after they start: the second SIGHUP comes while
+    // the first one's reload waits for them.
+    let extra = format!(
+        "  app: exec\n  ready: notify\n  command: [sh, -c, 'sleep 2; exec python3 {}']\n",
+        python_app().display()
+    );
+    let config = write_config(&dir, &builtin_yaml(&dir, port, 2, &extra));
+    let (mut hawkey, notify, _) = start_ready(&dir, &config);
+    notify.drain();
+    hawkey.signal(libc::SIGHUP);
+    let mut messages = notify.until("RELOADING=1", Duration::from_secs(10));
+    hawkey.signal(libc::SIGHUP);
+    messages.extend(notify.until("READY=1", Duration::from_secs(30)));
+    let announced = messages
+        .iter()
+        .filter(|m| m.starts_with("RELOADING=1\nMONOTONIC_USEC="))
+        .count();
+    assert_eq!(announced, 2, "one RELOADING=1 per SIGHUP: {messages:?}");
+    assert!(
+        messages.last().unwrap().contains("generation 2"),
+        "one reload, ended by READY=1: {messages:?}"
+    );
+    hawkey.stop_cleanly();
+}

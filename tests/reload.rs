@@ -135,6 +135,11 @@ fn an_invalid_config_fails_the_reload_cleanly_and_the_old_one_keeps_serving() {
     wait_until(Duration::from_secs(5), "the SIGHUP reload to fail", || {
         (hawkey.count_log("reload failed, the running workers are unchanged") >= 2).then_some(())
     });
+    // A SIGHUP is bracketed RELOADING=1 ... READY=1 even so (what
+    // Type=notify-reload waits for; tests/notify.rs): past it, READY=1 is
+    // the next reload's.
+    let bracket = notify.until("READY=1", Duration::from_secs(5));
+    assert!(bracket[0].starts_with("RELOADING=1\n"), "{bracket:?}");
     assert_eq!(hawkey.workers(), before);
     // Fixed: the next reload works and clears the error.
     std::fs::write(&config, &good).unwrap();

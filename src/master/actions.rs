@@ -21,6 +21,11 @@ fn extend_timeout(timeout: Duration) -> NotifyState<'static> {
     NotifyState::ExtendTimeoutUsec(usec)
 }
 
+/// `MONOTONIC_USEC=` now, as `RELOADING=1` carries it (`sd_notify(3)`).
+pub(super) fn monotonic_now() -> NotifyState<'static> {
+    NotifyState::monotonic_usec_now().unwrap_or(NotifyState::MonotonicUsec(0))
+}
+
 impl Master<'_> {
     /// Carries out one action; `Some(status)` when the master is done.
     pub(super) fn act(&mut self, action: Action) -> Option<Status> {
@@ -36,9 +41,9 @@ impl Master<'_> {
             Action::Sweep { orders } => self.remains.order(orders),
             Action::AnnounceReady => self.announce_ready(),
             Action::AnnounceReloading => {
-                let now =
-                    NotifyState::monotonic_usec_now().unwrap_or(NotifyState::MonotonicUsec(0));
-                self.notify(&[NotifyState::Reloading, now]);
+                if !std::mem::take(&mut self.reloading_announced) {
+                    self.notify(&[NotifyState::Reloading, monotonic_now()]);
+                }
             }
             Action::AnnounceStopping => {
                 let stop_timeout = self

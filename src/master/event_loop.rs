@@ -334,7 +334,7 @@ impl Master<'_> {
                 }
                 SignalRequest::Reload => {
                     tracing::info!("received SIGHUP: reloading");
-                    self.reload(None);
+                    self.reload_signalled();
                 }
                 SignalRequest::Grow => self.queue.push_back(Event::Grow),
                 SignalRequest::Shrink => self.queue.push_back(Event::Shrink),

@@ -210,6 +210,9 @@ struct Master<'p> {
     next_ping: Option<Instant>,
     unhealthy_logged: bool,
     ready_announced: bool,
+    /// `RELOADING=1` went upstream for this SIGHUP already: the reload it
+    /// starts need not announce itself again (`Master::reload_signalled`).
+    reloading_announced: bool,
     /// When `EXTEND_TIMEOUT_USEC=` was last sent upstream.
     extended_at: Option<Instant>,
     /// SIGCHLD was read: reap at this wake-up.
@@ -355,6 +358,7 @@ impl<'p> Master<'p> {
             next_ping: watchdog.map(|_| Instant::now()),
             unhealthy_logged: false,
             ready_announced: false,
+            reloading_announced: false,
             extended_at: None,
             child_exited: false,
             swept: Instant::now(),

@@ -1,5 +1,21 @@
 //! Reloads (SIGHUP, `hawkey reload`) and the other control requests.
+//!
+//! A SIGHUP is what systemd sends for `systemctl reload` under
+//! `Type=notify-reload` (systemd ≥ 253, see `systemd.service(5)`): it then
+//! waits for `RELOADING=1` with a `MONOTONIC_USEC=` newer than its signal,
+//! and for `READY=1` after it, before the reload job ends. So every SIGHUP
+//! gets that pair, whatever becomes of it: a rolling reload announces
+//! `RELOADING=1` as it starts and `READY=1` when the new generation serves;
+//! a SIGHUP during a reload announces `RELOADING=1`, which that reload's
+//! `READY=1` answers; a config that cannot be loaded gets both at once,
+//! `STATUS=` saying why. Without that, `systemctl reload` would hang until
+//! `TimeoutStartSec=`. systemd 253 to 257 take no failure from the service
+//! itself in that protocol (`ERRNO=` only sets `StatusErrno=`): the unit's
+//! `ExecReload=hawkey check` is what fails the job (see systemd/hawkey.service).
 
+use sd_notify::NotifyState;
+
+use super::actions::monotonic_now;
 use super::listeners::{self, Listener, Origin};
 use super::supervisor::Event;
 use super::{Error, Master};
@@ -34,6 +50,30 @@ impl Master<'_> {
                 self.stop_waiters.push(client);
                 self.queue.push_back(Event::Stop { fast: false });
             }
+        }
+    }
+
+    /// SIGHUP: a reload, bracketed by `RELOADING=1` … `READY=1` whatever
+    /// becomes of it (module docs). `RELOADING=1` goes first, before the
+    /// config is read, so that it reaches systemd before the unit's
+    /// `ExecReload=hawkey check` (started beside the signal) ends. Before
+    /// the pool was first ready, and while it stops, nothing is
+    /// announced: `READY=1` would be a lie.
+    pub(super) fn reload_signalled(&mut self) {
+        let announce = self.ready_announced && !self.pool.is_stopping();
+        let reloading = self.pool.is_reloading();
+        if announce {
+            self.notify(&[NotifyState::Reloading, monotonic_now()]);
+            // A reload under way ends with READY=1: it answers this one.
+            self.reloading_announced = !reloading;
+        }
+        self.reload(None);
+        self.reloading_announced = false;
+        if announce && !reloading && !self.pool.is_reloading() && !self.pool.is_stopping() {
+            // No reload started (the config was refused): over at once.
+            let line = self.status_line();
+            self.notify(&[NotifyState::Ready, NotifyState::Status(&line)]);
+            self.status_sent = line;
         }
     }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # hawkey's system tests: the freshly built .deb, installed with apt in a
-# real Debian 12 with systemd as PID 1 (systemd-nspawn, see nspawn.sh), and
+# real Debian 12 or 13 with systemd as PID 1 (systemd-nspawn, see
+# nspawn.sh), and
 # operated the way its users do: systemctl, journalctl, apt, the init
 # script. Each test is named as the behaviour it proves and prints
 # "test NAME ... ok" or "... FAILED" with the reason; the run ends with
@@ -10,10 +11,13 @@
 #
 #   tests/system/run.sh [TEST...]     all tests, or only those named
 #
-# HAWKEY_SYSTEM_WORK (default /var/tmp/hawkey-system) holds the logs, the
-# .deb and the container; its last component names the machine. The
-# debootstrap root is cached apart (nspawn.sh, HAWKEY_SYSTEM_CACHE).
-# HAWKEY_DEB=path tests that .deb instead of building one.
+# HAWKEY_DEBIAN_SUITE=bookworm (Debian 12, systemd 252; the default) or
+# trixie (Debian 13, systemd 257) picks the release booted. HAWKEY_SYSTEM_WORK
+# (default /var/tmp/hawkey-system) holds, under SUITE/, the logs, the .deb
+# and the container; its last component and the suite name the machine, so
+# both releases can run at once. The debootstrap roots are cached apart
+# (nspawn.sh, HAWKEY_SYSTEM_CACHE). HAWKEY_DEB=path tests that .deb instead
+# of building one (tests/run.sh builds one for both releases).
 #
 # Tests run in order on one container and leave it as they found it (the
 # service running the shipped config), except where a test says otherwise.
@@ -23,10 +27,19 @@ set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 NSPAWN=$ROOT/tests/system/nspawn.sh
-WORK=${HAWKEY_SYSTEM_WORK:-/var/tmp/hawkey-system}
-WORK=${WORK%/}
-# Named after WORK, so that runs with WORKs of their own can run at once.
-MACHINE=${WORK##*/}
+SUITE=${HAWKEY_DEBIAN_SUITE:-bookworm}
+case $SUITE in
+    bookworm) RELEASE="Debian 12" ;;
+    trixie) RELEASE="Debian 13" ;;
+    *) echo "tests/system/run.sh: HAWKEY_DEBIAN_SUITE must be bookworm or trixie, not '$SUITE'" >&2; exit 2 ;;
+esac
+export HAWKEY_DEBIAN_SUITE=$SUITE
+BASE=${HAWKEY_SYSTEM_WORK:-/var/tmp/hawkey-system}
+BASE=${BASE%/}
+WORK=$BASE/$SUITE
+# Named after WORK and the suite, so that runs with WORKs of their own,
+# and the two releases, can run at once.
+MACHINE=${BASE##*/}-$SUITE
 DIR=$WORK/machine
 HOSTDIR=$WORK/host
 PORT=8080
@@ -96,6 +109,48 @@ test_units_verify_silently_and_expose_at_most_2_0() {
     note "$score"
 }
 
+# systemd >= 253 runs hawkey.service as Type=notify-reload (the package's
+# generator writes the drop-in); 252 keeps the shipped Type=notify with
+# ExecReload=hawkey reload --wait. systemctl show prints each ExecReload=
+# as "{ path=... ; argv[]=... ; ... }".
+test_the_unit_is_notify_reload_on_systemd_253_and_later_and_notify_before() {
+    local type reload dropin
+    type=$(prop Type)
+    reload=$(prop ExecReload)
+    dropin=/run/systemd/generator/hawkey.service.d/50-hawkey-notify-reload.conf
+    if [ "$SYSTEMD_VERSION" -ge 253 ]; then
+        expect_eq "$type" notify-reload "Type on systemd $SYSTEMD_VERSION"
+        expect_has "$reload" "argv[]=/usr/bin/hawkey check --quiet ;" "ExecReload on systemd $SYSTEMD_VERSION"
+        if grep -q 'reload --wait' <<<"$reload"; then fail "ExecReload still runs hawkey reload --wait: $reload"; fi
+        c test -s "$dropin" || fail "no generator drop-in $dropin"
+        expect_has "$(prop DropInPaths)" "$dropin" "DropInPaths"
+    else
+        expect_eq "$type" notify "Type on systemd $SYSTEMD_VERSION"
+        expect_has "$reload" "argv[]=/usr/bin/hawkey reload --wait ;" "ExecReload on systemd $SYSTEMD_VERSION"
+        if c test -e "$dropin"; then fail "the generator wrote $dropin on systemd $SYSTEMD_VERSION"; fi
+    fi
+    note "systemd $SYSTEMD_VERSION: Type=$type, ExecReload=$(sed -n 's/.*argv\[\]=\([^;]*\);.*/\1/p' <<<"$reload")"
+}
+
+# An administrator's drop-in in /etc wins over the generator's: Type=notify
+# with hawkey reload --wait again, on any systemd.
+remove_the_type_dropin() {
+    c rm -f /etc/systemd/system/hawkey.service.d/type.conf
+    c systemctl daemon-reload
+    c systemctl restart hawkey.service
+}
+
+test_an_admin_dropin_in_etc_overrides_the_generators_type() {
+    defer remove_the_type_dropin
+    c mkdir -p /etc/systemd/system/hawkey.service.d
+    c sh -c 'printf "[Service]\nType=notify\nExecReload=\nExecReload=/usr/bin/hawkey reload --wait\n" > /etc/systemd/system/hawkey.service.d/type.conf'
+    c systemctl daemon-reload
+    c systemctl restart hawkey.service
+    expect_eq "$(prop Type)" notify "Type with the admin's drop-in"
+    expect_has "$(prop ExecReload)" "argv[]=/usr/bin/hawkey reload --wait ;" "ExecReload with the admin's drop-in"
+    c systemctl reload hawkey.service || fail "reload under the admin's Type=notify failed"
+}
+
 test_the_first_connection_starts_the_service_and_every_worker_answers() {
     expect_eq "$(http_code /)" 200 "first request"
     active hawkey.service || fail "hawkey.service not active after the first connection"
@@ -156,13 +211,50 @@ test_an_invalid_config_fails_the_reload_and_the_service_keeps_serving() {
     defer c cp /usr/share/hawkey-test/hawkey.yaml /etc/hawkey/hawkey.yaml
     c sed -i 's/^  count: auto/  count: lots/' /etc/hawkey/hawkey.yaml
     expect_has "$(c cat /etc/hawkey/hawkey.yaml)" "count: lots" "the broken config"
-    if c systemctl reload hawkey.service 2>/dev/null; then fail "reload of an invalid config succeeded"; fi
+    local out t0 took
+    t0=$(date +%s)
+    if out=$(c systemctl reload hawkey.service 2>&1); then fail "reload of an invalid config succeeded"; fi
+    took=$(($(date +%s) - t0))
+    # It fails at once: not by systemd's reload timeout (TimeoutStartSec=).
+    [ "$took" -le 10 ] || fail "the failed reload took ${took}s"
+    note "systemctl reload said (${took}s): $out"
+    # The master saw the reload (SIGHUP, or hawkey reload --wait) and refused it.
+    wait_for 5 "the master to log the refused reload" sh -c "$NSPAWN exec $DIR -- journalctl -u hawkey.service --no-pager -n 50 -o cat | grep -q 'reload failed, the running workers are unchanged'"
     active hawkey.service || fail "service not active after a failed reload"
     expect_eq "$(prop MainPID)" "$main" "MainPID after a failed reload"
     expect_has "$(prop StatusText)" "last reload failed" "StatusText"
     expect_eq "$(http_code /)" 200 "serving after a failed reload"
     c cp /usr/share/hawkey-test/hawkey.yaml /etc/hawkey/hawkey.yaml
     c systemctl reload hawkey.service || fail "reload of the restored config failed"
+}
+
+# A valid config whose new workers cannot start is rolled back: the old
+# generation serves on, and STATUS= says so. What `systemctl reload` says
+# differs: on 252 `hawkey reload --wait` exits non-zero, so the reload job
+# fails; on >= 253 (Type=notify-reload) systemd takes no reload failure
+# from the service (systemd 253-257, see NOTES), and the check of the
+# (valid) config passes: the job succeeds, the failure is in `systemctl
+# status` and the journal.
+test_a_reload_whose_new_workers_cannot_start_is_rolled_back_and_the_old_ones_serve_on() {
+    local main rc=0 out t0 took
+    active hawkey.service || c systemctl start hawkey.service
+    defer restore_config
+    main=$(prop MainPID)
+    c sed -i 's/^  app: builtin$/  app: exec\n  command: [sh, -c, "exit 3"]/' /etc/hawkey/hawkey.yaml
+    c hawkey check --quiet >/dev/null || fail "the failing app's config is not valid"
+    t0=$(date +%s)
+    out=$(c systemctl reload hawkey.service 2>&1) || rc=$?
+    took=$(($(date +%s) - t0))
+    if [ "$SYSTEMD_VERSION" -ge 253 ]; then
+        expect_eq "$rc" 0 "systemctl reload exit on systemd $SYSTEMD_VERSION (notify-reload)"
+    else
+        [ "$rc" -ne 0 ] || fail "systemctl reload of a rolled-back reload succeeded on systemd $SYSTEMD_VERSION"
+    fi
+    wait_for 30 "STATUS= to tell of the rollback" sh -c "$NSPAWN exec $DIR -- systemctl show -p StatusText --value hawkey.service | grep -q 'last reload failed: reload failed and was rolled back'"
+    active hawkey.service || fail "service not active after a rolled-back reload"
+    expect_eq "$(prop MainPID)" "$main" "MainPID after a rolled-back reload"
+    expect_has "$(http_code /)" 200 "serving after a rolled-back reload"
+    note "systemd $SYSTEMD_VERSION: systemctl reload exit $rc after ${took}s${out:+ ($out)}; $(prop StatusText)"
 }
 
 test_10_restarts_and_5_master_kills_under_load_refuse_no_connection() {
@@ -402,11 +494,14 @@ ALL=(
     test_lintian_reports_no_error_or_warning
     test_install_enables_the_socket_which_listens_before_the_service_runs
     test_units_verify_silently_and_expose_at_most_2_0
+    test_the_unit_is_notify_reload_on_systemd_253_and_later_and_notify_before
     test_the_first_connection_starts_the_service_and_every_worker_answers
     test_status_line_and_pidfile_tell_the_truth
     test_journal_has_lifecycle_events_with_worker_fields_and_worker_pids
     test_20_reloads_under_load_fail_no_request
     test_an_invalid_config_fails_the_reload_and_the_service_keeps_serving
+    test_an_admin_dropin_in_etc_overrides_the_generators_type
+    test_a_reload_whose_new_workers_cannot_start_is_rolled_back_and_the_old_ones_serve_on
     test_10_restarts_and_5_master_kills_under_load_refuse_no_connection
     test_the_watchdog_restarts_a_stalled_master
     test_stop_lets_slow_requests_finish_and_empties_the_cgroup
@@ -434,12 +529,17 @@ fi
 dpkg -s lintian >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian >/dev/null
 rm -f "$HOSTDIR"/*.deb
 cp "$DEB" "$ROOT/tests/system/load.py" "$HOSTDIR/"
-echo "=== preparing the Debian 12 root (cached) and booting it"
+echo "=== preparing the $RELEASE ($SUITE) root (cached) and booting it as $MACHINE"
 "$NSPAWN" prepare >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
 [ -e "$DIR" ] && "$NSPAWN" stop "$DIR" >/dev/null 2>&1
 HAWKEY_NSPAWN_HOSTDIR=$HOSTDIR "$NSPAWN" boot "$MACHINE" "$DIR" >/dev/null || { echo "boot failed"; echo "0 passed, 1 failed"; exit 1; }
 trap '"$NSPAWN" stop "$DIR" >/dev/null 2>&1' EXIT
+# "systemd 257 (257.9-1~deb13u2)": the number decides what the unit is.
+SYSTEMD_LINE=$(c systemctl --version | head -n1)
+SYSTEMD_VERSION=$(sed -n 's/^systemd \([0-9][0-9]*\).*/\1/p' <<<"$SYSTEMD_LINE")
+[ -n "$SYSTEMD_VERSION" ] || { echo "no systemd version in '$SYSTEMD_LINE'"; echo "0 passed, 1 failed"; exit 1; }
+echo "=== $RELEASE ($SUITE, debian_version $(c cat /etc/debian_version)), $SYSTEMD_LINE, .deb $(basename "$DEB")"
 
 run_tests "${selected[@]}"
-echo "system tests took $(($(date +%s) - started))s"
+echo "system tests on $RELEASE ($SUITE, systemd $SYSTEMD_VERSION) took $(($(date +%s) - started))s"
 summarize

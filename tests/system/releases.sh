@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The system tests on both Debian releases hawkey supports, with one .deb:
+#
+#   tests/system/releases.sh [TEST...]
+#
+# builds the .deb once (packaging/build-deb --prebuilt, into WORK/deb; or
+# takes HAWKEY_DEB), then runs tests/system/run.sh with
+# HAWKEY_DEBIAN_SUITE=bookworm (Debian 12, systemd 252) and =trixie
+# (Debian 13, systemd 257) at once, each logging to WORK/SUITE.log, and
+# prints each release's summary line and time. Exits non-zero if either
+# failed (or did not end with a summary). HAWKEY_SYSTEM_WORK as in run.sh
+# (default /var/tmp/hawkey-system); HAWKEY_SYSTEM_SERIAL=1 runs the
+# releases one after the other instead. Needs root.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+[ "$(id -u)" -eq 0 ] || { echo "tests/system/releases.sh: needs root (systemd-nspawn, debootstrap)" >&2; exit 1; }
+WORK=${HAWKEY_SYSTEM_WORK:-/var/tmp/hawkey-system}
+WORK=${WORK%/}
+SUITES=(bookworm trixie)
+mkdir -p "$WORK"
+
+if [ -n "${HAWKEY_DEB:-}" ]; then
+    deb=$HAWKEY_DEB
+else
+    echo "=== building the .deb once for both releases (packaging/build-deb --prebuilt)"
+    rm -f "$WORK"/deb/hawkey_*.deb
+    packaging/build-deb --prebuilt "$WORK/deb" >"$WORK/build-deb.log" 2>&1 ||
+        { tail -30 "$WORK/build-deb.log"; echo "the .deb did not build: 0 passed, 1 failed"; exit 1; }
+    debs=("$WORK"/deb/hawkey_*.deb)
+    deb=${debs[-1]}
+fi
+[ -f "$deb" ] || { echo "no .deb at '$deb'"; exit 1; }
+
+# run_one SUITE [TEST...]: one release, its log in WORK/SUITE.log, its
+# time in WORK/SUITE.time.
+run_one() {
+    local suite=$1 t0 rc=0
+    shift
+    t0=$(date +%s)
+    HAWKEY_DEB=$deb HAWKEY_DEBIAN_SUITE=$suite HAWKEY_SYSTEM_WORK=$WORK \
+        tests/system/run.sh "$@" >"$WORK/$suite.log" 2>&1 || rc=$?
+    echo "$(($(date +%s) - t0))" >"$WORK/$suite.time"
+    return "$rc"
+}
+
+started=$(date +%s)
+declare -A rcs=() pids=()
+for suite in "${SUITES[@]}"; do
+    rm -f "$WORK/$suite.log" "$WORK/$suite.time"
+    if [ "${HAWKEY_SYSTEM_SERIAL:-0}" = 1 ]; then
+        run_one "$suite" "$@"
+        rcs[$suite]=$?
+    else
+        run_one "$suite" "$@" &
+        pids[$suite]=$!
+    fi
+done
+for suite in "${!pids[@]}"; do
+    wait "${pids[$suite]}"
+    rcs[$suite]=$?
+done
+
+failed=0
+for suite in "${SUITES[@]}"; do
+    echo "=== $suite: $WORK/$suite.log"
+    cat "$WORK/$suite.log"
+done
+for suite in "${SUITES[@]}"; do
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$WORK/$suite.log" | tail -n1)
+    if [ "${rcs[$suite]}" -ne 0 ] || [ -z "$summary" ] || [[ $summary != *" 0 failed" ]]; then
+        failed=$((failed + 1))
+        verdict=FAILED
+    else
+        verdict=ok
+    fi
+    echo "system tests on $suite: ${summary:-no summary} (exit ${rcs[$suite]}) in $(cat "$WORK/$suite.time" 2>/dev/null || echo '?')s: $verdict"
+done
+echo "system tests on ${#SUITES[@]} releases took $(($(date +%s) - started))s; $failed release(s) failed"
+[ "$failed" -eq 0 ]
