@@ -128,11 +128,13 @@ test_the_template_units_verify_silently_and_expose_at_most_2_0() {
 test_an_instance_without_a_socket_address_refuses_to_start_and_says_why() {
     c sh -c "printf 'workers:\n  count: 1\n' > /etc/hawkey/nosock.yaml"
     defer c rm -f /etc/hawkey/nosock.yaml
-    defer c systemctl reset-failed hawkey@nosock.service hawkey@nosock.socket
+    # Both units failed (that is the test), unless the start was refused
+    # before systemd loaded them: then there is nothing to reset.
+    defer c sh -c "systemctl reset-failed hawkey@nosock.service hawkey@nosock.socket 2>/dev/null || true"
     if c systemctl start hawkey@nosock.service >/dev/null 2>&1; then
         fail "hawkey@nosock.service started without a socket address"
     fi
-    expect_has "$(c journalctl -u hawkey@nosock.socket --no-pager -o cat)" "lacks Listen setting" "the socket's reason"
+    expect_has "$(c journalctl -u hawkey@nosock.socket --no-pager -o cat)" "has no Listen setting" "the socket's reason"
     c test ! -e /run/hawkey-nosock || fail "a runtime directory for an instance that never ran"
 }
 
