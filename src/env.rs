@@ -1,6 +1,8 @@
-//! The process environment: read once at start-up ([`Environment`]), and
-//! the one table of the variables hawkey sets for its workers
-//! ([`WORKER_VARS`]).
+//! The process environment: read once at start-up ([`Environment`]), the
+//! variables hawkey reads to find its instances ([`HAWKEY_CONFIG`],
+//! [`HAWKEY_CONFIG_DIR`], [`HAWKEY_RUNTIME_ROOT`], [`RUNTIME_DIRECTORY`],
+//! [`XDG_RUNTIME_DIR`]; see `config::paths::Host`), and the one table of
+//! the variables hawkey sets for its workers ([`WORKER_VARS`]).
 //!
 //! The table is used by every side that must agree on it: `spawn` drops
 //! these names from what the master passes on and sets its own values,

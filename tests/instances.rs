@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -334,6 +335,13 @@ fn another_user_sees_the_instances_as_unreachable_and_cannot_stop_one() {
     let port = free_port();
     host.config("api", port, 1);
     let mut api = host.start(Some("api"));
+    // An instance whose configuration is gone and whose runtime directory
+    // nobody else may look into (as systemd's 0750 ones): still listed.
+    let closed_config = host.config("closed", free_port(), 1);
+    let mut closed = host.start(Some("closed"));
+    std::fs::remove_file(closed_config).unwrap();
+    let closed_dir = host.run().join("hawkey-closed");
+    std::fs::set_permissions(&closed_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let as_nobody = |args: &[&str]| {
         let mut cmd = as_uid(65534, BIN);
         cmd.args(args);
@@ -352,6 +360,12 @@ fn another_user_sees_the_instances_as_unreachable_and_cannot_stop_one() {
         "{r}"
     );
     assert_eq!(r["pid"], Value::Null);
+    let r = row(&rows, "closed");
+    assert_eq!(
+        (&r["state"], &r["reason"]),
+        (&"unreachable".into(), &"permission denied".into()),
+        "{r}"
+    );
     let (code, _, err) = as_nobody(&["stop", "api"]);
     assert_eq!(code, 77, "{err}");
     let (code, _, err) = as_nobody(&["reload", "api"]);
@@ -362,6 +376,7 @@ fn another_user_sees_the_instances_as_unreachable_and_cannot_stop_one() {
     assert_eq!(report["generation"], 1);
     assert!(serves(port));
     api.hawkey.stop_cleanly();
+    closed.hawkey.stop_cleanly();
 }
 
 #[test]
@@ -379,4 +394,24 @@ fn each_instance_keeps_its_files_in_a_runtime_directory_of_its_own() {
         let left = entries(&host.run().join(dir));
         assert!(left.is_empty(), "{dir} after a clean stop: {left:?}");
     }
+}
+
+#[test]
+fn a_master_killed_without_cleaning_up_is_listed_unreachable_with_a_stale_socket() {
+    let host = TestHost::new("instances-stale");
+    host.config("api", free_port(), 1);
+    let mut api = host.start(Some("api"));
+    api.hawkey.signal(libc::SIGKILL);
+    api.hawkey.wait_exit(STOP_GUARD);
+    let rows = host.list();
+    let r = row(&rows, "api");
+    assert_eq!(
+        (&r["state"], &r["reason"]),
+        (&"unreachable".into(), &"stale control socket".into()),
+        "{r}"
+    );
+    // Whoever starts it next replaces the stale socket.
+    let mut again = host.start(Some("api"));
+    assert_eq!(row(&host.list(), "api")["state"], "running");
+    again.hawkey.stop_cleanly();
 }

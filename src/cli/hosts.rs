@@ -9,7 +9,8 @@
 //!   socket: an instance whose configuration was since removed still
 //!   runs, and is listed).
 //! - [`query`]: each one's master asked for its status; one that does not
-//!   run is `stopped`, one that cannot be asked is `unreachable` with the
+//!   run is `stopped`, one that cannot be asked (permission denied, a
+//!   stale socket, an impostor, no answer) is `unreachable` with the
 //!   reason (never fatal: the list goes on).
 //! - [`list`]: the rows, with CPU% and memory of each master's whole
 //!   process tree from one [`Sample`] for all, as a table or JSON.
@@ -38,8 +39,23 @@ pub(super) struct Found {
     pub(super) runtime_dir: Option<PathBuf>,
 }
 
-/// The instances of `host`: the default one first, then by name.
-pub(super) fn discover(host: &Host) -> Vec<Found> {
+/// Where the listing looks for runtime directories: the host's runtime
+/// root and, for a user other than root, `/run` too (the system's
+/// instances, which such a user sees as unreachable rather than not at
+/// all).
+pub(super) fn runtime_roots(host: &Host) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = host.runtime_root.iter().cloned().collect();
+    let system = PathBuf::from(crate::config::paths::SYSTEM_RUNTIME_ROOT);
+    if !nix::unistd::geteuid().is_root() && !roots.contains(&system) {
+        roots.push(system);
+    }
+    roots
+}
+
+/// The instances of `host` (runtime directories looked for in `roots`,
+/// the first root that has one wins): the default one first, then by
+/// name.
+pub(super) fn discover(host: &Host, roots: &[PathBuf]) -> Vec<Found> {
     let mut found: BTreeMap<(bool, Instance), Found> = BTreeMap::new();
     let mut configs = Vec::new();
     for (name, path) in entries(&host.config_dir) {
@@ -50,10 +66,10 @@ pub(super) fn discover(host: &Host) -> Vec<Found> {
         }
     }
     let mut runtimes = Vec::new();
-    if let Some(root) = &host.runtime_root {
+    for root in roots.iter().rev() {
         for (name, path) in entries(root) {
             if let Some(instance) = Instance::from_runtime_dir_name(&name)
-                && is_socket(&path.join("hawkey.sock"))
+                && may_hold_a_socket(&path.join("hawkey.sock"))
             {
                 runtimes.push((instance, path));
             }
@@ -95,6 +111,19 @@ fn entries(dir: &Path) -> Vec<(std::ffi::OsString, PathBuf)> {
         .collect()
 }
 
+/// Whether `path` is a socket, or in a directory this user may not look
+/// into (a system instance's 0750 runtime directory, as another user):
+/// then its master is listed as unreachable, not left out.
+fn may_hold_a_socket(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            use std::os::unix::fs::FileTypeExt;
+            meta.file_type().is_socket()
+        }
+        Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+    }
+}
+
 fn is_socket(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
@@ -113,9 +142,12 @@ pub(super) enum Answer {
 /// control socket (in the instance's runtime directory under the root by
 /// default); without a usable one, the runtime directory's `hawkey.sock`.
 pub(super) fn query(found: &Found, host: &Host) -> (Answer, Option<PathBuf>) {
-    let runtime_dir = host.runtime_dir_in_root(&found.instance);
+    let runtime_dir = found
+        .runtime_dir
+        .clone()
+        .or_else(|| host.runtime_dir_in_root(&found.instance));
     let default_paths = || {
-        let dir = found.runtime_dir.clone().or(runtime_dir.clone())?;
+        let dir = runtime_dir.clone()?;
         Some((
             dir.join("hawkey.sock"),
             Trust::from_pidfile(Some(&dir.join("hawkey.pid"))),
@@ -145,6 +177,11 @@ pub(super) fn query(found: &Found, host: &Host) -> (Answer, Option<PathBuf>) {
     let answer = match control::request_trusting(&path, &Request::Status, Some(TIMEOUT), &trust) {
         Ok(Response::Status(report)) => Answer::Running(report),
         Ok(_) => Answer::Unreachable("not a status report".into()),
+        // A socket nobody listens on: its master died without removing
+        // it (SIGKILL, by hand; under systemd the runtime directory goes).
+        Err(control::Error::NotRunning { .. }) if is_socket(&path) => {
+            Answer::Unreachable("stale control socket".into())
+        }
         Err(control::Error::NotRunning { .. }) => Answer::Stopped,
         Err(error) => Answer::Unreachable(reason(&error)),
     };
@@ -300,7 +337,7 @@ pub(super) fn render(rows: &[Row]) -> String {
 /// listed, whatever their states.
 pub(super) fn list(json: bool) -> Status {
     let host = cli_host();
-    let found = discover(&host);
+    let found = discover(&host, &runtime_roots(&host));
     let answers: Vec<(Answer, Option<PathBuf>)> = found.iter().map(|f| query(f, &host)).collect();
     let running = answers.iter().any(|(a, _)| matches!(a, Answer::Running(_)));
     // One sample for all: the CLI waits its interval once.
@@ -373,7 +410,7 @@ mod tests {
             std::os::unix::net::UnixListener::bind(&socket).unwrap();
         }
         std::fs::write(run.join("hawkey-empty/hawkey.sock"), "").unwrap();
-        let found = discover(&host);
+        let found = discover(&host, std::slice::from_ref(&run));
         let names: Vec<&str> = found.iter().map(|f| f.instance.name()).collect();
         assert_eq!(names, ["hawkey", "api", "gone", "jobs"]);
         assert_eq!(found[1].config, Some(conf.join("api.yaml")));
@@ -381,6 +418,29 @@ mod tests {
         assert_eq!(found[2].config, None);
         assert_eq!(found[2].runtime_dir, Some(run.join("hawkey-gone")));
         assert_eq!(found[3].runtime_dir, None, "no socket: not running here");
+    }
+
+    #[test]
+    fn the_first_root_holding_an_instance_wins() {
+        let dir = TestDir::new("hosts-roots");
+        let host = host(&dir);
+        let mine = host.runtime_root.clone().unwrap();
+        let system = dir.join("system");
+        for d in [
+            mine.join("hawkey-api"),
+            system.join("hawkey-api"),
+            system.join("hawkey-web"),
+        ] {
+            std::fs::create_dir_all(&d).unwrap();
+            std::os::unix::net::UnixListener::bind(d.join("hawkey.sock")).unwrap();
+        }
+        let found = discover(&host, &[mine.clone(), system.clone()]);
+        let dirs: Vec<_> = found
+            .iter()
+            .map(|f| f.runtime_dir.clone().unwrap())
+            .collect();
+        assert_eq!(dirs, [mine.join("hawkey-api"), system.join("hawkey-web")]);
+        assert!(!may_hold_a_socket(&system.join("missing/hawkey.sock")));
     }
 
     #[test]
@@ -392,7 +452,10 @@ mod tests {
             None,
             false,
         );
-        assert_eq!(discover(&host), vec![]);
+        assert_eq!(
+            discover(&host, &[PathBuf::from("/nonexistent/run")]),
+            vec![]
+        );
     }
 
     fn found(n: &str) -> Found {

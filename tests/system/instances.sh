@@ -67,6 +67,15 @@ test_two_instances_added_with_three_commands_serve_and_status_lists_all_three() 
     for port in 8080 8081 8082; do
         expect_eq "$(port_code "$port" /)" 200 "127.0.0.1:$port"
     done
+    # The hawkey user reads every instance's status too; anyone else sees
+    # them listed, as unreachable.
+    local as_hawkey as_nobody
+    as_hawkey=$(c setpriv --reuid=hawkey --regid=hawkey --init-groups hawkey status)
+    expect_eq "$(grep -c ' running ' <<<"$as_hawkey")" 3 "instances running, as the hawkey user: $as_hawkey"
+    as_nobody=$(c setpriv --reuid=nobody --regid=nogroup --clear-groups hawkey status)
+    note "as nobody:"
+    while IFS= read -r line; do note "  $line"; done <<<"$as_nobody"
+    expect_eq "$(grep -c ' unreachable: permission denied ' <<<"$as_nobody")" 3 "instances unreachable, as nobody"
     local detail
     detail=$(c hawkey status api)
     expect_has "$detail" "CPU%" "hawkey status api"
