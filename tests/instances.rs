@@ -415,3 +415,27 @@ fn a_master_killed_without_cleaning_up_is_listed_unreachable_with_a_stale_socket
     assert_eq!(row(&host.list(), "api")["state"], "running");
     again.hawkey.stop_cleanly();
 }
+
+#[test]
+fn a_master_that_does_not_answer_is_listed_unreachable_and_the_list_goes_on() {
+    let host = TestHost::new("instances-stopped-master");
+    host.config("api", free_port(), 1);
+    host.config("jobs", free_port(), 1);
+    let mut api = host.start(Some("api"));
+    let mut jobs = host.start(Some("jobs"));
+    api.hawkey.signal(libc::SIGSTOP);
+    let started = std::time::Instant::now();
+    let rows = host.list();
+    let waited = started.elapsed();
+    api.hawkey.signal(libc::SIGCONT);
+    let r = row(&rows, "api");
+    assert_eq!(
+        (&r["state"], &r["reason"]),
+        (&"unreachable".into(), &"no answer".into()),
+        "{r}"
+    );
+    assert_eq!(row(&rows, "jobs")["state"], "running");
+    assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
+    api.hawkey.stop_cleanly();
+    jobs.hawkey.stop_cleanly();
+}

@@ -24,10 +24,15 @@ use serde::Serialize;
 use super::Target;
 use super::control::{Located, cli_host, locate};
 use super::procfs::{Sample, Usage};
-use super::status::{TIMEOUT, cpu_cell, format_duration, mem_cell, printable, table};
+use super::status::{cpu_cell, format_duration, mem_cell, printable, table};
 use crate::config::paths::{Host, Instance};
 use crate::control::{self, Request, Response, StatusReport, Trust};
 use crate::exit::Status;
+
+/// How long the list waits for each master: a master answers from its
+/// loop at once, so one that does not within this is listed as
+/// unreachable ("no answer", e.g. stopped by SIGSTOP) and the list goes on.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An instance found on the host, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
