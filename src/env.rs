@@ -1,6 +1,8 @@
-//! The process environment: read once at start-up ([`Environment`]), and
-//! the one table of the variables hawkey sets for its workers
-//! ([`WORKER_VARS`]).
+//! The process environment: read once at start-up ([`Environment`]), the
+//! variables hawkey reads to find its instances ([`HAWKEY_CONFIG`],
+//! [`HAWKEY_CONFIG_DIR`], [`HAWKEY_RUNTIME_ROOT`], [`RUNTIME_DIRECTORY`],
+//! [`XDG_RUNTIME_DIR`]; see `config::paths::Host`), and the one table of
+//! the variables hawkey sets for its workers ([`WORKER_VARS`]).
 //!
 //! The table is used by every side that must agree on it: `spawn` drops
 //! these names from what the master passes on and sets its own values,
@@ -49,6 +51,22 @@ pub(crate) const LD_PRELOAD: &str = "LD_PRELOAD";
 /// `NODE_OPTIONS`: as `LD_PRELOAD`, hawkey prepends `--require` of its
 /// Node drain shim.
 pub(crate) const NODE_OPTIONS: &str = "NODE_OPTIONS";
+
+/// `HAWKEY_CONFIG`: the configuration file, as `-c FILE` (read by the
+/// CLI definition); with neither, a command means an instance by name.
+pub(crate) const HAWKEY_CONFIG: &str = "HAWKEY_CONFIG";
+/// `HAWKEY_CONFIG_DIR`: where instance `NAME` finds `NAME.yaml` and the
+/// host-wide `hawkey status` finds instances (default `/etc/hawkey`).
+pub(crate) const HAWKEY_CONFIG_DIR: &str = "HAWKEY_CONFIG_DIR";
+/// `HAWKEY_RUNTIME_ROOT`: the directory holding the instances' runtime
+/// directories `hawkey/` and `hawkey-NAME/` (default `/run` as root,
+/// else `$XDG_RUNTIME_DIR`).
+pub(crate) const HAWKEY_RUNTIME_ROOT: &str = "HAWKEY_RUNTIME_ROOT";
+/// `RUNTIME_DIRECTORY`: systemd's `RuntimeDirectory=` for this unit;
+/// the master's runtime directory when set (`systemd.exec(5)`).
+pub(crate) const RUNTIME_DIRECTORY: &str = "RUNTIME_DIRECTORY";
+/// `XDG_RUNTIME_DIR`: a non-root user's runtime directories are in it.
+pub(crate) const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 
 /// Whom a variable is for once the worker runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,7 +6,10 @@
 //! stderr was redirected must not believe it). Journal entries carry the
 //! event's fields as their own (`HAWKEY_WORKER`, `WORKER_PID`,
 //! `GENERATION`, `EXIT_STATUS`, `SIGNAL`), so `journalctl HAWKEY_WORKER=2`
-//! works. Otherwise readable text on stderr, or JSON lines.
+//! works; the master's also carry `HAWKEY_INSTANCE=NAME` (`hawkey` for
+//! the default instance) and the syslog identifier `hawkey-NAME` (`hawkey`),
+//! so `journalctl HAWKEY_INSTANCE=api` and `journalctl -t hawkey-api` find
+//! one instance's records. Otherwise readable text on stderr, or JSON lines.
 //!
 //! Logging never ends the process: a line that cannot be written (stderr
 //! a pipe whose reader is gone, a full disk, journald restarting) is
@@ -25,6 +28,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::config::{Format, Level};
+
+/// The journal field naming the master's instance on its own records.
+pub(crate) const INSTANCE_FIELD: &str = "HAWKEY_INSTANCE";
 
 /// The format actually used once `auto` is resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,9 +144,11 @@ impl Write for LossyStderr {
 }
 
 /// Installs the global subscriber. `identifier` is the journal's
-/// `SYSLOG_IDENTIFIER`. Returns the sink in use (text if journald was asked
-/// for but cannot be reached).
-pub(crate) fn init(level: &str, sink: Sink, identifier: &str) -> Sink {
+/// `SYSLOG_IDENTIFIER` (`hawkey`, `hawkey-NAME`, `hawkey-worker`), and
+/// `instance`, when there is one, the value of the `HAWKEY_INSTANCE` field
+/// on every journal entry (`journalctl HAWKEY_INSTANCE=api`). Returns the
+/// sink in use (text if journald was asked for but cannot be reached).
+pub(crate) fn init(level: &str, sink: Sink, identifier: &str, instance: Option<&str>) -> Sink {
     use tracing_subscriber::prelude::*;
     let filter = filter(level);
     if sink == Sink::Journald {
@@ -148,14 +156,15 @@ pub(crate) fn init(level: &str, sink: Sink, identifier: &str) -> Sink {
             Ok(layer) => {
                 let layer = layer
                     .with_field_prefix(None)
-                    .with_syslog_identifier(identifier.to_string());
+                    .with_syslog_identifier(identifier.to_string())
+                    .with_custom_fields(instance.map(|name| (INSTANCE_FIELD, name)));
                 let _ = tracing_subscriber::registry()
                     .with(layer.with_filter(filter))
                     .try_init();
                 return Sink::Journald;
             }
             Err(error) => {
-                init(level, Sink::Text, identifier);
+                init(level, Sink::Text, identifier, instance);
                 tracing::warn!("journald is unreachable ({error}); logging to stderr");
                 return Sink::Text;
             }

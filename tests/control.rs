@@ -68,21 +68,29 @@ fn status_shows_the_master_pid_generation_each_worker_and_the_listener() {
             "STATE",
             "UPTIME",
             "RESTARTS",
+            "CPU%",
+            "MEM",
             "LAST-EXIT"
         ]
     );
     let rows: Vec<Vec<&str>> = lines[5..]
         .iter()
+        .take_while(|l| !l.is_empty())
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(rows.len(), 2, "one row per worker: {out}");
     let mut pids = Vec::new();
     for (i, row) in rows.iter().enumerate() {
-        assert_eq!(row.len(), 7, "{out}");
+        assert_eq!(row.len(), 9, "{out}");
         assert_eq!(row[0], i.to_string(), "{out}");
         pids.push(row[1].parse::<i32>().unwrap());
-        assert_eq!((row[2], row[3], row[5], row[6]), ("1", "ready", "0", "-"));
+        assert_eq!((row[2], row[3], row[5], row[8]), ("1", "ready", "0", "-"));
+        assert!(row[7].ends_with("iB"), "a worker's memory: {out}");
     }
+    assert!(
+        lines[8].starts_with("master: CPU% ") && !lines[8].contains(" -"),
+        "the master's own figures: {out}"
+    );
     pids.sort();
     assert_eq!(pids, workers, "the real worker pids");
     hawkey.stop_cleanly();

@@ -29,7 +29,19 @@ pub(crate) enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Show the running master and its workers (exit 3 if not running).
+    /// List every instance on the host, or show one master and its workers.
+    ///
+    /// Without NAME, -c or HAWKEY_CONFIG: one line per instance found in
+    /// /etc/hawkey (NAME.yaml) or in /run (a runtime directory with a
+    /// control socket), running or not; exit 0 once listed. With NAME or
+    /// -c: that master, its listeners and its workers (exit 3 if not
+    /// running).
+    ///
+    /// CPU% is measured over 0.2 s, as top(1) does (100% is one core); MEM
+    /// is the resident memory (RSS) summed over the process tree: the
+    /// master and every worker with all their descendants in the list, a
+    /// worker and its descendants in a worker's row. Both are read from
+    /// /proc by this command; the master does no extra work for them.
     Status {
         #[command(flatten)]
         config: ConfigArg,
@@ -93,6 +105,13 @@ pub(crate) fn generate(what: Generated) -> Vec<u8> {
 pub(crate) struct ConfigArg {
     /// Configuration file [default: /etc/hawkey/hawkey.yaml, or the built-in
     /// default configuration when that file does not exist]
-    #[arg(short, long, env = "HAWKEY_CONFIG", value_name = "FILE")]
+    #[arg(short, long, env = crate::env::HAWKEY_CONFIG, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+    /// The instance (hawkey@NAME.service): its configuration is
+    /// /etc/hawkey/NAME.yaml, its pidfile and control socket are in
+    /// /run/hawkey-NAME/; "hawkey" is the default instance (hawkey.service,
+    /// /run/hawkey/). Not with -c; named, it takes the place of
+    /// HAWKEY_CONFIG.
+    #[arg(value_name = "NAME")]
+    pub(crate) instance: Option<String>,
 }

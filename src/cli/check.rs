@@ -15,9 +15,10 @@ use crate::master::cpu;
 
 /// Validates the configuration at `config_path`; prints the effective
 /// configuration unless `quiet`.
-pub(super) fn check(config_path: Option<PathBuf>, quiet: bool) -> Status {
+pub(super) fn check(target: super::Target, quiet: bool) -> Status {
     let env = Environment::capture();
-    let (mut config, source) = match super::load_config(config_path) {
+    let host = paths::Host::of(&env);
+    let (mut config, source) = match super::load_config(&target, &host) {
         Ok(loaded) => loaded,
         Err(e) => return super::config_failed(&e),
     };
@@ -53,7 +54,8 @@ pub(super) fn check(config_path: Option<PathBuf>, quiet: bool) -> Status {
         ));
         config.workers.count = config::WorkerCount::Fixed(cpus.count as u32);
     }
-    config.pidfile = match paths::pidfile(&config, &env) {
+    let runtime_dir = host.runtime_dir(&target.instance());
+    config.pidfile = match paths::pidfile(&config, runtime_dir.as_deref()) {
         Some(path) => config::Pidfile::Path(path),
         None => config::Pidfile::Disabled,
     };

@@ -1,29 +1,65 @@
 //! `hawkey reload` and `hawkey stop`, and how every control command finds
-//! the master's control socket.
+//! the master's control socket: the target's configuration names it, in
+//! the instance's runtime directory by default.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{self, Config, paths};
+use super::Target;
+use crate::config::paths::{self, Host};
+use crate::config::{self, Config};
 use crate::control::{self, Request, Response, Trust};
 use crate::env::Environment;
 use crate::exit::Status;
 
-/// Finds the control socket the configuration names, and whom to believe
-/// there (read from its pidfile), or says why not. A file that no longer
-/// validates still names them: the master then gets the request and
-/// reports the configuration error itself (for `reload`).
-pub(super) fn socket_path(config_path: Option<PathBuf>) -> Result<(PathBuf, Trust), Status> {
-    let env = Environment::capture();
-    let config = match super::load_config(config_path.clone()) {
+/// Where the CLI looks for instances: the environment's [`Host`], and
+/// `/run` for a user without a runtime directory of their own.
+pub(super) fn cli_host() -> Host {
+    Host::of(&Environment::capture()).or_system_root()
+}
+
+/// Finds the control socket the target's configuration names, and whom
+/// to believe there (read from its pidfile), or says why not.
+pub(super) fn socket_path(target: &Target) -> Result<(PathBuf, Trust), Status> {
+    let host = cli_host();
+    let runtime_dir = host.runtime_dir(&target.instance());
+    locate(target, &host, runtime_dir.as_deref()).map_err(|e| match e {
+        Located::Config(e) => super::config_failed(&e),
+        Located::Disabled => {
+            line(
+                false,
+                "hawkey: error: the configuration disables the control socket (control_socket: null)",
+            );
+            Status::Usage
+        }
+    })
+}
+
+/// Why [`locate`] found no control socket.
+pub(super) enum Located {
+    /// The configuration cannot be read, not even its paths.
+    Config(config::Error),
+    /// `control_socket: null`.
+    Disabled,
+}
+
+/// The control socket and pidfile trust of the target, its runtime
+/// directory being `runtime_dir`. A file that no longer validates still
+/// names them: the master then gets the request and reports the
+/// configuration error itself (for `reload`).
+pub(super) fn locate(
+    target: &Target,
+    host: &Host,
+    runtime_dir: Option<&Path>,
+) -> Result<(PathBuf, Trust), Located> {
+    let config = match super::load_config(target, host) {
         Ok((config, _)) => config,
         Err(e) => {
-            let file = config_path.unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
             let keys = matches!(e, config::Error::Invalid { .. })
-                .then(|| Config::locate(&file))
+                .then(|| Config::locate(&target.file(host)))
                 .flatten();
             let Some((pidfile, control_socket)) = keys else {
-                return Err(super::config_failed(&e));
+                return Err(Located::Config(e));
             };
             let mut fallback = Config::parse("{}", Path::new("<built-in default>"))
                 .expect("the empty mapping is a valid config");
@@ -32,14 +68,8 @@ pub(super) fn socket_path(config_path: Option<PathBuf>) -> Result<(PathBuf, Trus
             fallback
         }
     };
-    let trust = Trust::from_pidfile(paths::pidfile(&config, &env).as_deref());
-    let path = paths::control_socket(&config, &env).ok_or_else(|| {
-        line(
-            false,
-            "hawkey: error: the configuration disables the control socket (control_socket: null)",
-        );
-        Status::Usage
-    })?;
+    let trust = Trust::from_pidfile(paths::pidfile(&config, runtime_dir).as_deref());
+    let path = paths::control_socket(&config, runtime_dir).ok_or(Located::Disabled)?;
     Ok((path, trust))
 }
 
@@ -51,12 +81,8 @@ pub(super) fn unreachable(error: &control::Error) -> Status {
 
 /// Sends `request` to the master the configuration names and prints its
 /// answer (`reload`, `stop`).
-pub(super) fn command(
-    config_path: Option<PathBuf>,
-    request: &Request,
-    timeout: Option<Duration>,
-) -> Status {
-    let (path, trust) = match socket_path(config_path) {
+pub(super) fn command(target: Target, request: &Request, timeout: Option<Duration>) -> Status {
+    let (path, trust) = match socket_path(&target) {
         Ok(found) => found,
         Err(status) => return status,
     };

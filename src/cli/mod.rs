@@ -9,26 +9,36 @@
 //! - [`check`]: `hawkey check`, the effective configuration.
 //! - [`control`]: `hawkey reload` and `hawkey stop`, and finding the
 //!   control socket of the master a configuration names.
-//! - [`status`]: `hawkey status`, and its table.
+//! - [`status`]: `hawkey status NAME`, one master's detail, and its table.
+//! - [`hosts`]: `hawkey status` with no name: every instance on the host.
+//! - [`procfs`]: CPU and memory of process trees, read from `/proc`.
+//!
+//! A command is about a [`Target`]: `-c FILE`, or an instance by name
+//! (`hawkey status api`), found through the [`Host`]'s directories.
 
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
-
+use crate::config::paths::{Host, Instance};
 use crate::config::{self, Config};
 use crate::exit::Status;
 
 mod args;
 mod check;
 mod control;
+mod hosts;
+mod procfs;
 mod run;
 mod status;
 
 /// Parses the command line and runs it. `app_heartbeats` says whether the
 /// app workers run sends heartbeats ([`crate::App::HEARTBEATS`]).
 pub(crate) fn main(app_heartbeats: bool) -> Status {
-    let cli = match args::Cli::try_parse() {
-        Ok(cli) => cli,
+    use clap::{CommandFactory, FromArgMatches};
+    let parsed = args::Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((args::Cli::from_arg_matches(&matches)?, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             let _ = error.print();
             return if error.use_stderr() {
@@ -38,44 +48,108 @@ pub(crate) fn main(app_heartbeats: bool) -> Status {
             };
         }
     };
-    match cli.command {
-        args::Command::Run(args) => run::run(args.config, app_heartbeats),
-        args::Command::Check { config, quiet } => check::check(config.config, quiet),
-        args::Command::Status { config, json } => status::status(config.config, json),
-        args::Command::Reload { config, wait } => control::command(
-            config.config,
-            &crate::control::Request::Reload { wait },
-            None,
-        ),
+    // `-c` from HAWKEY_CONFIG gives way to a NAME on the command line.
+    let from_env = matches.subcommand().is_some_and(|(_, sub)| {
+        sub.try_get_raw("config").is_ok_and(|v| v.is_some())
+            && sub.value_source("config") == Some(clap::parser::ValueSource::EnvVariable)
+    });
+    let target = |arg: args::ConfigArg| Target::of(arg, from_env);
+    let result = match cli.command {
+        args::Command::Run(arg) => target(arg).map(|t| run::run(t, app_heartbeats)),
+        args::Command::Check { config, quiet } => target(config).map(|t| check::check(t, quiet)),
+        args::Command::Status { config, json } => target(config).map(|t| status::status(t, json)),
+        args::Command::Reload { config, wait } => target(config)
+            .map(|t| control::command(t, &crate::control::Request::Reload { wait }, None)),
         args::Command::Stop(config) => {
-            control::command(config.config, &crate::control::Request::Stop, None)
+            target(config).map(|t| control::command(t, &crate::control::Request::Stop, None))
         }
         args::Command::Generate { what } => {
             use std::io::Write;
             let _ = std::io::stdout().lock().write_all(&args::generate(what));
-            Status::Ok
+            Ok(Status::Ok)
+        }
+    };
+    result.unwrap_or_else(|status| status)
+}
+
+/// What a command is about: a configuration file, or an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// `-c FILE` or `HAWKEY_CONFIG`: that file, with the default
+    /// instance's runtime directory unless the file names its paths.
+    File(PathBuf),
+    /// An instance: `NAME`, or the default instance when nothing was
+    /// named (`named: false`; `hawkey status` then lists the host).
+    Instance { instance: Instance, named: bool },
+}
+
+impl Target {
+    /// The target of the command line; an invalid name is a usage error
+    /// (64), reported here in one line.
+    fn of(arg: args::ConfigArg, config_from_env: bool) -> Result<Target, Status> {
+        match (arg.instance, arg.config) {
+            (Some(name), Some(file)) if !config_from_env => {
+                let message = format!(
+                    "the instance '{}' and -c '{}' name two configurations: give one",
+                    name.escape_debug(),
+                    file.display()
+                );
+                report(&std::io::Error::other(message), false);
+                Err(Status::Usage)
+            }
+            (Some(name), _) => match Instance::parse(&name) {
+                Ok(instance) => Ok(Target::Instance {
+                    instance,
+                    named: true,
+                }),
+                Err(e) => {
+                    report(&e, false);
+                    Err(Status::Usage)
+                }
+            },
+            (None, Some(file)) => Ok(Target::File(file)),
+            (None, None) => Ok(Target::Instance {
+                instance: Instance::default_instance(),
+                named: false,
+            }),
+        }
+    }
+
+    /// The instance whose runtime directory and name the command uses:
+    /// the default one for `-c`.
+    pub(crate) fn instance(&self) -> Instance {
+        match self {
+            Target::File(_) => Instance::default_instance(),
+            Target::Instance { instance, .. } => instance.clone(),
+        }
+    }
+
+    /// The file the target reads: `-c`'s, or `NAME.yaml` in the host's
+    /// configuration directory.
+    pub(crate) fn file(&self, host: &Host) -> PathBuf {
+        match self {
+            Target::File(path) => path.clone(),
+            Target::Instance { instance, .. } => host.config_file(instance),
         }
     }
 }
 
-/// Which file to read: `-c`/`HAWKEY_CONFIG` must exist; the default path
-/// may be missing, and then the embedded default is used. Returns the
-/// configuration and the name of where it came from.
-pub(crate) fn load_config(explicit: Option<PathBuf>) -> Result<(Config, String), config::Error> {
-    match explicit {
-        Some(path) => Ok((Config::load(&path)?, path.display().to_string())),
-        None if Path::new(config::DEFAULT_PATH).exists() => {
-            let path = Path::new(config::DEFAULT_PATH);
-            Ok((Config::load(path)?, config::DEFAULT_PATH.to_string()))
-        }
-        None => {
-            let name = "<built-in default>";
-            Ok((
-                Config::parse(config::EMBEDDED_DEFAULT, Path::new(name))?,
-                name.to_string(),
-            ))
-        }
+/// Which file to read: `-c`/`HAWKEY_CONFIG` and a named instance's
+/// `NAME.yaml` must exist; the default instance's may be missing, and then
+/// the embedded default is used. Returns the configuration and the name of
+/// where it came from.
+pub(crate) fn load_config(target: &Target, host: &Host) -> Result<(Config, String), config::Error> {
+    let path = target.file(host);
+    let may_be_missing =
+        matches!(target, Target::Instance { instance, .. } if instance.is_default());
+    if may_be_missing && !path.exists() {
+        let name = "<built-in default>";
+        return Ok((
+            Config::parse(config::EMBEDDED_DEFAULT, Path::new(name))?,
+            name.to_string(),
+        ));
     }
+    Ok((Config::load(&path)?, path.display().to_string()))
 }
 
 /// Prints an error once, the way the operator reads it: a located config

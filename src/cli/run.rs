@@ -6,16 +6,15 @@
 //! validated (nothing started on error: exit 78), logging set up; the rest
 //! of the order is [`crate::master::run`]'s.
 
-use std::path::PathBuf;
-
+use crate::config::paths::Host;
 use crate::env::Environment;
 use crate::exit::Status;
 use crate::logging;
 use crate::master::{self, signals::Signals};
 
-/// Runs the master with the configuration at `config_path` (or the
-/// default); returns its exit status.
-pub(super) fn run(config_path: Option<PathBuf>, app_heartbeats: bool) -> Status {
+/// Runs the master of `target` (the instance's configuration, or `-c`'s);
+/// returns its exit status.
+pub(super) fn run(target: super::Target, app_heartbeats: bool) -> Status {
     let signals = match Signals::block() {
         Ok(s) => s,
         Err(e) => {
@@ -25,19 +24,24 @@ pub(super) fn run(config_path: Option<PathBuf>, app_heartbeats: bool) -> Status 
     };
     ensure_standard_fds();
     let env = Environment::capture();
-    let (config, source) = match super::load_config(config_path.clone()) {
+    let host = Host::of(&env);
+    let instance = target.instance();
+    let (config, source) = match super::load_config(&target, &host) {
         Ok(loaded) => loaded,
         Err(e) => return super::config_failed(&e),
     };
     let sink = logging::resolve(config.log.format, env.get(crate::env::JOURNAL_STREAM));
     let level = logging::level_name(config.log.level);
-    let sink = logging::init(level, sink, "hawkey");
+    let sink = logging::init(level, sink, &instance.identifier(), Some(instance.name()));
     tracing::info!("configuration from {source}");
     let worker_log = format!("{level}/{}", sink.name());
-    let loader = Box::new(move || super::load_config(config_path.clone()));
+    let runtime_dir = host.runtime_dir(&instance);
+    let loader = Box::new(move || super::load_config(&target, &host));
     let startup = master::Startup {
         signals,
         env,
+        instance: instance.name().to_string(),
+        runtime_dir,
         worker_log,
         app_heartbeats,
     };

@@ -60,9 +60,6 @@ pub(crate) use self::units::{Mode, SignalName, Span};
 /// when the default path does not exist, so `hawkey run` works out of the box.
 pub(crate) const EMBEDDED_DEFAULT: &str = include_str!("../../hawkey.yaml");
 
-/// Where `hawkey` looks when neither `-c` nor `HAWKEY_CONFIG` names a file.
-pub(crate) const DEFAULT_PATH: &str = "/etc/hawkey/hawkey.yaml";
-
 /// The largest config file accepted: far beyond any real config, small
 /// enough that a runaway file cannot exhaust memory.
 pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;

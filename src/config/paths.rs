@@ -1,7 +1,18 @@
-//! Where a configuration's pidfile and control socket are, once resolved
-//! against the runtime directory: the master binds them there, and the CLI
-//! finds a running master there; and whether a directory is fit to hold
-//! them ([`check_directory`]).
+//! Where things are on this host: which instance a command means
+//! ([`Instance`]), where instances keep their configuration and runtime
+//! directory ([`Host`]), where a configuration's pidfile and control
+//! socket are once resolved against that runtime directory (the master
+//! binds them there, and the CLI finds a running master there), and
+//! whether a directory is fit to hold them ([`check_directory`]).
+//!
+//! # Parts
+//!
+//! - [`Instance`]: a validated instance name; `hawkey` is the default one.
+//! - [`Host`]: the configuration directory (`/etc/hawkey`) and the root of
+//!   the runtime directories (`/run`), read once from the environment.
+//! - [`pidfile`], [`control_socket`]: a configuration's paths in a runtime
+//!   directory.
+//! - [`check_directory`]: refuses a directory others could write.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -10,34 +21,226 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, Pidfile};
 use crate::env::Environment;
 
-/// The runtime directory for this process's environment.
-fn runtime_dir_of(env: &Environment) -> Option<PathBuf> {
-    runtime_dir(
-        env.get("RUNTIME_DIRECTORY"),
-        env.get("XDG_RUNTIME_DIR"),
-        nix::unistd::geteuid().is_root(),
-    )
+/// The name of the default instance: `hawkey.service`,
+/// `/etc/hawkey/hawkey.yaml`, `/run/hawkey/`.
+pub(crate) const DEFAULT_INSTANCE: &str = "hawkey";
+
+/// The configuration directory when `HAWKEY_CONFIG_DIR` is unset.
+pub(crate) const CONFIG_DIR: &str = "/etc/hawkey";
+
+/// The root of the runtime directories of root's instances when
+/// `HAWKEY_RUNTIME_ROOT` is unset (systemd's `RuntimeDirectory=`).
+pub(crate) const SYSTEM_RUNTIME_ROOT: &str = "/run";
+
+/// An instance of hawkey on this host, by name: `NAME` runs
+/// `hawkey@NAME.service` from `/etc/hawkey/NAME.yaml` with the runtime
+/// directory `/run/hawkey-NAME`; [`DEFAULT_INSTANCE`] is `hawkey.service`
+/// from `/etc/hawkey/hawkey.yaml` in `/run/hawkey`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Instance(String);
+
+/// Why a name cannot be an instance's.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid instance name '{name}': {why} (allowed: a letter or digit, then up to 63 letters, digits, '_', '.' or '-')"
+)]
+pub(crate) struct InvalidName {
+    name: String,
+    why: &'static str,
+}
+
+impl Instance {
+    /// The longest name: it becomes a file name, a unit name and a syslog
+    /// identifier.
+    const MAX: usize = 64;
+
+    /// The default instance.
+    pub(crate) fn default_instance() -> Instance {
+        Instance(DEFAULT_INSTANCE.to_string())
+    }
+
+    /// `name` if it is `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`: no `/`, no
+    /// leading `.` or `-` (so never `..` nor an option), nothing systemd
+    /// would escape in a unit name.
+    pub(crate) fn parse(name: &str) -> Result<Instance, InvalidName> {
+        let invalid = |why| InvalidName {
+            name: name.escape_debug().to_string(),
+            why,
+        };
+        let Some(first) = name.chars().next() else {
+            return Err(invalid("it is empty"));
+        };
+        if !first.is_ascii_alphanumeric() {
+            return Err(invalid("it must start with a letter or a digit"));
+        }
+        if name.len() > Instance::MAX {
+            return Err(invalid("it is longer than 64 characters"));
+        }
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+        if !name.chars().all(allowed) {
+            return Err(invalid("it may not contain that character"));
+        }
+        Ok(Instance(name.to_string()))
+    }
+
+    /// The name (`hawkey` for the default instance).
+    pub(crate) fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is the default instance, `hawkey`.
+    pub(crate) fn is_default(&self) -> bool {
+        self.0 == DEFAULT_INSTANCE
+    }
+
+    /// `hawkey` or `hawkey-NAME`: the name of its runtime directory and
+    /// its syslog identifier (`SyslogIdentifier=hawkey-%i`).
+    pub(crate) fn identifier(&self) -> String {
+        if self.is_default() {
+            DEFAULT_INSTANCE.to_string()
+        } else {
+            format!("{DEFAULT_INSTANCE}-{}", self.0)
+        }
+    }
+
+    /// The instance whose runtime directory is called `dir_name`.
+    pub(crate) fn from_runtime_dir_name(dir_name: &OsStr) -> Option<Instance> {
+        let name = dir_name.to_str()?;
+        if name == DEFAULT_INSTANCE {
+            return Some(Instance::default_instance());
+        }
+        let name = name.strip_prefix("hawkey-")?;
+        Instance::parse(name).ok().filter(|i| !i.is_default())
+    }
+
+    /// The instance whose configuration file is called `file_name`
+    /// (`NAME.yaml`).
+    pub(crate) fn from_config_file_name(file_name: &OsStr) -> Option<Instance> {
+        let name = file_name.to_str()?.strip_suffix(".yaml")?;
+        Instance::parse(name).ok()
+    }
+}
+
+impl std::fmt::Display for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where this host keeps instances: read once from the environment
+/// ([`Host::of`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Host {
+    /// `HAWKEY_CONFIG_DIR`, else `/etc/hawkey`: `NAME.yaml` in it.
+    pub(crate) config_dir: PathBuf,
+    /// Where the runtime directories `hawkey/` and `hawkey-NAME/` are:
+    /// `HAWKEY_RUNTIME_ROOT`, else `/run` as root, else
+    /// `$XDG_RUNTIME_DIR`; `None` if none applies.
+    pub(crate) runtime_root: Option<PathBuf>,
+    /// systemd's `$RUNTIME_DIRECTORY` (the first, if several): the unit
+    /// says where this process's runtime directory is.
+    pub(crate) systemd_runtime: Option<PathBuf>,
+}
+
+/// An absolute path from a variable's value; empty or relative counts as
+/// unset (systemd always passes absolute paths, and the XDG base
+/// directory spec says relative ones are invalid and must be ignored).
+fn absolute(value: Option<&OsStr>) -> Option<PathBuf> {
+    value
+        .map(Path::new)
+        .filter(|p| p.is_absolute())
+        .map(Path::to_path_buf)
+}
+
+impl Host {
+    /// The host as this process's environment describes it.
+    pub(crate) fn of(env: &Environment) -> Host {
+        Host::new(
+            env.get(crate::env::HAWKEY_CONFIG_DIR),
+            env.get(crate::env::HAWKEY_RUNTIME_ROOT),
+            env.get(crate::env::RUNTIME_DIRECTORY),
+            env.get(crate::env::XDG_RUNTIME_DIR),
+            nix::unistd::geteuid().is_root(),
+        )
+    }
+
+    /// The host from the values of `HAWKEY_CONFIG_DIR`,
+    /// `HAWKEY_RUNTIME_ROOT`, `RUNTIME_DIRECTORY`, `XDG_RUNTIME_DIR` and
+    /// whether the effective uid is root.
+    pub(crate) fn new(
+        config_dir: Option<&OsStr>,
+        runtime_root: Option<&OsStr>,
+        runtime_directory: Option<&OsStr>,
+        xdg_runtime_dir: Option<&OsStr>,
+        euid_is_root: bool,
+    ) -> Host {
+        let systemd_runtime = runtime_directory
+            .and_then(|value| value.as_bytes().split(|&b| b == b':').next())
+            .and_then(|first| absolute(Some(OsStr::from_bytes(first))));
+        let runtime_root = absolute(runtime_root).or_else(|| {
+            if euid_is_root {
+                Some(PathBuf::from(SYSTEM_RUNTIME_ROOT))
+            } else {
+                absolute(xdg_runtime_dir)
+            }
+        });
+        Host {
+            config_dir: absolute(config_dir).unwrap_or_else(|| PathBuf::from(CONFIG_DIR)),
+            runtime_root,
+            systemd_runtime,
+        }
+    }
+
+    /// For the CLI: a user with no runtime directory of their own
+    /// (no `$XDG_RUNTIME_DIR`, as under `sudo -u hawkey`) looks for the
+    /// system's instances in `/run`.
+    pub(crate) fn or_system_root(mut self) -> Host {
+        if self.runtime_root.is_none() {
+            self.runtime_root = Some(PathBuf::from(SYSTEM_RUNTIME_ROOT));
+        }
+        self
+    }
+
+    /// The instance's configuration file: `NAME.yaml` in the
+    /// configuration directory.
+    pub(crate) fn config_file(&self, instance: &Instance) -> PathBuf {
+        self.config_dir.join(format!("{instance}.yaml"))
+    }
+
+    /// The instance's runtime directory: systemd's, when the unit names
+    /// one, else [`Host::runtime_dir_in_root`].
+    pub(crate) fn runtime_dir(&self, instance: &Instance) -> Option<PathBuf> {
+        self.systemd_runtime
+            .clone()
+            .or_else(|| self.runtime_dir_in_root(instance))
+    }
+
+    /// `hawkey` or `hawkey-NAME` under the runtime root, whatever this
+    /// process's own unit says: where the host-wide status looks.
+    pub(crate) fn runtime_dir_in_root(&self, instance: &Instance) -> Option<PathBuf> {
+        Some(self.runtime_root.as_ref()?.join(instance.identifier()))
+    }
 }
 
 /// The pidfile path of the config, resolved against the runtime directory
 /// (`hawkey.pid` in it by default); `None` when disabled.
-pub(crate) fn pidfile(config: &Config, env: &Environment) -> Option<PathBuf> {
+pub(crate) fn pidfile(config: &Config, runtime_dir: Option<&Path>) -> Option<PathBuf> {
     match &config.pidfile {
         Pidfile::Disabled => None,
         Pidfile::Path(p) => Some(p.clone()),
-        Pidfile::Default => runtime_dir_of(env).map(|dir| dir.join("hawkey.pid")),
+        Pidfile::Default => runtime_dir.map(|dir| dir.join("hawkey.pid")),
     }
 }
 
 /// The control socket path: beside the pidfile (same name, `.sock`), else
 /// `hawkey.sock` in the runtime directory; `None` when disabled.
-pub(crate) fn control_socket(config: &Config, env: &Environment) -> Option<PathBuf> {
+pub(crate) fn control_socket(config: &Config, runtime_dir: Option<&Path>) -> Option<PathBuf> {
     match &config.control_socket {
         Pidfile::Disabled => None,
         Pidfile::Path(p) => Some(p.clone()),
-        Pidfile::Default => match pidfile(config, env) {
+        Pidfile::Default => match pidfile(config, runtime_dir) {
             Some(pid) => Some(pid.with_extension("sock")),
-            None => runtime_dir_of(env).map(|dir| dir.join("hawkey.sock")),
+            None => runtime_dir.map(|dir| dir.join("hawkey.sock")),
         },
     }
 }
@@ -133,35 +336,6 @@ pub(crate) fn check_directory(file: &Path, what: &'static str) -> Result<(), Uns
     Ok(())
 }
 
-/// Runtime directory: `runtime_directory` (systemd's $RUNTIME_DIRECTORY; if
-/// it holds several colon-separated paths, the first) if Some; else
-/// "/run/hawkey" when `euid_is_root`; else `xdg_runtime_dir`/hawkey if Some;
-/// else None.
-///
-/// An empty or relative value counts as unset: systemd always passes
-/// absolute paths, and the XDG base directory spec says relative ones are
-/// invalid and must be ignored.
-pub(crate) fn runtime_dir(
-    runtime_directory: Option<&OsStr>,
-    xdg_runtime_dir: Option<&OsStr>,
-    euid_is_root: bool,
-) -> Option<PathBuf> {
-    let first = runtime_directory
-        .and_then(|value| value.as_bytes().split(|&b| b == b':').next())
-        .map(|first| Path::new(OsStr::from_bytes(first)))
-        .filter(|p| p.is_absolute());
-    if let Some(dir) = first {
-        return Some(dir.to_path_buf());
-    }
-    if euid_is_root {
-        return Some(PathBuf::from("/run/hawkey"));
-    }
-    xdg_runtime_dir
-        .map(Path::new)
-        .filter(|p| p.is_absolute())
-        .map(|dir| dir.join("hawkey"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,43 +390,171 @@ mod tests {
         );
     }
 
-    #[test]
-    fn runtime_dir_prefers_systemd_then_root_then_xdg() {
-        let os = |s: &'static str| Some(OsStr::new(s));
-        let p = |s: &str| Some(PathBuf::from(s));
+    fn host(
+        runtime_root: Option<&'static str>,
+        runtime_directory: Option<&'static str>,
+        xdg: Option<&'static str>,
+        root: bool,
+    ) -> Host {
+        Host::new(
+            None,
+            runtime_root.map(OsStr::new),
+            runtime_directory.map(OsStr::new),
+            xdg.map(OsStr::new),
+            root,
+        )
+    }
 
+    fn name(n: &str) -> Instance {
+        Instance::parse(n).unwrap()
+    }
+
+    #[test]
+    fn runtime_dir_prefers_systemd_then_the_root_then_xdg() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        let default = Instance::default_instance();
+        let api = name("api");
+        let h = host(None, Some("/run/hawkey"), Some("/run/user/1000"), false);
+        assert_eq!(h.runtime_dir(&api), p("/run/hawkey"), "systemd's wins");
+        let h = host(None, Some("/run/a:/run/b"), None, true);
+        assert_eq!(h.runtime_dir(&default), p("/run/a"), "first of several");
+        let h = host(None, None, Some("/run/user/0"), true);
+        assert_eq!(h.runtime_dir(&default), p("/run/hawkey"));
+        assert_eq!(h.runtime_dir(&api), p("/run/hawkey-api"));
+        let h = host(None, None, Some("/run/user/1000"), false);
+        assert_eq!(h.runtime_dir(&default), p("/run/user/1000/hawkey"));
+        assert_eq!(h.runtime_dir(&api), p("/run/user/1000/hawkey-api"));
+        assert_eq!(host(None, None, None, false).runtime_dir(&api), None);
+        let h = host(Some("/tmp/t"), Some("/run/hawkey-x"), None, false);
+        assert_eq!(h.runtime_dir(&api), p("/run/hawkey-x"));
+        assert_eq!(h.runtime_dir_in_root(&api), p("/tmp/t/hawkey-api"));
+        assert_eq!(h.runtime_dir_in_root(&default), p("/tmp/t/hawkey"));
+    }
+
+    #[test]
+    fn the_cli_of_a_user_without_a_runtime_dir_looks_in_run() {
+        let h = host(None, None, None, false).or_system_root();
         assert_eq!(
-            runtime_dir(os("/run/hawkey"), os("/run/user/1000"), false),
-            p("/run/hawkey")
+            h.runtime_dir(&name("jobs")),
+            Some(PathBuf::from("/run/hawkey-jobs"))
         );
+        let h = host(None, None, Some("/run/user/7"), false).or_system_root();
         assert_eq!(
-            runtime_dir(os("/run/a:/run/b"), None, true),
-            p("/run/a"),
-            "first of several"
+            h.runtime_dir(&name("jobs")),
+            Some(PathBuf::from("/run/user/7/hawkey-jobs"))
         );
-        assert_eq!(runtime_dir(None, os("/run/user/0"), true), p("/run/hawkey"));
-        assert_eq!(
-            runtime_dir(None, os("/run/user/1000"), false),
-            p("/run/user/1000/hawkey")
-        );
-        assert_eq!(runtime_dir(None, None, false), None);
-        assert_eq!(runtime_dir(None, None, true), p("/run/hawkey"));
     }
 
     #[test]
     fn runtime_dir_ignores_empty_and_relative_values() {
-        let os = |s: &'static str| Some(OsStr::new(s));
-        assert_eq!(runtime_dir(os(""), None, false), None);
-        assert_eq!(runtime_dir(os(":/run/b"), None, false), None);
+        let api = name("api");
+        assert_eq!(host(None, Some(""), None, false).runtime_dir(&api), None);
         assert_eq!(
-            runtime_dir(os(""), None, true),
-            Some(PathBuf::from("/run/hawkey"))
+            host(None, Some(":/run/b"), None, false).runtime_dir(&api),
+            None
         );
-        assert_eq!(runtime_dir(None, os(""), false), None);
-        assert_eq!(runtime_dir(None, os("run/user"), false), None);
         assert_eq!(
-            runtime_dir(os("relative"), os("/run/user/1000"), false),
-            Some(PathBuf::from("/run/user/1000/hawkey"))
+            host(None, Some(""), None, true).runtime_dir(&api),
+            Some(PathBuf::from("/run/hawkey-api"))
         );
+        assert_eq!(host(Some(""), None, None, false).runtime_dir(&api), None);
+        assert_eq!(
+            host(Some("t"), None, Some("run/user"), false).runtime_dir(&api),
+            None
+        );
+        assert_eq!(
+            host(None, Some("relative"), Some("/run/user/1000"), false).runtime_dir(&api),
+            Some(PathBuf::from("/run/user/1000/hawkey-api"))
+        );
+    }
+
+    #[test]
+    fn an_instance_reads_name_dot_yaml_in_the_config_dir() {
+        let h = Host::new(None, None, None, None, true);
+        assert_eq!(
+            h.config_file(&Instance::default_instance()),
+            PathBuf::from("/etc/hawkey/hawkey.yaml")
+        );
+        assert_eq!(
+            h.config_file(&name("api")),
+            PathBuf::from("/etc/hawkey/api.yaml")
+        );
+        let h = Host::new(Some(OsStr::new("/tmp/conf")), None, None, None, false);
+        assert_eq!(
+            h.config_file(&name("a.b-c_1")),
+            PathBuf::from("/tmp/conf/a.b-c_1.yaml")
+        );
+        let h = Host::new(Some(OsStr::new("conf")), None, None, None, false);
+        assert_eq!(
+            h.config_dir,
+            PathBuf::from("/etc/hawkey"),
+            "relative: unset"
+        );
+    }
+
+    #[test]
+    fn instance_names_are_letters_digits_and_inner_punctuation() {
+        for good in [
+            "api",
+            "a",
+            "0",
+            "API-2",
+            "a.b",
+            "a..b",
+            "x_y",
+            &"a".repeat(64),
+        ] {
+            assert_eq!(Instance::parse(good).unwrap().name(), good);
+        }
+        let cases = [
+            ("", "it is empty"),
+            ("..", "it must start with a letter or a digit"),
+            (".hidden", "it must start with a letter or a digit"),
+            ("-c", "it must start with a letter or a digit"),
+            ("_x", "it must start with a letter or a digit"),
+            ("a/b", "it may not contain that character"),
+            ("a/../b", "it may not contain that character"),
+            ("a b", "it may not contain that character"),
+            ("a@b", "it may not contain that character"),
+            ("a\\x2db", "it may not contain that character"),
+            ("ünï", "it must start with a letter or a digit"),
+            (&"a".repeat(65), "it is longer than 64 characters"),
+        ];
+        for (bad, why) in cases {
+            let err = Instance::parse(bad).unwrap_err();
+            assert_eq!(err.why, why, "{bad:?}");
+        }
+        assert_eq!(
+            Instance::parse("../etc").unwrap_err().to_string(),
+            "invalid instance name '../etc': it must start with a letter or a digit (allowed: a letter or digit, then up to 63 letters, digits, '_', '.' or '-')"
+        );
+        assert_eq!(
+            Instance::parse("a\nb").unwrap_err().name,
+            "a\\nb",
+            "a control character is shown escaped"
+        );
+    }
+
+    #[test]
+    fn the_default_instance_is_hawkey_and_others_are_hawkey_dash_name() {
+        let default = Instance::default_instance();
+        assert!(default.is_default());
+        assert_eq!(default.identifier(), "hawkey");
+        assert!(name("hawkey").is_default());
+        assert_eq!(name("api").identifier(), "hawkey-api");
+        let dir = |s: &str| Instance::from_runtime_dir_name(OsStr::new(s));
+        assert_eq!(dir("hawkey"), Some(default.clone()));
+        assert_eq!(dir("hawkey-api"), Some(name("api")));
+        assert_eq!(dir("hawkey-hawkey"), None, "the default has no dash form");
+        assert_eq!(dir("hawkey-"), None);
+        assert_eq!(dir("hawkey-.x"), None);
+        assert_eq!(dir("other"), None);
+        let file = |s: &str| Instance::from_config_file_name(OsStr::new(s));
+        assert_eq!(file("hawkey.yaml"), Some(default));
+        assert_eq!(file("api.yaml"), Some(name("api")));
+        assert_eq!(file("api.yml"), None);
+        assert_eq!(file("api.yaml.dpkg-old"), None);
+        assert_eq!(file(".yaml"), None);
+        assert_eq!(file("a b.yaml"), None);
     }
 }

@@ -60,6 +60,10 @@ pub(crate) struct StatusReport {
     pub(crate) status: String,
     pub(crate) listeners: Vec<ListenerStatus>,
     pub(crate) workers: Vec<WorkerStatus>,
+    /// The instance's name (`hawkey`, the default one); empty from a
+    /// master older than instances.
+    #[serde(default)]
+    pub(crate) instance: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +132,7 @@ impl StatusReport {
                     status: None,
                 },
             ],
+            instance: "hawkey".into(),
         }
     }
 }

@@ -120,6 +120,13 @@ pub(crate) struct Startup {
     pub(crate) signals: Signals,
     /// The environment, read once.
     pub(crate) env: Environment,
+    /// The instance's name (`hawkey`, the default one), for the status
+    /// report.
+    pub(crate) instance: String,
+    /// The instance's runtime directory (`config::paths::Host`): the
+    /// default place of the pidfile and control socket, and the first
+    /// place of the workers' notify channels.
+    pub(crate) runtime_dir: Option<std::path::PathBuf>,
     /// `HAWKEY_LOG` for builtin workers.
     pub(crate) worker_log: String,
     /// Whether the builtin app sends heartbeats (`App::HEARTBEATS`).
@@ -132,10 +139,11 @@ pub(crate) fn run(config: Config, loader: Box<Loader>, startup: Startup) -> Resu
     // A control socket in a directory others can write could be taken over
     // (see `check_directory`): refused before anything starts, as the
     // pidfile's directory is by `pidfile::acquire`.
-    if let Some(path) = config::paths::control_socket(&config, &startup.env) {
+    let runtime_dir = startup.runtime_dir.as_deref();
+    if let Some(path) = config::paths::control_socket(&config, runtime_dir) {
         config::paths::check_directory(&path, "control socket").map_err(Error::Directory)?;
     }
-    let mut pidfile = match config::paths::pidfile(&config, &startup.env) {
+    let mut pidfile = match config::paths::pidfile(&config, runtime_dir) {
         Some(path) => {
             let (mut file, stale) = pidfile::acquire(&path).map_err(Error::Pidfile)?;
             if let Some(stale) = stale {
@@ -186,6 +194,8 @@ struct Forking {
 /// wake-ups.
 struct Master<'p> {
     env: Environment,
+    /// The instance's name, for the status report.
+    instance: String,
     signals: Signals,
     loader: Box<Loader>,
     upstream: Notifier,
@@ -285,8 +295,8 @@ fn become_subreaper() {
 
 /// Binds the control socket, if the config has one; a failure leaves the
 /// master running without it (signals and the pidfile still work).
-fn bind_control(config: &Config, env: &Environment) -> Option<control::Server> {
-    let path = config::paths::control_socket(config, env)?;
+fn bind_control(config: &Config, runtime_dir: Option<&std::path::Path>) -> Option<control::Server> {
+    let path = config::paths::control_socket(config, runtime_dir)?;
     match control::Server::bind(&path) {
         Ok(server) => Some(server),
         Err(error) => {
@@ -309,6 +319,8 @@ impl<'p> Master<'p> {
         let Startup {
             signals,
             env,
+            instance,
+            runtime_dir,
             worker_log,
             app_heartbeats,
         } = startup;
@@ -317,22 +329,21 @@ impl<'p> Master<'p> {
         let upstream =
             Notifier::connect(env.get(crate::env::NOTIFY_SOCKET)).map_err(Error::Notify)?;
         let running_as_root = nix::unistd::geteuid().is_root();
-        let runtime = config::paths::runtime_dir(
-            env.get("RUNTIME_DIRECTORY"),
-            env.get("XDG_RUNTIME_DIR"),
-            running_as_root,
-        );
         // Refused under a seccomp filter without @resources (as in our
         // unit); `prepare` says so if a pool then does not fit.
         if let Err(error) = spawn::raise_fd_limit() {
             tracing::debug!("failed to raise the fd limit: {error}");
         }
-        let inbox = Inbox::create_in(&inbox::notify_bases(runtime.as_deref(), running_as_root))
-            .map_err(Error::Notify)?;
-        let control = bind_control(&config, &env);
+        let inbox = Inbox::create_in(&inbox::notify_bases(
+            runtime_dir.as_deref(),
+            running_as_root,
+        ))
+        .map_err(Error::Notify)?;
+        let control = bind_control(&config, runtime_dir.as_deref());
         let watchdog = env.watchdog();
         let mut master = Master {
             env,
+            instance,
             signals,
             loader,
             upstream,

@@ -96,6 +96,7 @@ impl Master<'_> {
             status: self.status_line(),
             listeners,
             workers,
+            instance: self.instance.clone(),
         }
     }
     pub(super) fn reply(&mut self, client: ClientId, response: &Response) {

@@ -30,6 +30,7 @@ pub(crate) fn run<A: App>(app: A) -> Status {
         &level,
         logging::Sink::from_name(&sink).unwrap_or(logging::Sink::Text),
         "hawkey-worker",
+        None,
     );
     let worker = match Worker::from_environment() {
         Ok(w) => w,

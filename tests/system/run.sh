@@ -51,6 +51,8 @@ PORT=8080
 # run_tests, summarize, fail, note, expect_eq, expect_has, wait_for, defer.
 # shellcheck source=SCRIPTDIR/harness.sh
 . "$ROOT/tests/system/harness.sh"
+# shellcheck source=SCRIPTDIR/instances.sh
+. "$ROOT/tests/system/instances.sh"
 
 c() { "$NSPAWN" exec "$DIR" -- "$@"; }
 
@@ -509,6 +511,13 @@ ALL=(
     test_an_app_that_dies_before_it_is_ready_fails_the_start_with_69_and_the_socket_keeps_listening
     test_an_unmodified_server_binding_its_own_port_is_adopted_by_the_installed_library
     test_10000_worker_lines_reach_the_journal_under_each_workers_pid
+    test_two_instances_added_with_three_commands_serve_and_status_lists_all_three
+    test_stopping_an_instance_leaves_the_other_runtime_directories_in_place
+    test_the_journal_names_an_instance_by_identifier_and_by_field
+    test_systemctl_reload_of_an_instance_replaces_its_workers_only
+    test_the_template_units_verify_silently_and_expose_at_most_2_0
+    test_an_instance_without_a_socket_address_refuses_to_start_and_says_why
+    test_removing_the_package_stops_every_instance
     test_an_upgrade_restarts_the_service_without_refusing_connections
     test_the_init_script_starts_reloads_and_stops_through_the_pidfile
     test_remove_purge_and_reinstall_behave_as_debian_users_expect
