@@ -283,6 +283,23 @@ fn recycle_takes_a_size_an_age_and_a_jitter_that_defaults_to_ten_percent() {
 }
 
 #[test]
+fn the_shipped_recycle_block_is_valid_once_uncommented() {
+    let text = EMBEDDED_DEFAULT.replace("  # recycle: {", "  recycle: {");
+    assert_ne!(
+        text, EMBEDDED_DEFAULT,
+        "hawkey.yaml has no commented recycle block"
+    );
+    assert_eq!(
+        ok(&text).workers.recycle,
+        Some(Recycle {
+            memory: Some(Size(512 << 20)),
+            age: Some(Span(Duration::from_secs(24 * 3600))),
+            jitter: Some(Percent(10)),
+        })
+    );
+}
+
+#[test]
 fn recycle_errors_name_the_key_and_what_is_allowed() {
     for (yaml, expected) in [
         (

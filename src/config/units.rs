@@ -109,6 +109,14 @@ impl FromStr for Size {
             "MiB" | "M" => 20,
             "GiB" | "G" => 30,
             "" => return Err(format!("size '{text}' has no unit ({ALLOWED})")),
+            _ if unit.starts_with('.') => {
+                return Err(format!("size '{text}' is not a whole number ({ALLOWED})"));
+            }
+            _ if unit.starts_with(char::is_whitespace) => {
+                return Err(format!(
+                    "size '{text}' has a space before its unit ({ALLOWED})"
+                ));
+            }
             "kB" | "KB" | "MB" | "GB" => {
                 return Err(format!(
                     "size '{text}' is ambiguous: write {number}{}i{} for powers of 1024 ({ALLOWED})",
@@ -330,7 +338,14 @@ mod tests {
                 .unwrap_err()
                 .starts_with("invalid size")
         );
-        assert!("1.5GiB".parse::<Size>().is_err());
+        assert_eq!(
+            "1.5GiB".parse::<Size>().unwrap_err(),
+            format!("size '1.5GiB' is not a whole number {allowed}")
+        );
+        assert_eq!(
+            "512 MiB".parse::<Size>().unwrap_err(),
+            format!("size '512 MiB' has a space before its unit {allowed}")
+        );
         assert!("1025GiB".parse::<Size>().unwrap_err().contains("too large"));
         assert!(
             "99999999999999999999MiB"
