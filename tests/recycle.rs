@@ -364,6 +364,8 @@ fn a_worker_leaking_past_recycle_memory_is_replaced_under_load_with_no_failed_re
         run.log
     );
     assert!(!run.log.contains("past recycle.age"), "{}", run.log);
+    // The reason is a field of its own (RECYCLE_REASON in the journal).
+    assert!(run.log.contains("recycle_reason=\"memory\""), "{}", run.log);
 }
 
 #[test]
@@ -379,6 +381,7 @@ fn workers_past_recycle_age_are_replaced_and_a_keep_alive_client_loses_nothing()
         "{}",
         run.log
     );
+    assert!(run.log.contains("recycle_reason=\"age\""), "{}", run.log);
 }
 
 #[test]

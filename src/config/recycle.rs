@@ -74,9 +74,8 @@ pub(super) fn validate_recycle(
     Ok(Some(Recycle {
         memory: memory.as_ref().map(|m| m.value),
         age: age.as_ref().map(|a| a.value),
-        jitter: match age {
-            Some(_) => Some(jitter.as_ref().map_or(DEFAULT_JITTER, |j| j.value)),
-            None => None,
-        },
+        jitter: age
+            .as_ref()
+            .map(|_| jitter.as_ref().map_or(DEFAULT_JITTER, |j| j.value)),
     }))
 }
