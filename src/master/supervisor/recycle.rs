@@ -138,14 +138,19 @@ impl Pool {
         self.settings.surge.max(1).saturating_sub(in_flight)
     }
 
-    /// Whether `s` could start a recycle, reason aside.
-    fn eligible(&self, s: &Slot, now: Instant) -> bool {
+    /// Whether `s` could start a recycle, reason and retry backoff aside:
+    /// its ready worker of the target generation, nothing in flight.
+    fn could_recycle(&self, s: &Slot) -> bool {
         s.id < self.target
             && s.successor.is_none()
             && s.recycle.in_flight.is_none()
             && s.generation == self.generation
             && s.state.is_ready()
-            && s.recycle.retry_at.is_none_or(|at| at <= now)
+    }
+
+    /// Whether `s` may start a recycle at `now`, reason aside.
+    fn eligible(&self, s: &Slot, now: Instant) -> bool {
+        self.could_recycle(s) && s.recycle.retry_at.is_none_or(|at| at <= now)
     }
 
     /// The nearest instant at which recycling has work to do.
@@ -155,13 +160,7 @@ impl Pool {
         }
         let mut next = self.memory_check_at;
         if self.may_recycle() && self.recycle_room() > 0 {
-            for s in self.slots.iter().filter(|s| {
-                s.id < self.target
-                    && s.successor.is_none()
-                    && s.recycle.in_flight.is_none()
-                    && s.generation == self.generation
-                    && s.state.is_ready()
-            }) {
+            for s in self.slots.iter().filter(|s| self.could_recycle(s)) {
                 // Over the limit and not in backoff, it starts this very
                 // turn: no deadline for it.
                 let wanted = match (s.recycle.over, s.recycle.due, s.recycle.retry_at) {
@@ -267,13 +266,14 @@ impl Pool {
         }
     }
 
-    /// The successor of a recycle in `slot` failed (`why`): the old
-    /// worker serves on; try again after a backoff.
+    /// The successor of a recycle in `slot` failed (`what` it did: "(pid
+    /// 4300) exited with status 1", "failed: ..."): the old worker serves
+    /// on; the recycle is tried again after a backoff.
     pub(super) fn recycle_failed(
         &mut self,
         slot: usize,
         reason: Reason,
-        why: &str,
+        what: &str,
         now: Instant,
         out: &mut Decision,
     ) {
@@ -284,24 +284,25 @@ impl Pool {
         let factor = 1u32.checked_shl(s.recycle.failures - 1).unwrap_or(u32::MAX);
         let delay = RETRY_INITIAL.saturating_mul(factor).min(RETRY_MAX);
         s.recycle.retry_at = Some(now + delay);
-        let serving = s
-            .state
-            .pid()
-            .map(|p| format!(" (pid {p})"))
-            .unwrap_or_default();
-        out.notices.push(
-            Notice::new(
-                Level::Warn,
-                format!(
-                    "the replacement of worker {}{serving} {why}; the worker serves on, recycling it again in {}",
-                    s.id,
-                    Span(delay)
-                ),
-            )
-            .slot(s.id)
-            .generation(s.generation)
-            .recycle(reason),
-        );
+        let mut notice = Notice::new(
+            Level::Warn,
+            format!(
+                "worker {}{}: its replacement {what}; the worker serves on, recycling it again in {}",
+                s.id,
+                s.state
+                    .pid()
+                    .map(|p| format!(" (pid {p})"))
+                    .unwrap_or_default(),
+                Span(delay)
+            ),
+        )
+        .slot(s.id)
+        .generation(s.generation)
+        .recycle(reason);
+        if let Some(p) = s.state.pid() {
+            notice = notice.pid(p);
+        }
+        out.notices.push(notice);
     }
 
     /// Abandons the recycle in flight in `slot`, if any: its successor is

@@ -335,7 +335,7 @@ fn a_failed_successor_leaves_the_old_worker_serving_and_is_retried_after_a_backo
     let warn = d.notices.iter().find(|n| n.level == Level::Warn).unwrap();
     assert_eq!(
         warn.text,
-        "the replacement of worker 0 (pid 100) (pid 200) exited with status 1; the worker serves on, recycling it again in 10s"
+        "worker 0 (pid 100): its replacement (pid 200) exited with status 1; the worker serves on, recycling it again in 10s"
     );
     assert_full(&pool);
     assert_eq!(pool.slots()[0].recycles, 0);
