@@ -221,9 +221,15 @@ fn status_ready_counts(messages: &[String]) -> Vec<(usize, usize)> {
 /// The leaky app: 2 exec'd workers on `port`, keeping `leak_kib` per
 /// request, with `recycle` (a flow mapping) as `workers.recycle`.
 fn leaky_config(dir: &TempDir, port: u16, leak_kib: u32, recycle: &str) -> PathBuf {
+    leaky_config_with(dir, port, leak_kib, recycle, "")
+}
+
+/// [`leaky_config`] with `env` (`, NAME: 'value'` entries) added to
+/// `workers.env`.
+fn leaky_config_with(dir: &TempDir, port: u16, leak_kib: u32, recycle: &str, env: &str) -> PathBuf {
     let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/leaky.py");
     let workers = format!(
-        "  app: exec\n  ready: notify\n  preload: false\n  command: [python3, '{}']\n  env: {{LEAK_KIB: '{leak_kib}', LEAK_CAP_MIB: '128'}}\n  recycle: {recycle}\n",
+        "  app: exec\n  ready: notify\n  preload: false\n  command: [python3, '{}']\n  env: {{LEAK_KIB: '{leak_kib}', LEAK_CAP_MIB: '128'{env}}}\n  recycle: {recycle}\n",
         app.display()
     );
     write_config(dir, &builtin_yaml(dir, port, 2, &workers))
@@ -394,6 +400,69 @@ fn builtin_workers_past_recycle_age_are_replaced_and_a_keep_alive_client_loses_n
     );
     let run = recycle_under_load(&dir, &config, port, 2);
     assert_nothing_lost("recycle.age 2s, builtin app", &run);
+}
+
+/// The pid of each slot's own worker, by slot.
+fn serving_pids(report: &Value) -> Vec<i64> {
+    let mut by_slot: Vec<(u64, i64)> = own_entries(report)
+        .iter()
+        .map(|w| (w["slot"].as_u64().unwrap(), w["pid"].as_i64().unwrap_or(-1)))
+        .collect();
+    by_slot.sort();
+    by_slot.into_iter().map(|(_, p)| p).collect()
+}
+
+#[test]
+fn a_replacement_that_fails_leaves_the_old_worker_serving_and_is_retried_later() {
+    let dir = TempDir::new("recycle-fail");
+    let port = free_port();
+    let fail = dir.join("fail");
+    let config = leaky_config_with(
+        &dir,
+        port,
+        0,
+        "{age: 2s, jitter: 0%}",
+        &format!(", FAIL_IF_EXISTS: '{}'", fail.display()),
+    );
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
+    let before = serving_pids(&status_json(&config));
+    // From now on every new worker fails at start.
+    std::fs::write(&fail, "").unwrap();
+    let load = Load::start(port, 1, "/", LIMIT);
+    // Both slots try (one at a time, surge 1), both replacements fail.
+    let again = "; the worker serves on, recycling it again in 10s";
+    let first_failure = wait_until(Duration::from_secs(15), "two failed replacements", || {
+        (hawkey.count_log(again) >= 2).then(Instant::now)
+    });
+    let report = status_json(&config);
+    assert_eq!(serving_pids(&report), before, "the old workers serve on");
+    assert_eq!(ready(&report), 2);
+    assert_eq!(recycles(&report), vec![0, 0]);
+    assert!(
+        hawkey.log_text().contains("): its replacement (pid "),
+        "{}",
+        hawkey.log_text()
+    );
+    // Mended: the retry, 10 s after each failure, recycles.
+    std::fs::remove_file(&fail).unwrap();
+    let recycled = wait_until(Duration::from_secs(30), "both retried recycles", || {
+        let r = recycles(&status_json(&config));
+        r.iter().all(|&n| n >= 1).then_some(r)
+    });
+    let waited = first_failure.elapsed();
+    assert!(
+        waited >= Duration::from_secs(8),
+        "retried after {waited:?}, before the 10 s backoff"
+    );
+    let counts = load.finish();
+    let restarts = hawkey.count_log("restarting");
+    hawkey.stop_cleanly();
+    eprintln!(
+        "failed replacements, retried after {waited:?}: load {counts:?}; recycles {recycled:?}"
+    );
+    assert_eq!(counts.failed + counts.connect_errors, 0, "{counts:?}");
+    assert!(counts.ok > 0);
+    assert_eq!(restarts, 0, "no serving worker was restarted");
 }
 
 /// The master's voluntary context switches so far: each sleep in poll
