@@ -385,7 +385,7 @@ fn check_reports_an_invalid_config_as_one_located_line_and_exits_78() {
     let cases: [(&str, &str); 7] = [
         (
             "workers:\n  count: 2\n  bogus: 1\n",
-            "3:3: workers.bogus: unknown field 'bogus', expected one of count, app, command, env, cwd, user, group, ready, ready_timeout, heartbeat_timeout, stop_signal, stop_timeout, restart_backoff, adopt, preload",
+            "3:3: workers.bogus: unknown field 'bogus', expected one of count, app, command, env, cwd, user, group, ready, ready_timeout, heartbeat_timeout, stop_signal, stop_timeout, restart_backoff, recycle, adopt, preload",
         ),
         (
             "colour: red\n",

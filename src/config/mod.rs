@@ -25,8 +25,10 @@
 //! - `events`: a second reading of the YAML, event by event, run only once
 //!   an error is found, for the locations serde cannot give;
 //! - `validate`: raw layer to [`Config`], one function per decision;
-//! - `units`: durations, signal names and file modes, which YAML has no type for;
+//! - `units`: durations, sizes, percentages, signal names and file modes, which YAML has no type for;
 //! - `adopt`: `workers.adopt`, checked against the listeners;
+//! - `recycle`: `workers.recycle`, when a worker is replaced for its
+//!   memory or its age;
 //! - `paths`: where a config's pidfile and control socket are, once resolved.
 //!
 //! The YAML crate lives behind this module only (`serde-saphyr`, the
@@ -39,6 +41,7 @@ mod diagnostics;
 mod events;
 mod flow;
 pub(crate) mod paths;
+mod recycle;
 mod schema;
 pub(crate) mod units;
 mod validate;
@@ -54,7 +57,7 @@ use serde::Serialize;
 use self::diagnostics::{Located, one_line};
 pub(crate) use self::validate::resolve_program_in;
 
-pub(crate) use self::units::{Mode, SignalName, Span};
+pub(crate) use self::units::{Mode, Percent, SignalName, Size, Span};
 
 /// The configuration hawkey ships with, also embedded in the binary: used
 /// when the default path does not exist, so `hawkey run` works out of the box.
@@ -234,6 +237,9 @@ pub(crate) struct Workers {
     pub(crate) stop_signal: SignalName,
     pub(crate) stop_timeout: Span,
     pub(crate) restart_backoff: Backoff,
+    /// `workers.recycle`: `None`, no recycling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) recycle: Option<Recycle>,
     /// `workers.adopt`, in file order: whose `bind(2)` gets which
     /// listener (see `docs/adopt.md`).
     #[serde(skip_serializing_if = "Adopt::is_empty")]
@@ -326,6 +332,22 @@ impl Serialize for Heartbeat {
             Heartbeat::Default | Heartbeat::Off => serializer.serialize_none(),
         }
     }
+}
+
+/// `workers.recycle`: when a ready worker is replaced (as a reload
+/// replaces it: its successor ready first, then it drains).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Recycle {
+    /// Once its process tree's resident memory passes this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) memory: Option<Size>,
+    /// Once it has been ready this long, give or take `jitter`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) age: Option<Span>,
+    /// How far each worker's age may be from `age`, either way; set
+    /// exactly when `age` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) jitter: Option<Percent>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]

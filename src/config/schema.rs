@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
 use super::diagnostics::{Located, clean_path, locate};
+use super::units::{Percent, Size};
 use super::{Mode, Pidfile, SignalName, Span};
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +147,7 @@ pub(super) struct RawWorkers {
     pub(super) stop_signal: Option<SignalName>,
     pub(super) stop_timeout: Option<Span>,
     pub(super) restart_backoff: Option<Spanned<RawBackoff>>,
+    pub(super) recycle: Option<Spanned<RawRecycle>>,
     pub(super) adopt: Option<Spanned<RawAdopt>>,
     pub(super) preload: Option<Spanned<bool>>,
 }
@@ -285,6 +287,15 @@ word_enum! {
 pub(super) struct RawBackoff {
     pub(super) initial: Option<Spanned<Span>>,
     pub(super) max: Option<Spanned<Span>>,
+}
+
+/// `workers.recycle`: each key checked in `config::recycle`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecycle {
+    pub(super) memory: Option<Spanned<Size>>,
+    pub(super) age: Option<Spanned<Span>>,
+    pub(super) jitter: Option<Spanned<Percent>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

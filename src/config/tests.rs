@@ -58,7 +58,7 @@ fn the_locator_of_a_file_that_holds_nothing_is_the_default() {
 fn unknown_keys_are_rejected_with_location_and_path() {
     assert_eq!(
         err("workers:\n  count: 2\n  bogus: 1\n"),
-        "/etc/hawkey/hawkey.yaml:3:3: workers.bogus: unknown field 'bogus', expected one of count, app, command, env, cwd, user, group, ready, ready_timeout, heartbeat_timeout, stop_signal, stop_timeout, restart_backoff, adopt, preload"
+        "/etc/hawkey/hawkey.yaml:3:3: workers.bogus: unknown field 'bogus', expected one of count, app, command, env, cwd, user, group, ready, ready_timeout, heartbeat_timeout, stop_signal, stop_timeout, restart_backoff, recycle, adopt, preload"
     );
     assert!(
         err("listen:\n  - name: a\n    address: 127.0.0.1:1\n    port: 3\n")
@@ -257,6 +257,99 @@ fn backoff_initial_cannot_exceed_max() {
 }
 
 #[test]
+fn recycle_takes_a_size_an_age_and_a_jitter_that_defaults_to_ten_percent() {
+    let config = ok("workers:\n  recycle: {memory: 512MiB, age: 24h}\n");
+    assert_eq!(
+        config.workers.recycle,
+        Some(Recycle {
+            memory: Some(Size(512 << 20)),
+            age: Some(Span(Duration::from_secs(24 * 3600))),
+            jitter: Some(Percent(10)),
+        })
+    );
+    let memory_only = ok("workers:\n  recycle:\n    memory: 1G\n");
+    assert_eq!(
+        memory_only.workers.recycle,
+        Some(Recycle {
+            memory: Some(Size(1 << 30)),
+            age: None,
+            jitter: None,
+        })
+    );
+    let age_only = ok("workers:\n  recycle: {age: 2s, jitter: 0%}\n");
+    assert_eq!(age_only.workers.recycle.unwrap().jitter, Some(Percent(0)));
+    assert_eq!(ok("workers:\n  recycle: null\n").workers.recycle, None);
+    assert_eq!(ok("{}").workers.recycle, None);
+}
+
+#[test]
+fn the_shipped_recycle_block_is_valid_once_uncommented() {
+    let text = EMBEDDED_DEFAULT.replace("  # recycle: {", "  recycle: {");
+    assert_ne!(
+        text, EMBEDDED_DEFAULT,
+        "hawkey.yaml has no commented recycle block"
+    );
+    assert_eq!(
+        ok(&text).workers.recycle,
+        Some(Recycle {
+            memory: Some(Size(512 << 20)),
+            age: Some(Span(Duration::from_secs(24 * 3600))),
+            jitter: Some(Percent(10)),
+        })
+    );
+}
+
+#[test]
+fn recycle_errors_name_the_key_and_what_is_allowed() {
+    for (yaml, expected) in [
+        (
+            "workers:\n  recycle: {memory: 512MB}\n",
+            "2:21: workers.recycle.memory: size '512MB' is ambiguous: write 512MiB for powers of 1024 (a whole number with a unit: KiB, MiB or GiB (K, M, G), e.g. 512MiB)",
+        ),
+        (
+            "workers:\n  recycle: {memory: 512}\n",
+            "2:21: workers.recycle.memory: size '512' has no unit (a whole number with a unit: KiB, MiB or GiB (K, M, G), e.g. 512MiB)",
+        ),
+        (
+            "workers:\n  recycle: {memory: 0MiB}\n",
+            "2:21: workers.recycle.memory: must be at least 1MiB (a size such as 512MiB)",
+        ),
+        (
+            "workers:\n  recycle: {memory: 512KiB}\n",
+            "2:21: workers.recycle.memory: must be at least 1MiB (a size such as 512MiB)",
+        ),
+        (
+            "workers:\n  recycle: {age: 500ms}\n",
+            "2:18: workers.recycle.age: must be at least 1s (a duration up to 24h, such as 24h)",
+        ),
+        (
+            "workers:\n  recycle: {age: 1h, jitter: 60%}\n",
+            "2:30: workers.recycle.jitter: 60% is out of range (0% to 50%)",
+        ),
+        (
+            "workers:\n  recycle: {age: 1h, jitter: 10}\n",
+            "2:30: workers.recycle.jitter: invalid percentage '10' (a whole number followed by %, e.g. 10%)",
+        ),
+        (
+            "workers:\n  recycle: {memory: 1GiB, jitter: 5%}\n",
+            "2:35: workers.recycle.jitter: spreads workers.recycle.age, which is not set (set age, or remove jitter)",
+        ),
+        (
+            "workers:\n  recycle: {}\n",
+            "2:12: workers.recycle: sets neither memory nor age (set one of them, or remove recycle)",
+        ),
+        (
+            "workers:\n  recycle: {memory: 1GiB, requests: 1000}\n",
+            "2:27: workers.recycle.requests: unknown field 'requests', expected one of memory, age, jitter",
+        ),
+    ] {
+        let got = err(yaml);
+        let got = got.strip_prefix("/etc/hawkey/hawkey.yaml:").unwrap_or(&got);
+        assert_eq!(got, expected, "{yaml}");
+    }
+}
+
+#[test]
 fn alias_bombs_are_refused() {
     let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..12 {
@@ -271,7 +364,9 @@ fn alias_bombs_are_refused() {
 
 #[test]
 fn the_effective_config_prints_as_yaml_that_reads_back_the_same() {
-    let config = ok("workers:\n  count: 3\n  env: {A: b}\n  restart_backoff: {initial: 250ms}\n");
+    let config = ok(
+        "workers:\n  count: 3\n  env: {A: b}\n  restart_backoff: {initial: 250ms}\n  recycle: {memory: 1536KiB, age: 1h30m, jitter: 5%}\n",
+    );
     let printed = config.to_yaml();
     assert_eq!(
         Config::parse(&printed, Path::new("printed")).unwrap(),

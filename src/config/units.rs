@@ -1,6 +1,6 @@
 //! Value types of the config file that YAML has no type for: durations
-//! (`500ms`, `30s`, `1m30s`), signal names (`SIGTERM`, `TERM`) and file
-//! modes (`"0660"`). Each parses from a string with an error that says what
+//! (`500ms`, `30s`, `1m30s`), sizes (`512MiB`), percentages (`10%`),
+//! signal names (`SIGTERM`, `TERM`) and file modes (`"0660"`). Each parses from a string with an error that says what
 //! is allowed, and prints back in the form it parses from, so `hawkey check`
 //! shows a config that can be read again.
 
@@ -81,6 +81,100 @@ impl fmt::Display for Span {
     }
 }
 
+/// A size in bytes written with a binary unit: `512MiB`, `1GiB`, `64M`.
+///
+/// `KiB`, `MiB`, `GiB` (and `K`, `M`, `G`, as systemd's `MemoryMax=` and
+/// PM2's `max_memory_restart` write them) are powers of 1024. `kB`, `MB`,
+/// `GB` are refused rather than guessed: some tools read them as 1000s,
+/// others as 1024s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Size(pub(crate) u64);
+
+/// The largest size any key accepts: 1 TiB, far above any worker's memory.
+pub(crate) const MAX_SIZE: u64 = 1 << 40;
+
+impl FromStr for Size {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        const ALLOWED: &str = "a whole number with a unit: KiB, MiB or GiB (K, M, G), e.g. 512MiB";
+        let text = text.trim();
+        let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!("invalid size '{text}' ({ALLOWED})"));
+        }
+        let (number, unit) = text.split_at(digits);
+        let shift = match unit {
+            "KiB" | "K" => 10,
+            "MiB" | "M" => 20,
+            "GiB" | "G" => 30,
+            "" => return Err(format!("size '{text}' has no unit ({ALLOWED})")),
+            _ if unit.starts_with('.') => {
+                return Err(format!("size '{text}' is not a whole number ({ALLOWED})"));
+            }
+            _ if unit.starts_with(char::is_whitespace) => {
+                return Err(format!(
+                    "size '{text}' has a space before its unit ({ALLOWED})"
+                ));
+            }
+            "kB" | "KB" | "MB" | "GB" => {
+                return Err(format!(
+                    "size '{text}' is ambiguous: write {number}{}i{} for powers of 1024 ({ALLOWED})",
+                    &unit[..1].to_ascii_uppercase(),
+                    &unit[1..]
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "unknown unit '{unit}' in size '{text}' ({ALLOWED})"
+                ));
+            }
+        };
+        let too_large = || format!("size '{text}' is too large (at most 1024GiB)");
+        let number: u64 = number.parse().map_err(|_| too_large())?;
+        match number.checked_mul(1 << shift) {
+            Some(bytes) if bytes <= MAX_SIZE => Ok(Size(bytes)),
+            _ => Err(too_large()),
+        }
+    }
+}
+
+impl fmt::Display for Size {
+    /// In the largest unit that divides it exactly: `512MiB`, `1536KiB`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+            if self.0 >= 1 << shift && self.0.is_multiple_of(1 << shift) {
+                return write!(f, "{}{unit}", self.0 >> shift);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+/// A whole percentage, written with its sign: `10%`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Percent(pub(crate) u32);
+
+impl FromStr for Percent {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        match text.strip_suffix('%').map(str::parse::<u32>) {
+            Some(Ok(p)) => Ok(Percent(p)),
+            _ => Err(format!(
+                "invalid percentage '{text}' (a whole number followed by %, e.g. 10%)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}%", self.0)
+    }
+}
+
 /// A signal given by name, with or without the `SIG` prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SignalName(pub(crate) Signal);
@@ -156,7 +250,7 @@ macro_rules! serde_via_str {
         }
     )*};
 }
-serde_via_str!(Span, SignalName, Mode);
+serde_via_str!(Span, Size, Percent, SignalName, Mode);
 
 #[cfg(test)]
 mod tests {
@@ -195,6 +289,80 @@ mod tests {
         assert!("".parse::<Span>().is_err());
         assert!("25h".parse::<Span>().unwrap_err().contains("too large"));
         assert!("99999999999999999999999s".parse::<Span>().is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units_and_print_back() {
+        for (text, bytes, printed) in [
+            ("512MiB", 512 << 20, "512MiB"),
+            ("64M", 64 << 20, "64MiB"),
+            ("1GiB", 1 << 30, "1GiB"),
+            ("2G", 2 << 30, "2GiB"),
+            ("1536KiB", 1536 << 10, "1536KiB"),
+            ("1024MiB", 1 << 30, "1GiB"),
+            ("0MiB", 0, "0B"),
+        ] {
+            let size: Size = text.parse().unwrap();
+            assert_eq!(size.0, bytes, "{text}");
+            assert_eq!(size.to_string(), printed);
+            if bytes > 0 {
+                assert_eq!(printed.parse::<Size>().unwrap(), size);
+            }
+        }
+    }
+
+    #[test]
+    fn sizes_without_a_binary_unit_are_rejected_with_the_allowed_form() {
+        let allowed = "(a whole number with a unit: KiB, MiB or GiB (K, M, G), e.g. 512MiB)";
+        assert_eq!(
+            "512".parse::<Size>().unwrap_err(),
+            format!("size '512' has no unit {allowed}")
+        );
+        assert_eq!(
+            "512MB".parse::<Size>().unwrap_err(),
+            format!("size '512MB' is ambiguous: write 512MiB for powers of 1024 {allowed}")
+        );
+        assert_eq!(
+            "1kB".parse::<Size>().unwrap_err(),
+            format!("size '1kB' is ambiguous: write 1KiB for powers of 1024 {allowed}")
+        );
+        assert!(
+            "5TiB"
+                .parse::<Size>()
+                .unwrap_err()
+                .starts_with("unknown unit 'TiB'")
+        );
+        assert!(
+            "-1MiB"
+                .parse::<Size>()
+                .unwrap_err()
+                .starts_with("invalid size")
+        );
+        assert_eq!(
+            "1.5GiB".parse::<Size>().unwrap_err(),
+            format!("size '1.5GiB' is not a whole number {allowed}")
+        );
+        assert_eq!(
+            "512 MiB".parse::<Size>().unwrap_err(),
+            format!("size '512 MiB' has a space before its unit {allowed}")
+        );
+        assert!("1025GiB".parse::<Size>().unwrap_err().contains("too large"));
+        assert!(
+            "99999999999999999999MiB"
+                .parse::<Size>()
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!("".parse::<Size>().is_err());
+    }
+
+    #[test]
+    fn percentages_need_their_sign() {
+        assert_eq!("10%".parse::<Percent>().unwrap(), Percent(10));
+        assert_eq!(Percent(0).to_string(), "0%");
+        assert!("10".parse::<Percent>().is_err());
+        assert!("-5%".parse::<Percent>().is_err());
+        assert!("1.5%".parse::<Percent>().is_err());
     }
 
     #[test]

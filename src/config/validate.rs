@@ -239,6 +239,7 @@ impl RawWorkers {
         let ready_timeout = validate_ready_timeout(self.ready_timeout)?;
         let heartbeat_timeout = validate_heartbeat(app, ready, self.heartbeat_timeout)?;
         let restart_backoff = validate_backoff(self.restart_backoff)?;
+        let recycle = super::recycle::validate_recycle(self.recycle)?;
         let adopt = super::adopt::validate_adopt(app, self.app.as_ref(), self.adopt, listen)?;
         let preload = match self.preload {
             Some(p) if !p.value && !adopt.is_empty() => {
@@ -269,6 +270,7 @@ impl RawWorkers {
                 .stop_timeout
                 .unwrap_or(Span(std::time::Duration::from_secs(25))),
             restart_backoff,
+            recycle,
             adopt,
             preload,
         })

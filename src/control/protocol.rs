@@ -82,6 +82,10 @@ pub(crate) struct WorkerStatus {
     pub(crate) state: String,
     pub(crate) uptime_ms: Option<u64>,
     pub(crate) restarts: u32,
+    /// Times this slot's worker was recycled (`workers.recycle`); kept
+    /// across the slot's later workers, like `restarts`.
+    #[serde(default)]
+    pub(crate) recycles: u32,
     /// How the slot's previous process ended ("exited with status 1").
     pub(crate) last_exit: Option<String>,
     /// The worker's own last `STATUS=` line, if it sent one.
@@ -118,6 +122,7 @@ impl StatusReport {
                     state: "ready".into(),
                     uptime_ms: Some(11_527_000),
                     restarts: 0,
+                    recycles: 0,
                     last_exit: None,
                     status: None,
                 },
@@ -128,6 +133,7 @@ impl StatusReport {
                     state: "backoff".into(),
                     uptime_ms: None,
                     restarts: 12,
+                    recycles: 0,
                     last_exit: Some("exited with status 1".into()),
                     status: None,
                 },

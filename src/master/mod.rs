@@ -38,6 +38,8 @@
 //!   owns and reads; `memory`, `cpu`: what it measures of itself.
 //! - `sweep`: finding and stopping what stopped workers left behind.
 //! - `probe`: seeing starting `ready: auto` workers accept, from `/proc`.
+//! - `recycle`: the memory of the workers' process trees, from `/proc`,
+//!   for `workers.recycle.memory`.
 //! - `tail`: the last line a worker wrote to stderr, for its failed start.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -65,6 +67,7 @@ mod notices;
 pub(crate) mod pidfile;
 mod probe;
 mod reap;
+mod recycle;
 mod reload;
 pub(crate) mod signals;
 mod status;
@@ -390,6 +393,7 @@ impl<'p> Master<'p> {
         let generation = master.prepare(config, listeners)?;
         master.log_start(generation);
         master.pool = Pool::new(master.generations[&generation].settings, generation);
+        master.pool.seed(random_seed());
         master.queue.push_back(Event::Start);
         Ok(master)
     }
@@ -452,6 +456,7 @@ impl<'p> Master<'p> {
             backoff_initial: workers.restart_backoff.initial.0,
             backoff_max: workers.restart_backoff.max.0,
             surge: config.reload.surge.of(count),
+            recycle: workers.recycle.map(recycling).unwrap_or_default(),
         };
         self.generations.insert(
             generation,
@@ -466,4 +471,23 @@ impl<'p> Master<'p> {
         self.next_generation += 1;
         Ok(generation)
     }
+}
+
+/// `workers.recycle` as the pool applies it.
+fn recycling(recycle: config::Recycle) -> supervisor::Recycling {
+    supervisor::Recycling {
+        memory: recycle.memory.map(|m| m.0),
+        age: recycle.age.map(|a| a.0),
+        jitter_percent: recycle.jitter.map_or(0, |j| j.0),
+    }
+}
+
+/// A seed for the pool's age deadlines (`workers.recycle.age`): the
+/// standard library's randomly keyed hasher, so two masters started at
+/// once do not recycle in step.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }

@@ -1,7 +1,8 @@
 //! How the master logs what the supervisor noticed: one tracing event per
 //! [`Notice`], at its level, with the worker's slot, pid and generation and
 //! the exit status or signal as fields (`HAWKEY_WORKER`, `WORKER_PID`,
-//! `GENERATION`, `EXIT_STATUS`, `SIGNAL` in the journal).
+//! `GENERATION`, `EXIT_STATUS`, `SIGNAL` in the journal), and why a worker
+//! is recycled (`RECYCLE_REASON=memory|age`).
 
 use super::supervisor::{Level, Notice};
 
@@ -16,6 +17,7 @@ pub(super) fn log(notice: &Notice) {
                 generation = notice.generation,
                 exit_status = notice.exit.and_then(|e| e.code()),
                 signal = notice.exit.and_then(|e| e.signal()),
+                recycle_reason = notice.recycle.map(|r| r.word()),
                 "{}",
                 notice.text
             )

@@ -58,6 +58,7 @@ impl Master<'_> {
                 state: s.state.name().to_string(),
                 uptime_ms: ms(s.state.since()),
                 restarts: s.restarts,
+                recycles: s.recycles,
                 last_exit: s.last_exit.map(|e| e.to_string()),
                 status: s.worker_status.clone(),
             });
@@ -69,6 +70,7 @@ impl Master<'_> {
                     state: format!("{} (generation {generation})", state.name()),
                     uptime_ms: ms(state.since()),
                     restarts: s.restarts,
+                    recycles: s.recycles,
                     last_exit: None,
                     status: None,
                 });

@@ -972,6 +972,56 @@ case(
 case("preload-false-with-adopt", listener(exec_workers(f"  preload: {M}false\n  adopt: {{web: 3000}}\n")), "workers.preload")
 case("preload-not-a-bool", exec_workers(f"  preload: {M}maybe\n"), "workers.preload")
 
+# workers.recycle: {memory: SIZE, age: DURATION, jitter: PERCENT}. Sizes take
+# KiB/MiB/GiB (or K/M/G), powers of 1024; kB/MB/GB are refused as ambiguous.
+category("recycle")
+RECYCLE = "workers:\n  recycle: "
+for name, value in [
+    ("memory-no-unit", "512"),
+    ("memory-decimal-unit", "512MB"),
+    ("memory-lowercase-kb", "64kB"),
+    ("memory-bytes-unit", "1048576B"),
+    ("memory-terabytes", "1TiB"),
+    ("memory-fraction", "1.5GiB"),
+    ("memory-negative", "-512MiB"),
+    ("memory-too-large", "1025GiB"),
+    ("memory-overflow", "99999999999999999999MiB"),
+    ("memory-zero", "0MiB"),
+    ("memory-below-1mib", "512KiB"),
+    ("memory-space-before-unit", '"512 MiB"'),
+    ("memory-empty", '""'),
+    ("memory-list", "[512MiB]"),
+]:
+    case(name, f"{RECYCLE}{{memory: {M}{value}}}\n", "workers.recycle.memory")
+for name, value in [
+    ("age-no-unit", "24"),
+    ("age-days", "1d"),
+    ("age-zero", "0s"),
+    ("age-below-1s", "500ms"),
+    ("age-negative", "-1h"),
+    ("age-too-large", "25h"),
+]:
+    case(name, f"{RECYCLE}{{age: {M}{value}}}\n", "workers.recycle.age")
+for name, value in [
+    ("jitter-above-50", "60%"),
+    ("jitter-100", "100%"),
+    ("jitter-no-sign", "10"),
+    ("jitter-negative", "-5%"),
+    ("jitter-fraction", "2.5%"),
+    ("jitter-word", "some"),
+]:
+    case(name, f"{RECYCLE}{{age: 1h, jitter: {M}{value}}}\n", "workers.recycle.jitter")
+case("jitter-without-age", f"{RECYCLE}{{memory: 1GiB, jitter: {M}5%}}\n", "workers.recycle.jitter")
+case("recycle-empty", f"{RECYCLE}{M}{{}}\n", "workers.recycle")
+case("recycle-jitter-only-block", f"workers:\n  recycle:\n    jitter: {M}10%\n", "workers.recycle.jitter")
+case("recycle-unknown-key-requests", f"{RECYCLE}{{memory: 1GiB, {M}max_requests: 1000}}\n", "workers.recycle.max_requests")
+case("recycle-unknown-key-block", f"workers:\n  recycle:\n    age: 1h\n    {M}rss: 1GiB\n", "workers.recycle.rss")
+case("recycle-misspelt-memory", f"{RECYCLE}{{{M}mem: 1GiB}}\n", "workers.recycle.mem")
+case("recycle-a-size", f"{RECYCLE}{M}512MiB\n", "workers.recycle")
+case("recycle-a-list", f"{RECYCLE}{M}[512MiB, 24h]\n", "workers.recycle")
+case("recycle-at-top-level", f"{M}recycle: {{memory: 1GiB}}\n", "recycle")
+case("recycle-under-reload", f"reload:\n  {M}recycle: {{memory: 1GiB}}\n", "reload.recycle")
+case("recycle-duplicate-memory", f"workers:\n  recycle:\n    memory: 1GiB\n    {M}memory: 2GiB\n", "workers.recycle")
 
 # ---------------------------------------------------------------------------
 

@@ -71,6 +71,11 @@ impl Pool {
             _ => exit.to_string(),
         };
         let why = format!("{why}{}", in_its_words(words));
+        if let Some(reason) = self.slots[id].recycle.in_flight.take() {
+            let why = format!("(pid {pid}) {why}");
+            self.recycle_failed(id, reason, &why, now, out);
+            return true;
+        }
         self.new_worker_failed(id, pid, generation, exit, &why, now, out);
         true
     }
@@ -101,6 +106,31 @@ impl Pool {
         let (id, generation) = (s.id, s.generation);
         let running = phase == Phase::Running && id < target;
         if running
+            && s.recycle.in_flight.is_some()
+            && let Some((g, successor)) = s.successor.take()
+        {
+            // Its recycle's successor, already starting, takes over.
+            s.recycle = Default::default();
+            s.state = successor;
+            s.generation = g;
+            s.worker_status = None;
+            s.restarts += 1;
+            self.restarts += 1;
+            let next = match successor.pid() {
+                Some(p) => format!("its replacement (pid {p}) takes over"),
+                None => "its replacement takes over".to_string(),
+            };
+            out.notices.push(
+                Notice::new(
+                    Level::Warn,
+                    format!("worker {id} (pid {pid}) {exit}, {next}"),
+                )
+                .slot(id)
+                .pid(pid)
+                .generation(generation)
+                .exit(exit),
+            );
+        } else if running
             && reloading
             && generation == self.generation
             && matches!(before, State::Starting { .. } | State::Killing { .. })

@@ -7,6 +7,7 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::recycle::SlotRecycle;
 use super::{
     Action, Decision, ExitCode, KillCause, Level, Notice, Phase, Pool, Readiness, ReloadOutcome,
     Scope, Slot, State, stop_of,
@@ -46,7 +47,10 @@ impl Pool {
             s.generation = generation;
             s.worker_status = None;
         }
-        let abandoned = successor && generation != self.generation;
+        // A reload's successor whose reload is being rolled back, or a
+        // recycle's whose recycle was abandoned (a reload began, the slot
+        // was shrunk away).
+        let abandoned = successor && (generation != self.generation || slot >= self.target);
         if self.phase != Phase::Running || abandoned {
             // A stop arrived while this worker was being forked, or the
             // reload it was started for is being rolled back.
@@ -91,6 +95,10 @@ impl Pool {
         };
         if matches!(s.successor, Some((g, State::Spawning)) if g == generation) {
             s.successor = None;
+            if let Some(reason) = s.recycle.in_flight.take() {
+                self.recycle_failed(slot, reason, &format!("failed: {error}"), now, out);
+                return;
+            }
             self.reload_failed(
                 generation,
                 format!("worker {slot} of generation {generation}: {error}"),
@@ -109,9 +117,11 @@ impl Pool {
     /// replacement takes over from the worker it replaces.
     pub(super) fn on_ready(&mut self, pid: Pid, by: Readiness, now: Instant, out: &mut Decision) {
         let heartbeat = self.settings.heartbeat;
-        let Some(s) = self.slots.iter_mut().find(|s| s.runs(pid)) else {
+        let Some(i) = self.slots.iter().position(|s| s.runs(pid)) else {
             return;
         };
+        let due = self.draw_due(now);
+        let s = &mut self.slots[i];
         // A worker this makes retire: its tree is swept with it.
         let mut tree = None;
         let ready = |since| State::Ready {
@@ -123,6 +133,10 @@ impl Pool {
         match (s.state, s.successor) {
             (State::Starting { pid: p, since, .. }, _) if p == pid => {
                 s.state = ready(since);
+                s.recycle = SlotRecycle {
+                    due,
+                    ..SlotRecycle::default()
+                };
                 out.notices.push(
                     Notice::new(
                         Level::Info,
@@ -142,8 +156,16 @@ impl Pool {
                     s.retiring.push((s.generation, retired));
                     tree = Some((p, signal, kill_at));
                 }
-                out.notices.push(
-                    Notice::new(
+                let notice = match (s.recycle.in_flight, old.pid()) {
+                    (Some(reason), Some(o)) => {
+                        s.recycles += 1;
+                        Notice::new(
+                            Level::Info,
+                            format!("worker {} recycled: pid {o} replaced by pid {pid}", s.id),
+                        )
+                        .recycle(reason)
+                    }
+                    _ => Notice::new(
                         Level::Info,
                         format!(
                             "worker {} (pid {pid}) of generation {generation} is ready ({by}){}",
@@ -154,11 +176,14 @@ impl Pool {
                                 None => String::new(),
                             }
                         ),
-                    )
-                    .slot(s.id)
-                    .pid(pid)
-                    .generation(generation),
-                );
+                    ),
+                };
+                out.notices
+                    .push(notice.slot(s.id).pid(pid).generation(generation));
+                s.recycle = SlotRecycle {
+                    due,
+                    ..SlotRecycle::default()
+                };
                 s.state = ready(since);
                 s.generation = generation;
                 s.successor = None;
@@ -308,6 +333,7 @@ impl Pool {
             Level::Info,
             format!("SIGTTOU: shrinking the pool to {} workers", self.target),
         ));
+        self.cancel_recycle(self.target, now, out);
         let s = &mut self.slots[self.target];
         let (signal, kill_at) = stop_of(&self.stops, &self.settings, s.generation, now);
         s.state = s.state.signal(signal, kill_at, now, &mut out.actions);

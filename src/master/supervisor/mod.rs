@@ -32,6 +32,10 @@
 //! replaced are replaced back the same way. Either way the reload ends
 //! with `READY=1`.
 //!
+//! **Recycling** (`workers.recycle`, see `recycle`): a ready worker over
+//! its memory limit or past its age is replaced as a reload replaces it,
+//! one slot at a time (up to `surge`), never below N ready.
+//!
 //! **Heartbeats.** With `heartbeat_timeout`, a ready worker must send
 //! `WATCHDOG=1` at least that often; one that does not is killed with
 //! SIGKILL and replaced. After the master itself was stalled (SIGSTOP), every
@@ -57,10 +61,12 @@ pub(crate) use state::{KillCause, Slot, State};
 mod exits;
 mod lifecycle;
 mod notice;
+mod recycle;
 mod reload;
 mod state;
 mod sweep;
 
+pub(crate) use recycle::Recycling;
 use reload::Reload;
 use sweep::Sweep;
 pub(crate) use sweep::{Order, Scope};
@@ -93,6 +99,8 @@ pub(crate) struct Settings {
     /// How many new workers a rolling reload may start at once, beside
     /// the old ones (`reload.surge`, at least 1).
     pub(crate) surge: usize,
+    /// `workers.recycle`: when ready workers are replaced.
+    pub(crate) recycle: Recycling,
 }
 
 impl Settings {
@@ -110,6 +118,7 @@ impl Settings {
             backoff_initial: Duration::ZERO,
             backoff_max: Duration::ZERO,
             surge: 1,
+            recycle: Recycling::default(),
         }
     }
 }
@@ -201,6 +210,12 @@ pub(crate) enum Event {
     Swept {
         scope: Scope,
     },
+    /// The resident memory of each ready worker's process tree, in
+    /// bytes, as [`Action::MeasureMemory`] asked (a vanished one is left
+    /// out).
+    Memory {
+        usage: Vec<(Pid, u64)>,
+    },
     /// Time passed; deadlines may be due.
     Tick,
 }
@@ -262,6 +277,11 @@ pub(crate) enum Action {
     Sweep {
         orders: Vec<Order>,
     },
+    /// Measure the resident memory of each of these workers' process
+    /// trees; answer with [`Event::Memory`].
+    MeasureMemory {
+        pids: Vec<Pid>,
+    },
     Exit(ExitCode),
 }
 
@@ -305,6 +325,10 @@ pub(crate) struct Pool {
     finished: Option<ReloadOutcome>,
     /// [`Event::LastWords`] of processes whose exit comes next.
     last_words: BTreeMap<Pid, String>,
+    /// The state of the sequence age deadlines are drawn from (see `recycle`).
+    rng: u64,
+    /// When the workers' memory is measured next (only with `recycle.memory`).
+    memory_check_at: Option<Instant>,
 }
 
 impl Pool {
@@ -324,6 +348,8 @@ impl Pool {
             sweeps: Vec::new(),
             finished: None,
             last_words: BTreeMap::new(),
+            rng: 0,
+            memory_check_at: None,
         }
     }
 
@@ -390,6 +416,9 @@ impl Pool {
                         failure: Some(_), ..
                     }) => line.push_str(", rolling back a failed reload"),
                     Some(_) => line.push_str(", reloading"),
+                    None if self.slots.iter().any(|s| s.recycle.in_flight.is_some()) => {
+                        line.push_str(", recycling");
+                    }
                     None => {}
                 }
                 line
@@ -438,6 +467,7 @@ impl Pool {
             })
             .flatten()
             .chain(self.sweep_deadline())
+            .chain(self.recycle_deadline())
             .min()
     }
 
@@ -487,13 +517,15 @@ impl Pool {
             Event::Reload {
                 settings,
                 generation,
-            } => self.start_reload(settings, generation, &mut out),
+            } => self.start_reload(settings, generation, now, &mut out),
             Event::Stalled => self.after_stall(now, &mut out),
             Event::Swept { scope } => self.swept(scope),
+            Event::Memory { usage } => self.on_memory(&usage),
             Event::Tick => self.on_tick(now, &mut out),
         }
         self.schedule(now, &mut out);
         self.advance_reload(now, &mut out);
+        self.advance_recycles(now, &mut out);
         self.run_sweeps(now, &mut out);
         self.report_reload(now, &mut out);
         self.check_done(&mut out);

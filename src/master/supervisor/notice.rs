@@ -5,6 +5,7 @@
 use nix::unistd::Pid;
 
 use super::Action;
+use super::recycle::Reason;
 use crate::master::reap::Exit;
 
 /// How much a notice matters, as the log level it is written at.
@@ -31,6 +32,8 @@ pub(crate) struct Notice {
     pub(crate) pid: Option<Pid>,
     pub(crate) generation: Option<u64>,
     pub(crate) exit: Option<Exit>,
+    /// Why the worker is (being) recycled.
+    pub(crate) recycle: Option<Reason>,
 }
 
 impl Notice {
@@ -43,6 +46,7 @@ impl Notice {
             pid: None,
             generation: None,
             exit: None,
+            recycle: None,
         }
     }
 
@@ -61,6 +65,12 @@ impl Notice {
     /// About a worker of `generation`.
     pub(crate) fn generation(mut self, generation: u64) -> Notice {
         self.generation = Some(generation);
+        self
+    }
+
+    /// About a recycle, for `reason`.
+    pub(crate) fn recycle(mut self, reason: Reason) -> Notice {
+        self.recycle = Some(reason);
         self
     }
 

@@ -21,7 +21,13 @@ pub(super) struct Reload {
 }
 
 impl Pool {
-    pub(super) fn start_reload(&mut self, settings: Settings, generation: u64, out: &mut Decision) {
+    pub(super) fn start_reload(
+        &mut self,
+        settings: Settings,
+        generation: u64,
+        now: Instant,
+        out: &mut Decision,
+    ) {
         let reject = |reason: &str| {
             Action::ReloadFinished(ReloadOutcome::Rejected {
                 reason: reason.to_string(),
@@ -43,6 +49,7 @@ impl Pool {
                 settings.count.max(1)
             ),
         ));
+        self.cancel_recycles(now, out);
         self.reload = Some(Reload {
             previous: Some((self.settings, self.generation)),
             failure: None,

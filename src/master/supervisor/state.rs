@@ -8,6 +8,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::Action;
+use super::recycle::SlotRecycle;
 use crate::master::reap::Exit;
 
 /// Why a worker was sent SIGKILL: what its death then means.
@@ -167,6 +168,10 @@ pub(crate) struct Slot {
     pub(crate) retiring: Vec<(u64, State)>,
     /// Workers started in this slot after the first.
     pub(crate) restarts: u32,
+    /// Times this slot's worker was recycled (`workers.recycle`).
+    pub(crate) recycles: u32,
+    /// What recycling knows about the serving worker.
+    pub(super) recycle: SlotRecycle,
     /// The last `STATUS=` line the worker in `state` sent.
     pub(crate) worker_status: Option<String>,
     /// Quick deaths in a row (see the module doc).
@@ -185,6 +190,8 @@ impl Slot {
             successor: None,
             retiring: Vec::new(),
             restarts: 0,
+            recycles: 0,
+            recycle: SlotRecycle::default(),
             worker_status: None,
             failures: 0,
             startup_failures: 0,

@@ -16,6 +16,7 @@ fn settings(count: usize) -> Settings {
         backoff_initial: Duration::from_millis(100),
         backoff_max: Duration::from_secs(30),
         surge: 1,
+        recycle: Recycling::default(),
     }
 }
 
