@@ -181,7 +181,7 @@ test_journal_has_lifecycle_events_with_worker_fields_and_worker_pids() {
     expect_has "$json" '"WORKER_PID"' "journal field WORKER_PID"
     expect_has "$json" '"GENERATION"' "journal field GENERATION"
     expect_has "$json" 'starting' "start event"
-    pids=$(c hawkey status --json | python3 -c 'import json,sys; print(" ".join(str(w["pid"]) for w in json.load(sys.stdin)["workers"]))')
+    pids=$(c hawkey status hawkey --json | python3 -c 'import json,sys; print(" ".join(str(w["pid"]) for w in json.load(sys.stdin)["workers"]))')
     [ -n "$pids" ] || fail "hawkey status --json lists no worker"
     for pid in $pids; do
         # Lines written by the worker itself carry the worker's own _PID.
@@ -343,7 +343,7 @@ test_a_crash_looping_app_backs_off_and_the_socket_keeps_listening() {
     sleep 60
     t1=$(c sh -c "awk '{print \$14+\$15}' /proc/$main/stat")
     ticks=$((t1 - t0))
-    json=$(c hawkey status --json)
+    json=$(c hawkey status hawkey --json)
     restarts=$(python3 -c 'import json,sys; print(sum(w["restarts"] for w in json.loads(sys.argv[1])["workers"]))' "$json")
     note "60s of crash loop: master used $ticks ticks (1/100 s) of CPU, $restarts restarts, MainPID $main -> $(prop MainPID)"
     expect_eq "$(prop MainPID)" "$main" "the master kept running"
@@ -393,7 +393,7 @@ test_an_unmodified_server_binding_its_own_port_is_adopted_by_the_installed_libra
     expect_eq "$seen" 40 "requests answered through the adopted listener"
     if c sh -c "grep -q ':0BB8 00000000:0000 0A' /proc/net/tcp /proc/net/tcp6"; then fail "something listens on port 3000 itself"; fi
     inode=$(c sh -c "grep ':$(printf '%04X' "$PORT") 00000000:0000 0A' /proc/net/tcp | awk '{print \$10}' | head -1")
-    pids=$(c hawkey status --json | python3 -c 'import json,sys; print(" ".join(str(w["pid"]) for w in json.load(sys.stdin)["workers"]))')
+    pids=$(c hawkey status hawkey --json | python3 -c 'import json,sys; print(" ".join(str(w["pid"]) for w in json.load(sys.stdin)["workers"]))')
     for pid in $pids; do
         c grep -q "$lib" "/proc/$pid/maps" || fail "worker $pid has not loaded $lib"
         c sh -c "ls -l /proc/$pid/fd | grep -q 'socket:\[$inode\]'" || fail "worker $pid holds no fd of the listener (inode $inode)"
@@ -468,7 +468,7 @@ test_the_init_script_starts_reloads_and_stops_through_the_pidfile() {
     wait_for 5 "the worker to be replaced" sh -c "$NSPAWN exec $DIR -- sh -c \"cat /proc/$pid/task/$pid/children\" | grep -qv '^$worker '"
     expect_eq "$(c cat /run/hawkey/hawkey.pid)" "$pid" "pidfile after a worker crash"
     c "${INIT[@]}" reload >/dev/null || fail "init script reload failed"
-    wait_for 10 "generation 2 after reload" sh -c "$NSPAWN exec $DIR -- hawkey status | grep -q 'generation 2'"
+    wait_for 10 "generation 2 after reload" sh -c "$NSPAWN exec $DIR -- hawkey status hawkey | grep -q 'generation 2'"
     c "${INIT[@]}" status >/dev/null || fail "status after reload is not 0"
     c "${INIT[@]}" stop >/dev/null || fail "init script stop failed"
     c test ! -e /run/hawkey/hawkey.pid || fail "pidfile left after stop"
