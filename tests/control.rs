@@ -68,6 +68,7 @@ fn status_shows_the_master_pid_generation_each_worker_and_the_listener() {
             "STATE",
             "UPTIME",
             "RESTARTS",
+            "RECYCLED",
             "CPU%",
             "MEM",
             "LAST-EXIT"
@@ -81,11 +82,14 @@ fn status_shows_the_master_pid_generation_each_worker_and_the_listener() {
     assert_eq!(rows.len(), 2, "one row per worker: {out}");
     let mut pids = Vec::new();
     for (i, row) in rows.iter().enumerate() {
-        assert_eq!(row.len(), 9, "{out}");
+        assert_eq!(row.len(), 10, "{out}");
         assert_eq!(row[0], i.to_string(), "{out}");
         pids.push(row[1].parse::<i32>().unwrap());
-        assert_eq!((row[2], row[3], row[5], row[8]), ("1", "ready", "0", "-"));
-        assert!(row[7].ends_with("iB"), "a worker's memory: {out}");
+        assert_eq!(
+            (row[2], row[3], row[5], row[6], row[9]),
+            ("1", "ready", "0", "0", "-")
+        );
+        assert!(row[8].ends_with("iB"), "a worker's memory: {out}");
     }
     assert!(
         lines[8].starts_with("master: CPU% ") && !lines[8].contains(" -"),

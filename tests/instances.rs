@@ -165,7 +165,7 @@ fn status_lists_every_running_instance_with_its_pool_and_memory_and_a_stopped_on
     assert_eq!(
         lines[0],
         [
-            "NAME", "STATE", "GEN", "READY", "RESTARTS", "CPU%", "MEM", "PID", "UPTIME"
+            "NAME", "STATE", "GEN", "READY", "RESTARTS", "RECYCLED", "CPU%", "MEM", "PID", "UPTIME"
         ]
     );
     assert_eq!(lines.len(), 5, "{text}");

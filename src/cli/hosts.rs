@@ -222,6 +222,8 @@ pub(super) struct Row {
     pub(super) ready: Option<usize>,
     pub(super) total: Option<usize>,
     pub(super) restarts: Option<u32>,
+    /// Workers replaced by `workers.recycle`, summed over the slots.
+    pub(super) recycles: Option<u32>,
     pub(super) cpu_percent: Option<f64>,
     pub(super) rss_bytes: Option<u64>,
     pub(super) pid: Option<u32>,
@@ -246,6 +248,7 @@ impl Row {
             ready: None,
             total: None,
             restarts: None,
+            recycles: None,
             cpu_percent: None,
             rss_bytes: None,
             pid: None,
@@ -260,12 +263,18 @@ impl Row {
                 row.reason = Some(why.clone());
             }
             Answer::Running(report) => {
-                let (ready, total, restarts) = pool(report);
+                let Pool {
+                    ready,
+                    total,
+                    restarts,
+                    recycles,
+                } = pool(report);
                 row.state = state_of(&report.status);
                 row.generation = Some(report.generation);
                 row.ready = Some(ready);
                 row.total = Some(total);
                 row.restarts = Some(restarts);
+                row.recycles = Some(recycles);
                 row.cpu_percent = usage.map(|u| u.cpu_percent);
                 row.rss_bytes = usage.map(|u| u.rss_bytes);
                 row.pid = Some(report.master_pid);
@@ -276,18 +285,33 @@ impl Row {
     }
 }
 
-/// Ready slots, slots, and restarts: each slot counted once (a slot in a
-/// reload also lists its successor and retiring workers after it).
-fn pool(report: &StatusReport) -> (usize, usize, u32) {
+/// A master's pool as the list shows it.
+struct Pool {
+    ready: usize,
+    total: usize,
+    restarts: u32,
+    recycles: u32,
+}
+
+/// Ready slots, slots, restarts and recycles: each slot counted once (a
+/// slot in a reload or a recycle also lists its successor and retiring
+/// workers after it).
+fn pool(report: &StatusReport) -> Pool {
     let mut seen = std::collections::BTreeSet::new();
-    let (mut ready, mut restarts) = (0, 0);
+    let (mut ready, mut restarts, mut recycles) = (0, 0, 0);
     for worker in &report.workers {
         if seen.insert(worker.slot) {
             ready += usize::from(worker.state == "ready");
             restarts += worker.restarts;
+            recycles += worker.recycles;
         }
     }
-    (ready, seen.len(), restarts)
+    Pool {
+        ready,
+        total: seen.len(),
+        restarts,
+        recycles,
+    }
 }
 
 /// The state a running master's status line (`STATUS=`) tells.
@@ -305,7 +329,7 @@ fn state_of(status: &str) -> &'static str {
 /// instance's STATE is `unreachable: REASON`.
 pub(super) fn render(rows: &[Row]) -> String {
     let header = [
-        "NAME", "STATE", "GEN", "READY", "RESTARTS", "CPU%", "MEM", "PID", "UPTIME",
+        "NAME", "STATE", "GEN", "READY", "RESTARTS", "RECYCLED", "CPU%", "MEM", "PID", "UPTIME",
     ];
     let dash = || "-".to_string();
     let opt = |v: Option<String>| v.unwrap_or_else(dash);
@@ -325,6 +349,7 @@ pub(super) fn render(rows: &[Row]) -> String {
             opt(row.generation.map(|g| g.to_string())),
             opt(row.ready.zip(row.total).map(|(r, t)| format!("{r}/{t}"))),
             opt(row.restarts.map(|r| r.to_string())),
+            opt(row.recycles.map(|r| r.to_string())),
             if row.cpu_percent.is_some() {
                 cpu_cell(usage)
             } else {
@@ -479,6 +504,7 @@ mod tests {
             state: state.into(),
             uptime_ms: Some(1000),
             restarts,
+            recycles: 0,
             last_exit: None,
             status: None,
         }
@@ -494,6 +520,10 @@ mod tests {
             worker(0, "starting (generation 4)", 1),
             worker(1, "starting", 2),
         ];
+        // Slot 0's successor repeats its counts: counted once.
+        reloading.workers[0].recycles = 2;
+        reloading.workers[1].recycles = 2;
+        reloading.workers[2].recycles = 1;
         reloading.master_pid = 31337;
         reloading.uptime_ms = 725_000;
         let usage = |cpu_percent, rss_bytes| {
@@ -532,12 +562,12 @@ mod tests {
         assert_eq!(
             render(&rows),
             "\
-NAME    STATE                           GEN  READY  RESTARTS  CPU%   MEM      PID    UPTIME
-hawkey  running                         3    1/2    12        0.2    14.0MiB  4242   3h12m
-api     reloading                       4    1/2    3         101.0  1.0GiB   31337  12m5s
-batch   running                         3    1/2    12        -      -        4242   3h12m
-jobs    stopped                         -    -      -         -      -        -      -
-web     unreachable: permission denied  -    -      -         -      -        -      -
+NAME    STATE                           GEN  READY  RESTARTS  RECYCLED  CPU%   MEM      PID    UPTIME
+hawkey  running                         3    1/2    12        0         0.2    14.0MiB  4242   3h12m
+api     reloading                       4    1/2    3         3         101.0  1.0GiB   31337  12m5s
+batch   running                         3    1/2    12        0         -      -        4242   3h12m
+jobs    stopped                         -    -      -         -         -      -        -      -
+web     unreachable: permission denied  -    -      -         -         -      -        -      -
 "
         );
     }
@@ -567,6 +597,7 @@ web     unreachable: permission denied  -    -      -         -      -        - 
             "ready",
             "total",
             "restarts",
+            "recycles",
             "cpu_percent",
             "rss_bytes",
             "pid",

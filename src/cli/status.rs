@@ -141,6 +141,7 @@ fn render(report: &StatusReport, figures: &Figures) -> String {
             "STATE",
             "UPTIME",
             "RESTARTS",
+            "RECYCLED",
             "CPU%",
             "MEM",
             "LAST-EXIT",
@@ -157,6 +158,7 @@ fn render(report: &StatusReport, figures: &Figures) -> String {
             w.state.clone(),
             w.uptime_ms.map_or_else(|| "-".to_string(), format_duration),
             w.restarts.to_string(),
+            w.recycles.to_string(),
             cpu_cell(usage),
             mem_cell(usage),
             w.last_exit.clone().unwrap_or_else(|| "-".to_string()),
@@ -274,9 +276,9 @@ listeners:
   http       0.0.0.0:8080    (from systemd)
   admin-api  127.0.0.1:9000
 
-SLOT  PID   GEN  STATE    UPTIME  RESTARTS  CPU%  MEM      LAST-EXIT
-0     4243  3    ready    3h12m   0         12.5  37.0MiB  -
-1     -     2    backoff  -       12        -     -        exited with status 1
+SLOT  PID   GEN  STATE    UPTIME  RESTARTS  RECYCLED  CPU%  MEM      LAST-EXIT
+0     4243  3    ready    3h12m   0         0         12.5  37.0MiB  -
+1     -     2    backoff  -       12        0         -     -        exited with status 1
 
 master: CPU% 0.0, MEM 3.0MiB; with every worker's tree: CPU% 12.5, MEM 40.0MiB
 "
@@ -297,7 +299,7 @@ master: CPU% 0.0, MEM 3.0MiB; with every worker's tree: CPU% 12.5, MEM 40.0MiB
         assert_eq!(
             render(&report, &Figures::default()),
             "master pid 7, up 0s, generation 1\nlisteners: none\n\n\
-             SLOT  PID  GEN  STATE  UPTIME  RESTARTS  CPU%  MEM  LAST-EXIT\n\n\
+             SLOT  PID  GEN  STATE  UPTIME  RESTARTS  RECYCLED  CPU%  MEM  LAST-EXIT\n\n\
              master: CPU% -, MEM -; with every worker's tree: CPU% -, MEM -\n"
         );
     }
