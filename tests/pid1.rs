@@ -72,6 +72,24 @@ struct Pid1 {
 fn start(tag: &str) -> Pid1 {
     require_root(tag);
     let dir = TempDir::new(tag);
+    let runtime = private_runtime(&dir, "run");
+    start_in(dir, &runtime)
+}
+
+/// A runtime directory of mode 0750 in `dir` (what systemd's
+/// `RuntimeDirectoryMode=` makes), so the master's notify directory goes
+/// in `dir` itself (its parent), as it goes in /run under systemd; the
+/// tests' masters never share /run or /run/hawkey.
+fn private_runtime(dir: &TempDir, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let runtime = dir.join(name);
+    std::fs::create_dir(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o750)).unwrap();
+    runtime
+}
+
+/// [`start`] with the master's runtime directory `runtime`.
+fn start_in(dir: TempDir, runtime: &std::path::Path) -> Pid1 {
     let port = free_port();
     let config = container_config(&dir, port);
     let hawkey_bin = hawkey_command(&[]).get_program().to_owned();
@@ -81,6 +99,7 @@ fn start(tag: &str) -> Pid1 {
         .args(["run", "-c"])
         .arg(&config);
     plain_env(&mut cmd);
+    cmd.env("RUNTIME_DIRECTORY", runtime);
     let hawkey = Hawkey::spawn(cmd);
     let unshare = hawkey.child.id() as i32;
     let pid = wait_until(Duration::from_secs(10), "hawkey under unshare", || {
@@ -216,4 +235,44 @@ fn sigterm_from_inside_the_namespace_stops_pid_1_as_well() {
             .unwrap();
         assert!(status.success(), "nsenter kill 1: {status:?}");
     });
+}
+
+/// A master in a PID namespace shares a directory with a master on the
+/// host (both under /run, say): the host master's pid names no process
+/// in the namespace's /proc, yet its notify directory is in use, and the
+/// PID-1 master must leave it alone (it holds a lock on it).
+#[test]
+fn a_master_in_a_pid_namespace_leaves_the_host_masters_notify_directory_alone() {
+    require_root("pid1-shared-run");
+    let dir = TempDir::new("pid1-shared-run");
+    let host_runtime = private_runtime(&dir, "host");
+    let host_config = write_config(&dir, &builtin_yaml(&dir, free_port(), 2, ""));
+    let mut cmd = command(&host_config);
+    cmd.env("RUNTIME_DIRECTORY", &host_runtime);
+    let mut host = Hawkey::spawn(cmd);
+    host.wait_log("all 2 workers ready", Duration::from_secs(30));
+    let inbox = dir.join(&format!("hawkey-notify.{}", host.pid()));
+    let channels = entries(&inbox);
+    assert!(
+        !channels.is_empty(),
+        "the host master's channels in {inbox:?}"
+    );
+    let ns_runtime = private_runtime(&dir, "ns");
+    let ns_dir = TempDir::new("pid1-shared-run-ns");
+    let pid1 = start_in(ns_dir, &ns_runtime);
+    assert!(
+        entries(dir.path()).iter().any(|e| e == "hawkey-notify.1"),
+        "PID 1's notify directory beside the host's: {:?}",
+        entries(dir.path())
+    );
+    assert_eq!(
+        entries(&inbox),
+        channels,
+        "the host master's notify directory and channels are kept"
+    );
+    pid1.stop_and_check(|pid| {
+        // SAFETY: kill(2) on a pid this test started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    });
+    host.stop_cleanly();
 }

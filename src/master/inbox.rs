@@ -153,6 +153,9 @@ pub(crate) struct Received {
 /// sockets per wake-up was most of the master's idle CPU).
 pub(crate) struct Inbox {
     dir: PathBuf,
+    /// The directory, open with an exclusive `flock(2)` for the master's
+    /// life: how another master tells it is in use (see [`remove_stale`]).
+    _held: std::fs::File,
     next: u64,
     channels: HashMap<Pid, Channel>,
     epoll: Epoll,
@@ -221,8 +224,13 @@ impl Inbox {
         // 0711: workers that run as another user pass through to their
         // own socket; nobody but the master can list or change it.
         handle.set_permissions(std::fs::Permissions::from_mode(0o711))?;
+        // Just made by us and never reused, so nobody else holds it.
+        handle
+            .try_lock()
+            .map_err(|e| io::Error::other(format!("{}: cannot lock: {e}", dir.display())))?;
         Ok(Inbox {
             dir,
+            _held: handle,
             next: 0,
             channels: HashMap::new(),
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
@@ -330,9 +338,14 @@ impl Drop for Inbox {
 
 /// Removes the channel directories of masters that are gone (killed with
 /// SIGKILL, they could not clean up): `hawkey-notify.<pid>[.n]` in `base`,
-/// owned by this user, whose pid no longer runs. A directory of a master
-/// still running, or of another user, is left alone.
+/// owned by this user, that no master holds locked ([`Inbox`] keeps an
+/// exclusive `flock(2)` on its own for its life) and whose pid no longer
+/// runs. The lock is what tells: a master in another PID namespace that
+/// shares this directory (a container, `unshare --pid`) has a pid that
+/// means nothing here, yet holds its lock. The pid check stays for a
+/// directory made by a master too old to lock it.
 fn remove_stale(base: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
     let Ok(entries) = std::fs::read_dir(base) else {
         return;
     };
@@ -348,12 +361,20 @@ fn remove_stale(base: &Path) {
             continue;
         };
         let path = entry.path();
-        // lstat: a symlink is never followed, never removed through.
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        // O_NOFOLLOW: a symlink is never followed, never removed through.
+        let Ok(handle) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+        else {
             continue;
         };
+        let ours = handle.metadata().is_ok_and(|m| m.uid() == me);
+        if !ours || handle.try_lock().is_err() {
+            continue;
+        }
         let running = Path::new(&format!("/proc/{pid}")).exists();
-        if meta.is_dir() && meta.uid() == me && !running {
+        if !running {
             let _ = std::fs::remove_dir_all(&path);
         }
     }
@@ -748,6 +769,41 @@ mod tests {
         let inbox = Inbox::create(&base.0).unwrap();
         assert!(!gone.exists() && !gone_again.exists());
         assert!(running.exists() && other.exists() && inbox.dir().exists());
+    }
+
+    #[test]
+    fn a_directory_its_master_holds_is_kept_whatever_its_pid_means_here() {
+        // A master in another PID namespace sharing this directory: its
+        // pid names no process here, but its inbox is locked.
+        let base = TestDir::new("inbox-held");
+        let elsewhere = Inbox::create(&base.0).unwrap();
+        let foreign = base.join("hawkey-notify.4194401");
+        std::fs::rename(elsewhere.dir(), &foreign).unwrap();
+        let inbox = Inbox::create(&base.0).unwrap();
+        assert!(foreign.exists(), "a held directory is never removed");
+        assert!(inbox.dir().exists());
+        // Once its master is gone (its lock with it), it is stale.
+        drop(elsewhere);
+        drop(inbox);
+        assert!(foreign.exists(), "dropping removes by its old name only");
+        let _again = Inbox::create(&base.0).unwrap();
+        assert!(!foreign.exists(), "unlocked and its pid gone: removed");
+    }
+
+    #[test]
+    fn a_symlink_named_like_a_channel_directory_is_not_followed() {
+        let base = TestDir::new("inbox-symlink");
+        let target = base.join("precious");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("keep"), b"").unwrap();
+        std::os::unix::fs::symlink(&target, base.join("hawkey-notify.4194402")).unwrap();
+        let _inbox = Inbox::create(&base.0).unwrap();
+        assert!(target.join("keep").exists());
+        assert!(
+            base.join("hawkey-notify.4194402")
+                .symlink_metadata()
+                .is_ok()
+        );
     }
 
     #[test]
