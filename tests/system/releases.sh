@@ -7,8 +7,11 @@
 # takes HAWKEY_DEB), then runs tests/system/run.sh with
 # HAWKEY_DEBIAN_SUITE=bookworm (Debian 12, systemd 252) and =trixie
 # (Debian 13, systemd 257) at once, each logging to WORK/SUITE.log, and
-# prints each release's summary line and time. Exits non-zero if either
-# failed (or did not end with a summary). HAWKEY_SYSTEM_WORK as in run.sh
+# prints each release's summary line and time; then, unless TESTs were
+# named, tests/system/container.sh (the Containerfile built from the same
+# .deb and run by podman, on the Debian 12 root the first run cached),
+# logging to WORK/container.log. Exits non-zero if any of them failed (or
+# did not end with a summary). HAWKEY_SYSTEM_WORK as in run.sh
 # (default /var/tmp/hawkey-system); HAWKEY_SYSTEM_SERIAL=1 runs the
 # releases one after the other instead. Needs root.
 set -uo pipefail
@@ -60,12 +63,21 @@ for suite in "${!pids[@]}"; do
     rcs[$suite]=$?
 done
 
+RUNS=("${SUITES[@]}")
+if [ "$#" -eq 0 ]; then
+    t0=$(date +%s)
+    HAWKEY_DEB=$deb HAWKEY_SYSTEM_WORK=$WORK tests/system/container.sh >"$WORK/container.log" 2>&1
+    rcs[container]=$?
+    echo "$(($(date +%s) - t0))" >"$WORK/container.time"
+    RUNS+=(container)
+fi
+
 failed=0
-for suite in "${SUITES[@]}"; do
+for suite in "${RUNS[@]}"; do
     echo "=== $suite: $WORK/$suite.log"
     cat "$WORK/$suite.log"
 done
-for suite in "${SUITES[@]}"; do
+for suite in "${RUNS[@]}"; do
     summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$WORK/$suite.log" | tail -n1)
     if [ "${rcs[$suite]}" -ne 0 ] || [ -z "$summary" ] || [[ $summary != *" 0 failed" ]]; then
         failed=$((failed + 1))
@@ -75,5 +87,5 @@ for suite in "${SUITES[@]}"; do
     fi
     echo "system tests on $suite: ${summary:-no summary} (exit ${rcs[$suite]}) in $(cat "$WORK/$suite.time" 2>/dev/null || echo '?')s: $verdict"
 done
-echo "system tests on ${#SUITES[@]} releases took $(($(date +%s) - started))s; $failed release(s) failed"
+echo "system tests on ${#SUITES[@]} releases and the container took $(($(date +%s) - started))s; $failed of ${#RUNS[@]} failed"
 [ "$failed" -eq 0 ]
