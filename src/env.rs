@@ -303,7 +303,9 @@ mod tests {
         for pattern in ["var(", "var_os(", "env.get(", "self.get(", "env = "] {
             for (at, _) in code.match_indices(pattern) {
                 let before = code[..at].chars().next_back();
-                if pattern.starts_with('v') && before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                if pattern.starts_with('v')
+                    && before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                {
                     continue;
                 }
                 let arg = code[at + pattern.len()..]
@@ -329,9 +331,14 @@ mod tests {
             if path.is_dir() {
                 sources(&path, out);
             } else if path.extension().is_some_and(|e| e == "rs")
-                && path.file_name().is_some_and(|n| n != "tests.rs" && n != "test_util.rs")
+                && path
+                    .file_name()
+                    .is_some_and(|n| n != "tests.rs" && n != "test_util.rs")
             {
-                out.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
+                out.push((
+                    path.display().to_string(),
+                    std::fs::read_to_string(&path).unwrap(),
+                ));
             }
         }
     }
@@ -339,7 +346,10 @@ mod tests {
     #[test]
     fn every_variable_read_in_src_is_in_the_tables() {
         let mut files = Vec::new();
-        sources(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+        sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
         let mut seen = Vec::new();
         for (path, text) in &files {
             for name in reads_in(text) {
@@ -351,8 +361,18 @@ mod tests {
             }
         }
         // The scan finds what it must: reads of each kind.
-        for name in [HAWKEY_CONFIG, HAWKEY_CONFIG_DIR, "PATH", "NO_COLOR", WATCHDOG_USEC, HAWKEY_ROLE] {
-            assert!(seen.iter().any(|s| s == name), "no read of {name} found: {seen:?}");
+        for name in [
+            HAWKEY_CONFIG,
+            HAWKEY_CONFIG_DIR,
+            "PATH",
+            "NO_COLOR",
+            WATCHDOG_USEC,
+            HAWKEY_ROLE,
+        ] {
+            assert!(
+                seen.iter().any(|s| s == name),
+                "no read of {name} found: {seen:?}"
+            );
         }
     }
 

@@ -267,13 +267,15 @@ mod tests {
     /// `{a: {b: {KEY: 1}}}` for the mapping `a.b` (`listen[]` an entry of
     /// a list), with `inner` where `KEY: 1` is.
     fn nested(mapping: &str, inner: &str) -> String {
-        mapping.rsplit('.').filter(|s| !s.is_empty()).fold(
-            inner.to_string(),
-            |inside, segment| match segment.strip_suffix("[]") {
-                Some(list) => format!("{{{list}: [{inside}]}}"),
-                None => format!("{{{segment}: {inside}}}"),
-            },
-        )
+        mapping
+            .rsplit('.')
+            .filter(|s| !s.is_empty())
+            .fold(inner.to_string(), |inside, segment| {
+                match segment.strip_suffix("[]") {
+                    Some(list) => format!("{{{list}: [{inside}]}}"),
+                    None => format!("{{{segment}: {inside}}}"),
+                }
+            })
     }
 
     /// The keys KEYS lists directly in `mapping` ("" for the top).
@@ -410,7 +412,14 @@ mod tests {
         }
         assert_eq!(
             sections().collect::<Vec<_>>(),
-            ["listen", "workers", "pidfile", "control_socket", "log", "reload"]
+            [
+                "listen",
+                "workers",
+                "pidfile",
+                "control_socket",
+                "log",
+                "reload"
+            ]
         );
     }
 }
