@@ -72,9 +72,9 @@ pub(crate) const KEYS: &[Key] = &[
     },
     Key {
         path: "listen[].mode",
-        kind: "quoted octal file mode",
+        kind: "octal file mode",
         default: Default::Is("0660"),
-        meaning: "Unix sockets only: the socket file's mode, such as \"0660\" (quoted, or YAML reads it as a number).",
+        meaning: "Unix sockets only: the socket file's mode, such as \"0660\" (read as octal; quoted, so that other YAML tools do not read a number).",
     },
     Key {
         path: "workers",

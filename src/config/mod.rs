@@ -29,7 +29,7 @@
 //! - `adopt`: `workers.adopt`, checked against the listeners;
 //! - `recycle`: `workers.recycle`, when a worker is replaced for its
 //!   memory or its age;
-//! - [`keys`]: the one table of every key, its type, default and meaning
+//! - `keys`: the one table of every key, its type, default and meaning
 //!   (hawkey.yaml(5) is rendered from it);
 //! - `paths`: where a config's pidfile and control socket are, once resolved.
 //!
