@@ -14,8 +14,9 @@
 //!
 //! Text in the tables marks commands and values with backticks, as the
 //! rest of hawkey's documentation does: here they become bold. Whatever is
-//! not ASCII becomes a groff escape (`\[u2026]`), so the pages need no
-//! input encoding and format without warnings (lintian's groff check).
+//! not ASCII becomes a groff escape (`\(em`, `\[u00E9]`; an ellipsis three
+//! dots, which an ASCII terminal has too), so the pages need no input
+//! encoding and format without warnings (lintian's groff check).
 
 pub(super) mod hawkey;
 pub(super) mod hawkey_yaml;
@@ -37,10 +38,14 @@ fn page(title: &str, section: &str, manual: &str) -> Roff {
 fn finish(page: &Roff) -> String {
     let mut out = String::new();
     for c in page.render().chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            out.push_str(&format!("\\[u{:04X}]", c as u32));
+        match c {
+            c if c.is_ascii() => out.push(c),
+            // Spelt so that every output device has them (an ASCII
+            // terminal has no U+2026); `\&` keeps a leading dot no request.
+            '\u{2026}' => out.push_str("\\&..."),
+            '\u{2014}' => out.push_str("\\(em"),
+            '\u{2013}' => out.push_str("\\(en"),
+            c => out.push_str(&format!("\\[u{:04X}]", c as u32)),
         }
     }
     out
@@ -127,6 +132,7 @@ pub(super) mod tests {
                     .replace("\\fB", "")
                     .replace("\\fI", "")
                     .replace("\\fR", "")
+                    .replace("\\&...", "\u{2026}")
                     .replace("\\&", "")
                     .replace("\\*(Aq", "'")
                     .replace('"', "")
@@ -154,10 +160,13 @@ pub(super) mod tests {
     #[test]
     fn what_is_not_ascii_becomes_a_groff_escape() {
         let mut page = Roff::new();
-        page.text([roman("cannot fork, \u{2026}")]);
+        page.text([roman("cannot fork, \u{2026} \u{2014} caf\u{e9}")]);
         let out = finish(&page);
         assert!(out.is_ascii());
-        assert!(out.contains("cannot fork, \\[u2026]"), "{out}");
+        assert!(
+            out.contains("cannot fork, \\&... \\(em caf\\[u00E9]"),
+            "{out}"
+        );
     }
 
     #[test]
