@@ -347,8 +347,11 @@ mod tests {
         }
     }
 
-    /// The value at `path` in what `hawkey check` prints for `text`:
-    /// `None` when it prints nothing there; scalars as YAML writes them.
+    /// The value at `path` in what `hawkey check` prints for `text`
+    /// ([`Config::to_yaml`]; check first resolves `workers.count: auto`
+    /// and the pidfile for the host it runs on, which the table gives
+    /// unresolved): `None` when it prints nothing there; scalars as YAML
+    /// writes them.
     fn printed(text: &str, path: &str) -> Option<String> {
         let config = Config::parse(text, Path::new("t.yaml")).unwrap();
         let tree: serde_json::Value = serde_saphyr::from_str(&config.to_yaml()).unwrap();
