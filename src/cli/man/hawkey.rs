@@ -127,7 +127,7 @@ Under systemd, `hawkey.socket` owns the listening socket and `hawkey.service` ru
     paragraphs(
         page,
         &format!(
-            "Every command but `run` reaches a running master through its control socket. An instance NAME is `hawkey@NAME.service` with `hawkey@NAME.socket`: its configuration is {dir}/NAME.yaml, its pidfile and control socket are in {root}/hawkey-NAME/. The default instance, `hawkey`, is `hawkey.service`, with {dir}/hawkey.yaml and {root}/hawkey/. A command names an instance by NAME (`hawkey status api`), or a configuration file with -c FILE or HAWKEY_CONFIG (whose pidfile and control_socket keys say where its master is); with neither, it means the default instance.",
+            "`status`, `reload` and `stop` reach a running master through its control socket. An instance NAME is `hawkey@NAME.service` with `hawkey@NAME.socket`: its configuration is {dir}/NAME.yaml, its pidfile and control socket are in {root}/hawkey-NAME/. The default instance, `hawkey`, is `hawkey.service`, with {dir}/hawkey.yaml and {root}/hawkey/. A command names an instance by NAME (`hawkey status api`), or a configuration file with -c FILE or HAWKEY_CONFIG (whose pidfile and control_socket keys say where its master is); with neither, it means the default instance (and `hawkey status` lists them all).",
             dir = paths::CONFIG_DIR,
             root = paths::SYSTEM_RUNTIME_ROOT,
         ),
