@@ -360,20 +360,27 @@ mod tests {
                 seen.push(name);
             }
         }
-        // The scan finds what it must: reads of each kind.
-        for name in [
-            HAWKEY_CONFIG,
-            HAWKEY_CONFIG_DIR,
-            "PATH",
-            "NO_COLOR",
-            WATCHDOG_USEC,
-            HAWKEY_ROLE,
-        ] {
+        // And the other way: every variable of READ is read, in src/ or,
+        // for socket activation, by sd_notify's listen_fds in the master.
+        let by_sd_notify = [LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES];
+        assert!(
+            files
+                .iter()
+                .any(|(path, text)| path.ends_with("master/listeners.rs")
+                    && text.contains("sd_notify::listen_fds")),
+            "the master no longer takes its sockets through sd_notify::listen_fds"
+        );
+        for read in READ {
             assert!(
-                seen.iter().any(|s| s == name),
-                "no read of {name} found: {seen:?}"
+                seen.iter().any(|s| s == read.name) || by_sd_notify.contains(&read.name),
+                "env::READ lists {}, which nothing in src/ reads",
+                read.name
             );
         }
+        assert!(
+            seen.iter().any(|s| s == HAWKEY_ROLE),
+            "no worker-side read found: {seen:?}"
+        );
     }
 
     #[test]
