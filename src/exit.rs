@@ -85,7 +85,7 @@ impl Status {
     }
 }
 
-/// The table for `hawkey --help` and the man page.
+/// The table for `hawkey --help` (hawkey(1) renders [`Status::ALL`] itself).
 pub(crate) fn help_table() -> String {
     let mut text = String::from("Exit status:\n");
     for status in Status::ALL {

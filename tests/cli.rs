@@ -729,3 +729,73 @@ fn run_on_a_port_in_use_exits_1_and_removes_the_pidfile_it_took() {
     // Our listener was not disturbed.
     assert_eq!(taken.local_addr().unwrap().port(), port);
 }
+
+/// The man pages the package installs (`hawkey generate man`, `man5`)
+/// format without a single groff warning: lintian's groff-message check.
+/// groff is a test dependency (tests/run.sh installs groff-base): without
+/// it this test fails rather than pass unchecked.
+#[test]
+fn the_man_pages_format_without_a_groff_warning() {
+    let have = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        have("groff"),
+        "groff is missing: install groff (apt-get install groff-base) to check the man pages"
+    );
+    let dir = TempDir::new("man");
+    for (what, file, needles) in [
+        (
+            "man",
+            "hawkey.1",
+            ["HAWKEY(1)", "EXIT STATUS", "hawkey reload --wait"],
+        ),
+        (
+            "man5",
+            "hawkey.yaml.5",
+            ["HAWKEY.YAML(5)", "workers.recycle.memory", "Default: 25s."],
+        ),
+    ] {
+        let page = output(hawkey_command(&["generate", what]));
+        assert_eq!(page.code, Some(0), "generate {what}: {}", page.stderr);
+        let path = dir.join(file);
+        std::fs::write(&path, &page.stdout).unwrap();
+        let path = path.to_str().unwrap();
+        let mut tools = vec![vec!["groff", "-man", "-Tutf8", "-ww", "-z", path]];
+        if have("mandoc") {
+            tools.push(vec!["mandoc", "-Tlint", "-Wwarning", path]);
+        }
+        for tool in tools {
+            let done = Command::new(tool[0]).args(&tool[1..]).output().unwrap();
+            let said = String::from_utf8_lossy(&done.stderr).into_owned()
+                + &String::from_utf8_lossy(&done.stdout);
+            assert!(
+                done.status.success() && said.is_empty(),
+                "{} on hawkey generate {what}: {said}",
+                tool.join(" ")
+            );
+        }
+        // As a reader sees it on an ASCII terminal (LANG=C): plain text,
+        // no bold or underline, every character there too.
+        let ascii = Command::new("groff")
+            .args(["-man", "-Tascii", "-ww", "-P-c", "-P-b", "-P-u", path])
+            .output()
+            .unwrap();
+        let warned = String::from_utf8_lossy(&ascii.stderr);
+        assert!(
+            warned.is_empty(),
+            "groff -Tascii on hawkey generate {what}: {warned}"
+        );
+        let text = String::from_utf8_lossy(&ascii.stdout);
+        for needle in needles {
+            assert!(
+                text.contains(needle),
+                "{needle} not in hawkey generate {what}: {text}"
+            );
+        }
+    }
+}

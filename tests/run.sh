@@ -19,10 +19,11 @@ fi
 # sdnotify), python3-systemd (libsystemd's sd_notify, for a worker),
 # nodejs (examples/node, the Node drain shim), wrk (keep-alive load in
 # tests/keepalive.rs), procps,
-# curl; for the system tests
+# curl, groff-base (tests/cli.rs formats the man pages with groff and
+# fails without it); for the system tests
 # systemd-container (systemd-nspawn), debootstrap, and for the package
 # debhelper, dpkg-dev, fakeroot and lintian.
-packages=(systemd python3 python3-venv python3-systemd nodejs wrk procps curl systemd-container debootstrap debhelper dpkg-dev fakeroot lintian)
+packages=(systemd python3 python3-venv python3-systemd nodejs wrk procps curl groff-base systemd-container debootstrap debhelper dpkg-dev fakeroot lintian)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

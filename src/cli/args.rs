@@ -1,4 +1,4 @@
-//! The command line, defined once: the man page and the completions are
+//! The command line, defined once: hawkey(1) and the completions are
 //! generated from it (`hawkey generate`, used by the packaging).
 
 use std::path::PathBuf;
@@ -60,8 +60,8 @@ pub(crate) enum Command {
     },
     /// Stop the running master gracefully; returns once it has stopped.
     Stop(ConfigArg),
-    /// Write the man page or a shell completion script to stdout (for
-    /// packaging).
+    /// Write a man page (man: hawkey(1), man5: hawkey.yaml(5)) or a shell
+    /// completion script to stdout (for packaging).
     #[command(hide = true)]
     Generate {
         #[arg(value_enum)]
@@ -71,23 +71,24 @@ pub(crate) enum Command {
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub(crate) enum Generated {
+    /// hawkey(1).
     Man,
+    /// hawkey.yaml(5).
+    Man5,
     Bash,
     Zsh,
     Fish,
 }
 
-/// The man page or completion script, from this very CLI definition.
+/// A man page (from this very CLI definition and hawkey's tables, see
+/// `cli::man`) or a completion script.
 pub(crate) fn generate(what: Generated) -> Vec<u8> {
     use clap::CommandFactory;
     let mut command = Cli::command();
     let mut out = Vec::new();
     match what {
-        Generated::Man => {
-            clap_mangen::Man::new(command)
-                .render(&mut out)
-                .expect("rendering into memory cannot fail");
-        }
+        Generated::Man => out = super::man::hawkey::render(&command).into_bytes(),
+        Generated::Man5 => out = super::man::hawkey_yaml::render().into_bytes(),
         Generated::Bash => {
             clap_complete::generate(clap_complete::Shell::Bash, &mut command, "hawkey", &mut out)
         }

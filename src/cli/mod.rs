@@ -3,8 +3,10 @@
 //!
 //! # Parts
 //!
-//! - [`args`]: the clap definition, from which the man page and the shell
+//! - [`args`]: the clap definition, from which hawkey(1) and the shell
 //!   completions are generated.
+//! - [`man`]: hawkey(1) and hawkey.yaml(5), rendered from the clap
+//!   definition and the tables they document.
 //! - [`run`]: `hawkey run`, start-up in a safe order up to [`crate::master::run`].
 //! - [`check`]: `hawkey check`, the effective configuration.
 //! - [`control`]: `hawkey reload` and `hawkey stop`, and finding the
@@ -26,6 +28,7 @@ mod args;
 mod check;
 mod control;
 mod hosts;
+mod man;
 mod procfs;
 mod run;
 mod status;

@@ -29,6 +29,8 @@
 //! - `adopt`: `workers.adopt`, checked against the listeners;
 //! - `recycle`: `workers.recycle`, when a worker is replaced for its
 //!   memory or its age;
+//! - `keys`: the one table of every key, its type, default and meaning
+//!   (hawkey.yaml(5) is rendered from it);
 //! - `paths`: where a config's pidfile and control socket are, once resolved.
 //!
 //! The YAML crate lives behind this module only (`serde-saphyr`, the
@@ -40,6 +42,7 @@ mod adopt;
 mod diagnostics;
 mod events;
 mod flow;
+pub(crate) mod keys;
 pub(crate) mod paths;
 mod recycle;
 mod schema;

@@ -5,19 +5,8 @@
 //! handler never runs and nothing is lost: a SIGTERM that arrives while the
 //! config is still being read waits in the queue and is acted on by the loop
 //! like any other. This is the one place that turns signal numbers into
-//! meanings:
-//!
-//! | signal            | meaning                                            |
-//! |-------------------|----------------------------------------------------|
-//! | SIGTERM, SIGINT   | graceful stop                                      |
-//! | SIGQUIT           | fast stop: SIGKILL the workers                     |
-//! | SIGHUP            | reload                                             |
-//! | SIGTTIN / SIGTTOU | one worker more / fewer                            |
-//! | SIGCHLD           | a child changed state: reap                        |
-//! | SIGCONT           | the master was stopped: heartbeat deadlines afresh |
-//! | SIGUSR1           | logs that there is nothing to reopen               |
-//! | SIGUSR2, SIGALRM, SIGPWR, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGXCPU, SIGXFSZ | logged and ignored |
-//! | SIGPIPE, realtime signals (32..=64) | ignored (`SIG_IGN`)             |
+//! meanings, listed in [`TABLE`] (hawkey(1)'s SIGNALS is rendered from it,
+//! and a test holds it to [`HANDLED`] and [`meaning`]).
 //!
 //! That is every signal `kill(1)` can send whose default action ends the
 //! process, but for SIGKILL and SIGSTOP, which cannot be caught, SIGABRT
@@ -55,6 +44,42 @@ pub(crate) enum Request {
     ReopenLogs,
 }
 
+/// What each signal does to the master: signal names (comma-separated)
+/// and their meaning, the one table of them.
+pub(crate) const TABLE: &[(&str, &str)] = &[
+    (
+        "SIGTERM, SIGINT",
+        "graceful stop: STOPPING=1, workers.stop_signal to every worker, SIGKILL to those still running workers.stop_timeout later; every child reaped, the pidfile removed, exit 0",
+    ),
+    (
+        "SIGQUIT",
+        "fast stop: SIGKILL the workers, clean up, exit 0",
+    ),
+    (
+        "SIGHUP",
+        "reload: read and check the configuration again; valid, the workers are replaced by a rolling reload; invalid, the running workers are kept and the error reported",
+    ),
+    (
+        "SIGTTIN, SIGTTOU",
+        "one worker more, one fewer (never below 1)",
+    ),
+    (
+        "SIGCHLD",
+        "a child changed state: reap every exited child, log how it ended, and replace it (with backoff) unless stopping",
+    ),
+    (
+        "SIGCONT",
+        "the master was stopped and goes on: heartbeat deadlines start afresh",
+    ),
+    ("SIGUSR1", "logged: hawkey has no log file to reopen"),
+    (
+        "SIGUSR2, SIGALRM, SIGPWR, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGXCPU, SIGXFSZ",
+        "logged and ignored",
+    ),
+    ("SIGPIPE, realtime signals (32 to 64)", "ignored (SIG_IGN)"),
+];
+
+/// The signals the master blocks and reads from its signalfd.
 const HANDLED: [Signal; 18] = [
     Signal::SIGTERM,
     Signal::SIGINT,
@@ -176,6 +201,36 @@ impl AsFd for Signals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The signals a [`TABLE`] row names.
+    fn names(row: &(&'static str, &str)) -> Vec<&'static str> {
+        row.0.split(", ").collect()
+    }
+
+    #[test]
+    fn the_table_names_every_handled_signal_once_with_its_meaning() {
+        for signal in HANDLED {
+            let rows: Vec<_> = TABLE
+                .iter()
+                .filter(|row| names(row).contains(&signal.as_str()))
+                .collect();
+            assert_eq!(rows.len(), 1, "{signal} in {rows:?}");
+            let (_, said) = rows[0];
+            assert_eq!(
+                meaning(signal).is_none(),
+                said.contains("ignored"),
+                "{signal}: {said}"
+            );
+        }
+        let (last, handled) = TABLE.split_last().unwrap();
+        for row in handled {
+            for name in names(row) {
+                let signal: Signal = name.parse().unwrap();
+                assert!(HANDLED.contains(&signal), "{name} is not handled");
+            }
+        }
+        assert!(names(last).contains(&"SIGPIPE"));
+    }
 
     #[test]
     fn every_handled_signal_has_one_meaning_or_is_deliberately_inert() {

@@ -47,7 +47,7 @@ pub(crate) const MULTIARCH: &str = if cfg!(target_arch = "x86_64") {
 };
 
 /// Where the .deb installs the Node drain shim.
-const NODE_SHIM: &str = "/usr/share/hawkey/node/hawkey-drain.cjs";
+pub(crate) const NODE_SHIM: &str = "/usr/share/hawkey/node/hawkey-drain.cjs";
 /// The shim in the source tree hawkey was built from.
 const NODE_SHIM_SOURCE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/preload/node/hawkey-drain.cjs");

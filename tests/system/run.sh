@@ -53,6 +53,8 @@ PORT=8080
 . "$ROOT/tests/system/harness.sh"
 # shellcheck source=SCRIPTDIR/instances.sh
 . "$ROOT/tests/system/instances.sh"
+# shellcheck source=SCRIPTDIR/manpages.sh
+. "$ROOT/tests/system/manpages.sh"
 
 c() { "$NSPAWN" exec "$DIR" -- "$@"; }
 
@@ -495,6 +497,7 @@ test_remove_purge_and_reinstall_behave_as_debian_users_expect() {
 ALL=(
     test_lintian_reports_no_error_or_warning
     test_install_enables_the_socket_which_listens_before_the_service_runs
+    test_man_pages_are_installed_and_render
     test_units_verify_silently_and_expose_at_most_2_0
     test_the_unit_is_notify_reload_on_systemd_253_and_later_and_notify_before
     test_the_first_connection_starts_the_service_and_every_worker_answers
