@@ -121,7 +121,7 @@ fn description(page: &mut Roff) {
         page,
         "`hawkey` is a pre-fork service manager: one single-threaded master process forks N worker processes that share its listening sockets, supervises them (restart with backoff, readiness, heartbeats, recycling) and replaces them in a rolling reload without dropping a connection. A worker is either the built-in HTTP app or any program, which gets the sockets by the systemd socket-activation protocol (LISTEN_FDS); its configuration is hawkey.yaml(5).
 
-Under systemd, `hawkey.socket` owns the listening socket and `hawkey.service` runs `hawkey run` as Type=notify: the master reports readiness, reloads and its pool state (STATUS=) with sd_notify(3), and its workers' output reaches the journal under each worker's own pid. Without systemd, hawkey binds the sockets itself and keeps a pidfile for scripts.",
+Under systemd, `hawkey.socket` owns the listening socket and `hawkey.service` runs `hawkey run` as Type=notify (Type=notify-reload on systemd 253 and later, where `systemctl reload` sends SIGHUP): the master reports readiness, reloads and its pool state (STATUS=) with sd_notify(3), and its workers' output reaches the journal under each worker's own pid. Without systemd, hawkey binds the sockets itself and keeps a pidfile for scripts.",
     );
     page.control("SS", ["Instances"]);
     paragraphs(
@@ -296,7 +296,7 @@ fn files(page: &mut Roff) {
         ),
         (
             "/usr/lib/systemd/system-generators/hawkey-systemd-generator".into(),
-            "On systemd 253 and later, makes hawkey.service Type=notify-reload.".into(),
+            "On systemd 253 and later, makes hawkey.service and hawkey@.service Type=notify-reload.".into(),
         ),
         (
             format!("/usr/lib/{}/hawkey/{}", inject::MULTIARCH, inject::LIBRARY),
