@@ -21,9 +21,10 @@ fi
 # tests/keepalive.rs), procps,
 # curl, groff-base (tests/cli.rs formats the man pages with groff and
 # fails without it); for the system tests
-# systemd-container (systemd-nspawn), debootstrap, and for the package
-# debhelper, dpkg-dev, fakeroot and lintian.
-packages=(systemd python3 python3-venv python3-systemd nodejs wrk procps curl groff-base systemd-container debootstrap debhelper dpkg-dev fakeroot lintian)
+# systemd-container (systemd-nspawn), debootstrap, podman and runc (the
+# Containerfile built and run, tests/system/container.sh), and for the
+# package debhelper, dpkg-dev, fakeroot and lintian.
+packages=(systemd python3 python3-venv python3-systemd nodejs wrk procps curl groff-base systemd-container debootstrap podman runc debhelper dpkg-dev fakeroot lintian)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -85,10 +86,11 @@ step "fuzz: the config parser (G14), 60 s"
 FUZZ_SANITIZER=none fuzz/run.sh
 step "system tests: the harness's self-test"
 tests/system/selftest.sh
-step "system tests: one .deb in Debian 12 and in Debian 13, each with systemd as PID 1 (systemd-nspawn)"
+step "system tests: one .deb in Debian 12 and in Debian 13, each with systemd as PID 1 (systemd-nspawn), then in a container built by podman"
 # The package is built once and installed by apt in both releases (the
-# same file users get); the two containers run at once (see NOTES: on 2
-# cores both take about as long together as one alone does, the tests
-# being mostly waits), each with its own machine name, work directory and
-# log. Either release failing fails the suite; each one's time is printed.
+# same file users get); the two containers run at once (on 2 cores both
+# take about as long together as one alone, about 4 minutes: the tests are
+# mostly waits), each with its own machine name, work directory and log;
+# then the podman test, about 20 s. Any of them failing fails the suite;
+# each one's time is printed.
 tests/system/releases.sh
