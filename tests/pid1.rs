@@ -67,6 +67,23 @@ struct Pid1 {
     namespace: std::path::PathBuf,
     port: u16,
     _dir: TempDir,
+    guard: KillOnDrop,
+}
+
+/// SIGKILLs PID 1 of a namespace (and so everything in it) if a test
+/// fails before stopping it: dropping `Hawkey` kills only `unshare`,
+/// whose child would live on, reparented, with its workers. Disarmed
+/// (`None`) once that process is seen to exit.
+struct KillOnDrop(Option<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.filter(|&pid| pid > 1 && alive(pid)) {
+            // SAFETY: kill(2) on the pid of a process this test started
+            // and has not seen exit, so the pid is still its own.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
 }
 
 fn start(tag: &str) -> Pid1 {
@@ -107,6 +124,7 @@ fn start_in(dir: TempDir, runtime: &std::path::Path) -> Pid1 {
             .into_iter()
             .find(|p| proc_comm(*p).as_deref() == Some("hawkey"))
     });
+    let guard = KillOnDrop(Some(pid));
     let nspid = proc_status(pid, "NSpid").expect("an NSpid line");
     assert_eq!(
         nspid,
@@ -126,6 +144,7 @@ fn start_in(dir: TempDir, runtime: &std::path::Path) -> Pid1 {
         namespace,
         port,
         _dir: dir,
+        guard,
     }
 }
 
@@ -144,6 +163,8 @@ impl Pid1 {
         });
         send(self.pid);
         let status = self.hawkey.wait_exit(Duration::from_secs(30));
+        // unshare exited after its child, PID 1: nothing left to kill.
+        self.guard.0 = None;
         assert_eq!(
             status.code(),
             Some(0),
