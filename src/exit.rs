@@ -70,7 +70,7 @@ impl Status {
             Status::Failure => {
                 "runtime failure (cannot bind, cannot fork, …); a reload rolled back"
             }
-            Status::NotRunning => "`hawkey status`, `reload`, `stop`: not running",
+            Status::NotRunning => "`hawkey status NAME`, `reload`, `stop`: not running",
             Status::Usage => "usage error",
             Status::NoWorker => "no worker could start",
             Status::CantCreate => {

@@ -5,10 +5,11 @@
 //! stream, and it only counts if stderr still is that file (a child whose
 //! stderr was redirected must not believe it). Journal entries carry the
 //! event's fields as their own (`HAWKEY_WORKER`, `WORKER_PID`,
-//! `GENERATION`, `EXIT_STATUS`, `SIGNAL`), so `journalctl HAWKEY_WORKER=2`
-//! works; the master's also carry `HAWKEY_INSTANCE=NAME` (`hawkey` for
-//! the default instance) and the syslog identifier `hawkey-NAME` (`hawkey`),
-//! so `journalctl HAWKEY_INSTANCE=api` and `journalctl -t hawkey-api` find
+//! `GENERATION`, `EXIT_STATUS`, `SIGNAL`, `RECYCLE_REASON`), so
+//! `journalctl HAWKEY_WORKER=2` works; the master's also carry
+//! `HAWKEY_INSTANCE=NAME` (`hawkey` for the default instance) and the
+//! syslog identifier `hawkey-NAME` (`hawkey`), so
+//! `journalctl HAWKEY_INSTANCE=api` and `journalctl -t hawkey-api` find
 //! one instance's records. Otherwise readable text on stderr, or JSON lines.
 //!
 //! Logging never ends the process: a line that cannot be written (stderr
