@@ -64,17 +64,25 @@ fn arguments(command: &Command) -> Vec<&Arg> {
     args
 }
 
-/// `-c FILE` as the synopsis writes it.
-fn short_form(arg: &Arg) -> Vec<Inline> {
-    let mut out = Vec::new();
+/// An argument as the page writes it: its value name if positional, else
+/// its option names and value, `-c FILE` in the synopsis (the short name
+/// only, when there is one) or `-c, --config FILE` as an item's tag
+/// (`both`).
+fn written(arg: &Arg, both: bool) -> Vec<Inline> {
     if arg.is_positional() {
-        out.push(placeholder(&value_name(arg)));
-        return out;
+        return vec![placeholder(&value_name(arg))];
     }
-    match (arg.get_short(), arg.get_long()) {
-        (Some(s), _) => out.push(bold(format!("-{s}"))),
-        (None, Some(l)) => out.push(bold(format!("--{l}"))),
-        (None, None) => {}
+    let mut out = Vec::new();
+    if let Some(s) = arg.get_short() {
+        out.push(bold(format!("-{s}")));
+    }
+    if let Some(l) = arg.get_long()
+        && (both || out.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(roman(", "));
+        }
+        out.push(bold(format!("--{l}")));
     }
     if arg.get_action().takes_values() {
         out.push(roman(" "));
@@ -95,7 +103,7 @@ fn usage(command: &Command) -> Vec<Inline> {
     let mut line = vec![bold(format!("hawkey {}", command.get_name()))];
     for arg in arguments(command) {
         line.push(roman(" ["));
-        line.extend(short_form(arg));
+        line.extend(written(arg, false));
         line.push(roman("]"));
     }
     line
@@ -148,7 +156,7 @@ fn commands(page: &mut Roff, cli: &Command) {
         paragraphs(page, &sentence(about));
         page.control("RS", ["4"]);
         for arg in arguments(command) {
-            item(page, tag(arg), &help(arg));
+            item(page, written(arg, true), &help(arg));
         }
         page.control("RE", []);
     }
@@ -163,28 +171,6 @@ fn commands(page: &mut Roff, cli: &Command) {
         vec![bold("-V"), roman(", "), bold("--version")],
         "Print hawkey's version and exit.",
     );
-}
-
-/// `-c, --config FILE` as an item's tag.
-fn tag(arg: &Arg) -> Vec<Inline> {
-    if arg.is_positional() {
-        return vec![super::placeholder(&value_name(arg))];
-    }
-    let mut out = Vec::new();
-    if let Some(s) = arg.get_short() {
-        out.push(bold(format!("-{s}")));
-    }
-    if let Some(l) = arg.get_long() {
-        if !out.is_empty() {
-            out.push(roman(", "));
-        }
-        out.push(bold(format!("--{l}")));
-    }
-    if arg.get_action().takes_values() {
-        out.push(roman(" "));
-        out.push(placeholder(&value_name(arg)));
-    }
-    out
 }
 
 /// `text` ending with a full stop: clap drops the one of a doc comment's
