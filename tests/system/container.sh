@@ -31,8 +31,10 @@ cd "$ROOT" || exit 1
 [ "$(id -u)" -eq 0 ] || { echo "tests/system/container.sh: needs root (podman)"; echo "0 passed, 1 failed"; exit 1; }
 WORK=${HAWKEY_SYSTEM_WORK:-/var/tmp/hawkey-system}
 WORK=${WORK%/}
-# shellcheck source=tests/system/harness.sh
+# shellcheck source=SCRIPTDIR/harness.sh
 . "$ROOT/tests/system/harness.sh"
+# shellcheck source=SCRIPTDIR/deb.sh
+. "$ROOT/tests/system/deb.sh"
 
 BASE=docker.io/library/debian:bookworm-slim
 IMAGE=localhost/hawkey-system-test:latest
@@ -163,14 +165,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
         { echo "cannot install ${missing[*]}"; echo "0 passed, 1 failed"; exit 1; }
 fi
-if [ -z "${HAWKEY_DEB:-}" ]; then
-    echo "=== building the .deb (packaging/build-deb)"
-    packaging/build-deb --prebuilt "$WORK/deb" >"$WORK/build-deb.log" 2>&1 || { tail -30 "$WORK/build-deb.log"; echo "0 passed, 1 failed"; exit 1; }
-    debs=("$WORK"/deb/hawkey_*.deb)
-    DEB=${debs[-1]}
-else
-    DEB=$HAWKEY_DEB
-fi
+deb_under_test "$WORK" || { echo "0 passed, 1 failed"; exit 1; }
 echo "=== the base image: the cached Debian 12 root, as $BASE"
 base_root=$(HAWKEY_DEBIAN_SUITE=bookworm tests/system/nspawn.sh prepare) || { echo "0 passed, 1 failed"; exit 1; }
 rm -rf "$STORE"

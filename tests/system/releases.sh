@@ -22,17 +22,11 @@ WORK=${WORK%/}
 SUITES=(bookworm trixie)
 mkdir -p "$WORK"
 
-if [ -n "${HAWKEY_DEB:-}" ]; then
-    deb=$HAWKEY_DEB
-else
-    echo "=== building the .deb once for both releases (packaging/build-deb --prebuilt)"
-    rm -f "$WORK"/deb/hawkey_*.deb
-    packaging/build-deb --prebuilt "$WORK/deb" >"$WORK/build-deb.log" 2>&1 ||
-        { tail -30 "$WORK/build-deb.log"; echo "the .deb did not build: 0 passed, 1 failed"; exit 1; }
-    debs=("$WORK"/deb/hawkey_*.deb)
-    deb=${debs[-1]}
-fi
-[ -f "$deb" ] || { echo "no .deb at '$deb'"; exit 1; }
+# shellcheck source=SCRIPTDIR/deb.sh
+. tests/system/deb.sh
+# Once, for both releases and the container.
+deb_under_test "$WORK" || { echo "0 passed, 1 failed"; exit 1; }
+deb=$DEB
 
 # run_one SUITE [TEST...]: one release, its log in WORK/SUITE.log, its
 # time in WORK/SUITE.time.

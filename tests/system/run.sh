@@ -51,6 +51,8 @@ PORT=8080
 # run_tests, summarize, fail, note, expect_eq, expect_has, wait_for, defer.
 # shellcheck source=SCRIPTDIR/harness.sh
 . "$ROOT/tests/system/harness.sh"
+# shellcheck source=SCRIPTDIR/deb.sh
+. "$ROOT/tests/system/deb.sh"
 # shellcheck source=SCRIPTDIR/instances.sh
 . "$ROOT/tests/system/instances.sh"
 # shellcheck source=SCRIPTDIR/manpages.sh
@@ -530,14 +532,7 @@ every_test_is_listed "${ALL[@]}" || { echo "0 passed, 1 failed"; exit 1; }
 
 started=$(date +%s)
 mkdir -p "$WORK" "$HOSTDIR"
-if [ -z "${HAWKEY_DEB:-}" ]; then
-    echo "=== building the .deb (packaging/build-deb)"
-    "$ROOT/packaging/build-deb" --prebuilt "$WORK/deb" >"$WORK/build-deb.log" 2>&1 || { tail -30 "$WORK/build-deb.log"; echo "0 passed, 1 failed"; exit 1; }
-    debs=("$WORK"/deb/hawkey_*.deb)
-    DEB=${debs[-1]}
-else
-    DEB=$HAWKEY_DEB
-fi
+deb_under_test "$WORK" || { echo "0 passed, 1 failed"; exit 1; }
 dpkg -s lintian >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian >/dev/null
 rm -f "$HOSTDIR"/*.deb
 cp "$DEB" "$ROOT/tests/system/load.py" "$HOSTDIR/"
