@@ -201,9 +201,12 @@ mod tests {
     /// A closed pipe as stderr: the write is counted, not an error.
     #[test]
     fn a_write_to_a_broken_stderr_is_counted_not_an_error() {
-        let (read, write) = nix::unistd::pipe().unwrap();
+        // While fd 2 is the broken pipe, no other test's child may inherit
+        // it; both descriptors made here are close-on-exec.
+        let _no_forks = crate::test_util::no_forks();
+        let (read, write) = std::io::pipe().unwrap();
         drop(read);
-        let saved = nix::unistd::dup(std::io::stderr().as_fd()).unwrap();
+        let saved = std::io::stderr().as_fd().try_clone_to_owned().unwrap();
         nix::unistd::dup2_stderr(&write).unwrap();
         let before = dropped_lines();
         let result = LossyStderr.write_all(b"a line nobody reads\n");

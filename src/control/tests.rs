@@ -573,22 +573,22 @@ fn peer_client() {
 fn run_as_nobody(path: &Path, server: Option<&mut Server>) -> String {
     assert!(nix::unistd::geteuid().is_root(), "needs root");
     let module = module_path!().split_once("::").unwrap().1;
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            &format!("{module}::peer_client"),
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(PEER_SOCKET_ENV, path)
-        .uid(65534)
-        .gid(65534)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::test_util::spawn(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                &format!("{module}::peer_client"),
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PEER_SOCKET_ENV, path)
+            .uid(65534)
+            .gid(65534)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let deadline = Instant::now() + PATIENCE;
     let mut exited = || match child.try_wait().unwrap() {
         Some(_) => true,

@@ -675,11 +675,11 @@ mod tests {
     fn a_process_of_the_workers_session_is_credited_even_orphaned() {
         // A shell that leads a session (as a worker does) and leaves an
         // orphan in it: the orphan's parent is no longer the shell.
-        let mut shell = std::process::Command::new("setsid")
-            .args(["sh", "-c", "sleep 5 & echo $$ $!"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut shell = crate::test_util::spawn(
+            std::process::Command::new("setsid")
+                .args(["sh", "-c", "sleep 5 & echo $$ $!"])
+                .stdout(std::process::Stdio::piped()),
+        );
         let mut line = String::new();
         use std::io::BufRead;
         std::io::BufReader::new(shell.stdout.take().unwrap())
@@ -703,10 +703,7 @@ mod tests {
     #[test]
     fn a_child_of_the_worker_is_credited() {
         let me = nix::unistd::getpid();
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .unwrap();
+        let mut child = crate::test_util::spawn(std::process::Command::new("sleep").arg("5"));
         let pid = Pid::from_raw(child.id() as i32);
         assert!(descends_from(pid, me));
         assert!(!descends_from(me, pid));
@@ -754,6 +751,7 @@ mod tests {
 
     #[test]
     fn directories_of_masters_that_are_gone_are_removed() {
+        let _no_forks = crate::test_util::no_forks();
         let base = TestDir::new("inbox-stale");
         // pid_max is at most 2^22: this pid never runs.
         let gone = base.join("hawkey-notify.4194400");
@@ -775,6 +773,7 @@ mod tests {
     fn a_directory_its_master_holds_is_kept_whatever_its_pid_means_here() {
         // A master in another PID namespace sharing this directory: its
         // pid names no process here, but its inbox is locked.
+        let _no_forks = crate::test_util::no_forks();
         let base = TestDir::new("inbox-held");
         let elsewhere = Inbox::create(&base.0).unwrap();
         let foreign = base.join("hawkey-notify.4194401");
@@ -808,6 +807,7 @@ mod tests {
 
     #[test]
     fn the_directory_and_sockets_are_private() {
+        let _no_forks = crate::test_util::no_forks();
         let (base, mut inbox) = inbox();
         let dir = std::fs::metadata(inbox.dir()).unwrap();
         assert_eq!(dir.mode() & 0o7777, 0o711);

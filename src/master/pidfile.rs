@@ -490,6 +490,13 @@ mod tests {
 
     use crate::test_util::TestDir;
 
+    /// A directory for a test of who holds a lock: no other test forks
+    /// meanwhile, so no child holds a copy of this test's pidfile
+    /// (`test_util::no_forks`).
+    fn quiet_dir(name: &str) -> (std::sync::RwLockWriteGuard<'static, ()>, TestDir) {
+        (crate::test_util::no_forks(), TestDir::new(name))
+    }
+
     fn content(path: &Path) -> String {
         fs::read_to_string(path).unwrap()
     }
@@ -505,7 +512,7 @@ mod tests {
 
     #[test]
     fn symlink_at_path_is_refused_and_its_target_untouched() {
-        let dir = TestDir::new("symlink");
+        let (_no_forks, dir) = quiet_dir("symlink");
         let target = dir.join("precious");
         fs::write(&target, "do not touch\n").unwrap();
         let path = dir.join("hawkey.pid");
@@ -527,7 +534,7 @@ mod tests {
 
     #[test]
     fn dangling_symlink_at_path_is_refused_and_its_target_not_created() {
-        let dir = TestDir::new("dangling");
+        let (_no_forks, dir) = quiet_dir("dangling");
         let target = dir.join("not-there");
         let path = dir.join("hawkey.pid");
         std::os::unix::fs::symlink(&target, &path).unwrap();
@@ -539,7 +546,7 @@ mod tests {
 
     #[test]
     fn directory_at_path_is_refused_as_not_regular() {
-        let dir = TestDir::new("directory");
+        let (_no_forks, dir) = quiet_dir("directory");
         let path = dir.join("hawkey.pid");
         fs::create_dir(&path).unwrap();
 
@@ -558,7 +565,7 @@ mod tests {
 
     #[test]
     fn fifo_at_path_is_refused_as_not_regular_without_opening_it() {
-        let dir = TestDir::new("fifo");
+        let (_no_forks, dir) = quiet_dir("fifo");
         let path = dir.join("hawkey.pid");
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
 
@@ -568,7 +575,7 @@ mod tests {
 
     #[test]
     fn stale_file_with_dead_pid_is_taken_over_and_its_pid_returned() {
-        let dir = TestDir::new("stale");
+        let (_no_forks, dir) = quiet_dir("stale");
         let path = dir.join("hawkey.pid");
         fs::write(&path, "999999\n").unwrap();
 
@@ -580,7 +587,7 @@ mod tests {
 
     #[test]
     fn stale_file_with_reused_pid_is_taken_over_because_nothing_holds_the_lock() {
-        let dir = TestDir::new("reused");
+        let (_no_forks, dir) = quiet_dir("reused");
         let path = dir.join("hawkey.pid");
         for pid in [std::process::id(), 1] {
             fs::write(&path, format!("{pid}\n")).unwrap();
@@ -592,7 +599,7 @@ mod tests {
 
     #[test]
     fn stale_file_with_garbage_is_taken_over_without_a_pid() {
-        let dir = TestDir::new("garbage");
+        let (_no_forks, dir) = quiet_dir("garbage");
         let path = dir.join("hawkey.pid");
         for garbage in ["", "12", "0\n", "abc\n", "12 \n", "1\n2\n"] {
             fs::write(&path, garbage).unwrap();
@@ -605,7 +612,7 @@ mod tests {
 
     #[test]
     fn second_acquire_while_held_fails_locked_with_published_pid_and_first_stays_valid() {
-        let dir = TestDir::new("second");
+        let (_no_forks, dir) = quiet_dir("second");
         let path = dir.join("hawkey.pid");
         let (mut first, _) = acquire(&path).unwrap();
         first.publish(1234).unwrap();
@@ -644,7 +651,7 @@ mod tests {
 
     #[test]
     fn second_acquire_before_publish_fails_locked_without_a_pid() {
-        let dir = TestDir::new("unpublished");
+        let (_no_forks, dir) = quiet_dir("unpublished");
         let path = dir.join("hawkey.pid");
         fs::write(&path, "4242\n").unwrap();
         let (_first, stale) = acquire(&path).unwrap();
@@ -663,7 +670,7 @@ mod tests {
         use nix::errno::Errno;
         use nix::fcntl::{Flock, FlockArg};
 
-        let dir = TestDir::new("flock");
+        let (_no_forks, dir) = quiet_dir("flock");
         let path = dir.join("hawkey.pid");
         let (mut pidfile, _) = acquire(&path).unwrap();
         for round in 0..2 {
@@ -678,7 +685,7 @@ mod tests {
 
     #[test]
     fn acquire_in_missing_directory_creates_it_with_mode_0755() {
-        let dir = TestDir::new("mkdir");
+        let (_no_forks, dir) = quiet_dir("mkdir");
         let sub = dir.join("hawkey");
         let path = sub.join("hawkey.pid");
 
@@ -694,7 +701,7 @@ mod tests {
 
     #[test]
     fn acquire_with_missing_grandparent_fails_with_exit_code_73_and_creates_nothing() {
-        let dir = TestDir::new("grandparent");
+        let (_no_forks, dir) = quiet_dir("grandparent");
         let path = dir.join("a").join("b").join("hawkey.pid");
 
         let err = acquire(&path).unwrap_err();
@@ -716,7 +723,7 @@ mod tests {
 
     #[test]
     fn publish_writes_exactly_pid_newline_and_leaves_no_temp_file() {
-        let dir = TestDir::new("publish");
+        let (_no_forks, dir) = quiet_dir("publish");
         let path = dir.join("hawkey.pid");
         let (mut pidfile, _) = acquire(&path).unwrap();
         pidfile.publish(31337).unwrap();
@@ -728,7 +735,7 @@ mod tests {
 
     #[test]
     fn publish_replaces_a_leftover_temp_file() {
-        let dir = TestDir::new("leftover");
+        let (_no_forks, dir) = quiet_dir("leftover");
         let path = dir.join("hawkey.pid");
         fs::write(dir.join(".hawkey.pid.77.tmp"), "half").unwrap();
         let (mut pidfile, _) = acquire(&path).unwrap();
@@ -739,7 +746,7 @@ mod tests {
 
     #[test]
     fn publish_failure_removes_the_temp_file_and_keeps_the_lock() {
-        let dir = TestDir::new("publish-fails");
+        let (_no_forks, dir) = quiet_dir("publish-fails");
         let path = dir.join("hawkey.pid");
         let (mut pidfile, _) = acquire(&path).unwrap();
         pidfile.publish(5).unwrap();
@@ -769,7 +776,7 @@ mod tests {
 
     #[test]
     fn stage_writes_the_pid_in_full_at_once_and_publish_only_renames_it() {
-        let dir = TestDir::new("stage");
+        let (_no_forks, dir) = quiet_dir("stage");
         let path = dir.join("hawkey.pid");
         let (mut pidfile, _) = acquire(&path).unwrap();
         pidfile.stage(7).unwrap();
@@ -793,7 +800,7 @@ mod tests {
 
     #[test]
     fn acquire_removes_temporary_files_a_dead_master_left_and_nothing_else() {
-        let dir = TestDir::new("leftovers");
+        let (_no_forks, dir) = quiet_dir("leftovers");
         let path = dir.join("hawkey.pid");
         for name in [
             ".hawkey.pid.4242.tmp",
@@ -818,7 +825,7 @@ mod tests {
 
     #[test]
     fn remove_takes_a_staged_file_with_it() {
-        let dir = TestDir::new("stage-remove");
+        let (_no_forks, dir) = quiet_dir("stage-remove");
         let (mut pidfile, _) = acquire(&dir.join("hawkey.pid")).unwrap();
         pidfile.stage(8).unwrap();
         pidfile.remove().unwrap();
@@ -828,7 +835,7 @@ mod tests {
     #[test]
     fn a_directory_writable_by_others_is_refused_before_anything_is_created() {
         for mode in [0o777, 0o1777, 0o770] {
-            let dir = TestDir::new("shared-dir");
+            let (_no_forks, dir) = quiet_dir("shared-dir");
             fs::set_permissions(&dir.0, fs::Permissions::from_mode(mode)).unwrap();
             let path = dir.join("hawkey.pid");
             let err = acquire(&path).unwrap_err();
@@ -847,7 +854,7 @@ mod tests {
 
     #[test]
     fn published_content_always_parses_as_a_whole_pid() {
-        let dir = TestDir::new("never-partial");
+        let (_no_forks, dir) = quiet_dir("never-partial");
         let path = dir.join("hawkey.pid");
         let (mut pidfile, _) = acquire(&path).unwrap();
         pidfile.publish(1).unwrap();
@@ -879,7 +886,7 @@ mod tests {
 
     #[test]
     fn acquire_never_succeeds_while_the_holder_republishes() {
-        let dir = TestDir::new("race");
+        let (_no_forks, dir) = quiet_dir("race");
         let path = dir.join("hawkey.pid");
         let (mut pidfile, _) = acquire(&path).unwrap();
         pidfile.publish(1).unwrap();
@@ -910,7 +917,7 @@ mod tests {
 
     #[test]
     fn remove_deletes_the_file_and_a_new_acquire_finds_no_stale_pid() {
-        let dir = TestDir::new("remove");
+        let (_no_forks, dir) = quiet_dir("remove");
         let path = dir.join("hawkey.pid");
         let (mut pidfile, _) = acquire(&path).unwrap();
         pidfile.publish(4321).unwrap();
@@ -925,7 +932,7 @@ mod tests {
 
     #[test]
     fn remove_leaves_a_file_that_is_not_ours() {
-        let dir = TestDir::new("not-ours");
+        let (_no_forks, dir) = quiet_dir("not-ours");
         let path = dir.join("hawkey.pid");
         let (pidfile, _) = acquire(&path).unwrap();
         let other = dir.join("other");
@@ -938,7 +945,7 @@ mod tests {
 
     #[test]
     fn dropping_without_remove_leaves_a_stale_file_the_next_acquire_takes_over() {
-        let dir = TestDir::new("drop");
+        let (_no_forks, dir) = quiet_dir("drop");
         let path = dir.join("hawkey.pid");
         let (mut pidfile, _) = acquire(&path).unwrap();
         pidfile.publish(2468).unwrap();

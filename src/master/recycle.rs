@@ -87,10 +87,7 @@ mod tests {
         let me = Pid::this();
         let alone = tree_resident_bytes(me, page).expect("this process exists");
         assert!(alone > 0);
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let mut child = crate::test_util::spawn(std::process::Command::new("sleep").arg("30"));
         let with_child = tree_resident_bytes(me, page).unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
