@@ -424,9 +424,10 @@ fn a_master_that_does_not_answer_is_listed_unreachable_and_the_list_goes_on() {
     let mut api = host.start(Some("api"));
     let mut jobs = host.start(Some("jobs"));
     api.hawkey.signal(libc::SIGSTOP);
-    let started = std::time::Instant::now();
+    // The list comes back while api's master is still stopped: the CLI gave
+    // up on it (its own timeout) instead of waiting for it.
     let rows = host.list();
-    let waited = started.elapsed();
+    assert_eq!(proc_stat(api.hawkey.pid()).map(|s| s.1), Some('T'));
     api.hawkey.signal(libc::SIGCONT);
     let r = row(&rows, "api");
     assert_eq!(
@@ -435,7 +436,6 @@ fn a_master_that_does_not_answer_is_listed_unreachable_and_the_list_goes_on() {
         "{r}"
     );
     assert_eq!(row(&rows, "jobs")["state"], "running");
-    assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
     api.hawkey.stop_cleanly();
     jobs.hawkey.stop_cleanly();
 }

@@ -372,16 +372,6 @@ fn ready_started_is_ready_at_exec_still() {
     hawkey.stop_cleanly();
 }
 
-/// The master's voluntary context switches so far: each sleep in poll
-/// that ends is one.
-fn switches(pid: i32) -> u64 {
-    proc_status(pid, "voluntary_ctxt_switches")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn sixty_four_auto_workers_are_all_seen_ready_and_the_idle_master_then_sleeps() {
     let dir = TempDir::new("ready-64");
@@ -415,7 +405,7 @@ fn sixty_four_auto_workers_are_all_seen_ready_and_the_idle_master_then_sleeps() 
         switches(hawkey.pid())
     );
     // Settled: the probe has no one left to look at, so no deadline.
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until_asleep_without_deadline(hawkey.pid(), Duration::from_secs(10));
     let before = switches(hawkey.pid());
     std::thread::sleep(Duration::from_secs(3));
     let after = switches(hawkey.pid());

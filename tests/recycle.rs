@@ -465,16 +465,6 @@ fn a_replacement_that_fails_leaves_the_old_worker_serving_and_is_retried_later()
     assert_eq!(restarts, 0, "no serving worker was restarted");
 }
 
-/// The master's voluntary context switches so far: each sleep in poll
-/// that ends is one.
-fn switches(pid: i32) -> u64 {
-    proc_status(pid, "voluntary_ctxt_switches")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn without_recycle_memory_the_idle_master_never_wakes() {
     let dir = TempDir::new("recycle-idle");
@@ -486,8 +476,9 @@ fn without_recycle_memory_the_idle_master_never_wakes() {
     wait_until(Duration::from_secs(10), "both workers ready", || {
         (ready(&status_json(&config)) == 2).then_some(())
     });
-    // The control client's hang-up is read on the next wake-up: let it be.
-    std::thread::sleep(Duration::from_millis(500));
+    // Settled: the control client's hang-up read, and the age a deadline
+    // an hour away.
+    wait_until_asleep_without_deadline(hawkey.pid(), Duration::from_secs(10));
     let before = switches(hawkey.pid());
     std::thread::sleep(Duration::from_secs(3));
     let after = switches(hawkey.pid());

@@ -36,6 +36,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -198,10 +199,44 @@ class Load:
 # ---------------------------------------------------------------- processes
 
 
+_TAKEN = []
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 that is this run's alone, as tests/support's
+    free_port takes it: from below the kernel's ephemeral range (which
+    bind(:0) and outgoing connections draw from, so nothing takes it by
+    chance before hawkey binds it), reserved by a flock on a file named
+    after it in a private directory, held until this process exits."""
+    import fcntl
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        high = int(f.read().split()[0])
+    low = 10000
+    assert high > 12000, f"ip_local_port_range starts at {high}"
+    d = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"hawkey-test-ports-{os.geteuid()}")
+    try:
+        os.mkdir(d, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(d)
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022, \
+        f"{d} is not a private directory of this uid: remove it"
+    span = high - low
+    start = (os.getpid() * 7919 + len(_TAKEN)) % span
+    for i in range(span):
+        port = low + (start + i) % span
+        f = open(os.path.join(d, str(port)), "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        if not port_free(port):
+            f.close()
+            continue
+        _TAKEN.append(f)
+        return port
+    raise RuntimeError(f"no free port in {low}..{high}")
 
 
 def port_free(port):

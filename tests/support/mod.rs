@@ -57,13 +57,78 @@ impl Drop for TempDir {
     }
 }
 
-/// A TCP port that was free a moment ago.
+/// A TCP port on 127.0.0.1 that is this test's alone.
+///
+/// Picking a port with `bind(:0)` and releasing it races: until hawkey binds
+/// it, the kernel may hand the same port to anyone's `bind(:0)` or outgoing
+/// connection (a load generator's, another test's). So ports come from
+/// below the kernel's ephemeral range (`ip_local_port_range`), which it
+/// never hands out by itself, and each is reserved across processes by a
+/// `flock(2)` on a file named after it (in a directory of this uid's),
+/// held until this test process exits; one process never gets a port twice.
+/// tests/recipes/run.py takes its ports the same way.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static TAKEN: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = port_directory();
+    let (low, high) = port_range();
+    let span = u32::from(high - low);
+    // Start where another process is unlikely to be.
+    let start = std::process::id().wrapping_mul(7919).wrapping_add(taken.len() as u32) % span;
+    for i in 0..span {
+        let port = low + ((start + i) % span) as u16;
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue;
+        }
+        // Not in use by something outside the suite either.
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        taken.push(file);
+        return port;
+    }
+    panic!("no free port in {low}..{high} that no other test holds");
+}
+
+/// The ports tests take: [10000, start of the ephemeral range).
+fn port_range() -> (u16, u16) {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .unwrap_or_default();
+    let ephemeral_low = range
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(32768);
+    assert!(
+        ephemeral_low > 12000,
+        "ip_local_port_range starts at {ephemeral_low}: the tests need ports 10000..12000 outside it"
+    );
+    (10000, ephemeral_low)
+}
+
+/// `$TMPDIR/hawkey-test-ports-UID`, this uid's own (never a link or a
+/// directory someone else made).
+fn port_directory() -> PathBuf {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    // SAFETY: geteuid(2) cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let dir = std::env::temp_dir().join(format!("hawkey-test-ports-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let meta = std::fs::symlink_metadata(&dir).expect("the test ports directory");
+    assert!(
+        meta.is_dir() && meta.uid() == uid && meta.mode() & 0o022 == 0,
+        "{} is not a private directory of uid {uid}: remove it",
+        dir.display()
+    );
+    dir
 }
 
 /// A datagram socket standing in for systemd's notify socket.
@@ -391,6 +456,46 @@ pub fn proc_stat(pid: i32) -> Option<(i32, char)> {
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     Some((ppid, state))
+}
+
+/// The master's voluntary context switches so far: each sleep in poll
+/// that ends is one.
+pub fn switches(pid: i32) -> u64 {
+    proc_status(pid, "voluntary_ctxt_switches")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until `pid` sleeps in `poll(2)` with no deadline sooner than
+/// `beyond` (or none at all), with nothing pending that would wake it: the
+/// event an idle-master test measures from, where a fixed sleep would
+/// guess it (and guess wrong on a loaded machine). Read from
+/// `/proc/PID/syscall` (x86_64's poll: number 7, timeout the third
+/// argument, in ms) and the task's state, twice with no wake-up between.
+pub fn wait_until_asleep_without_deadline(pid: i32, beyond: Duration) {
+    let asleep = || {
+        let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+        let mut fields = syscall.split_whitespace();
+        let number: i64 = fields.next()?.parse().ok()?;
+        let timeout = fields.nth(2)?;
+        let timeout = u64::from_str_radix(timeout.trim_start_matches("0x"), 16).ok()? as u32 as i32;
+        let long_enough =
+            number == 7 && (timeout < 0 || u128::from(timeout as u32) > beyond.as_millis());
+        (long_enough && proc_stat(pid)?.1 == 'S').then_some(())
+    };
+    assert!(
+        cfg!(target_arch = "x86_64"),
+        "reads x86_64's syscall numbers from /proc/PID/syscall"
+    );
+    wait_until(Duration::from_secs(30), "the master to sleep without a deadline", || {
+        let before = switches(pid);
+        asleep()?;
+        std::thread::sleep(Duration::from_millis(50));
+        asleep()?;
+        (switches(pid) == before).then_some(())
+    });
 }
 
 pub fn proc_comm(pid: i32) -> Option<String> {
