@@ -799,3 +799,126 @@ fn the_man_pages_format_without_a_groff_warning() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// run and check with flags: no YAML to write
+
+/// `hawkey ARGS` on an empty host of `dir` (no /etc/hawkey/hawkey.yaml:
+/// the built-in default), its runtime directory in `dir`.
+fn on_empty_host(dir: &TempDir, args: &[&str]) -> Command {
+    for sub in ["etc", "run"] {
+        let _ = std::fs::create_dir(dir.join(sub));
+    }
+    let mut cmd = hawkey_command(args);
+    cmd.env_remove("RUNTIME_DIRECTORY")
+        .env("HAWKEY_CONFIG_DIR", dir.join("etc"))
+        .env("HAWKEY_RUNTIME_ROOT", dir.join("run"));
+    cmd
+}
+
+#[test]
+fn run_with_flags_and_no_file_serves_an_unmodified_program_on_every_worker() {
+    let dir = TempDir::new("cli-flags-run");
+    let (port, own) = (free_port(), free_port());
+    let (listen, own_s) = (format!("127.0.0.1:{port}"), own.to_string());
+    // python3 -m http.server binds its own port, as its docs show.
+    let args = [
+        "run",
+        "--count",
+        "2",
+        "--listen",
+        &listen,
+        "--adopt",
+        &own_s,
+        "--",
+        "python3",
+        "-m",
+        "http.server",
+        &own_s,
+        "--bind",
+        "127.0.0.1",
+    ];
+    let (mut hawkey, _notify, messages) = start_ready_with(&dir, on_empty_host(&dir, &args));
+    assert!(
+        messages.iter().any(|m| m.contains("2/2 workers ready")),
+        "{messages:?}"
+    );
+    let pids = hawkey.wait_workers(2, "python3", Duration::from_secs(10));
+    // Served through hawkey's listener; the program's own port was never bound.
+    let (status, _) = http_get(port, "/").unwrap();
+    assert_eq!(status, 200);
+    TcpListener::bind(("127.0.0.1", own)).expect("the program's own port stays free");
+    assert!(hawkey.log_text().contains(&format!(
+        "configuration from <built-in default> with --count 2 --listen {listen} --adopt {own} -- python3 -m http.server {own} --bind 127.0.0.1"
+    )), "{}", hawkey.log_text());
+    assert_eq!(pids.len(), 2);
+    hawkey.stop_cleanly();
+}
+
+#[test]
+fn check_with_flags_prints_a_file_that_runs_as_the_flags_do() {
+    let dir = TempDir::new("cli-flags-check");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "check",
+        "--count",
+        "3",
+        "--listen",
+        &listen,
+        "--",
+        "sh",
+        "-c",
+        "exec sleep 60",
+    ];
+    let out = output_to(on_empty_host(&dir, &args), None);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with(&format!(
+            "# <built-in default> with --count 3 --listen {listen} -- sh -c 'exec sleep 60': valid\n"
+        )),
+        "{}",
+        out.stdout
+    );
+    // Saved as it is, the output is a configuration that says the same.
+    let saved = write_config(&dir, &out.stdout);
+    let again = output_to(
+        hawkey_command(&["check", "-c", saved.to_str().unwrap()]),
+        None,
+    );
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    let body = |text: &str| {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(body(&again.stdout), body(&out.stdout));
+    assert!(
+        again.stdout.contains("  count: 3\n  app: exec\n"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn flags_over_a_file_keep_what_they_do_not_name_and_a_bad_one_exits_64() {
+    let dir = TempDir::new("cli-flags-file");
+    let config = write_config(&dir, &pool_yaml(&dir, free_port(), "1"));
+    let path = config.to_str().unwrap();
+    let out = output_to(hawkey_command(&["check", "-c", path, "--count", "2"]), None);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("  count: 2\n"), "{}", out.stdout);
+    let bad = output_to(
+        hawkey_command(&["check", "-c", path, "--count", "2000"]),
+        None,
+    );
+    assert_eq!(bad.code, Some(64));
+    assert_eq!(
+        bad.stderr,
+        format!(
+            "hawkey: error: --count 2000 over {path}: workers.count: 2000 is out of range (auto, or 1 to 1024)\n"
+        )
+    );
+    assert_eq!(bad.stdout, "");
+}

@@ -707,11 +707,15 @@ fn the_shim_answers_the_next_request_with_close_and_closes_idle_connections_afte
     assert_eq!(unsafe { libc::kill(node.id() as i32, libc::SIGTERM) }, 0);
 
     // The drain has begun once the listener is closed: no longer accepting.
-    wait_until(Duration::from_secs(10), "the shim to stop accepting", || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_err()
-            .then_some(())
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the shim to stop accepting",
+        || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .is_err()
+                .then_some(())
+        },
+    );
     // Within the grace (sent as soon as the drain began, not after the slow
     // request), an idle connection's next request is answered, with close.
     let (status, head, _) = keep_alive_get(&mut answers, "/");

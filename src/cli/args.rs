@@ -20,11 +20,25 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the master: bind or take the listeners, start and supervise the workers.
-    Run(ConfigArg),
+    ///
+    /// The flags set keys over the file's values (or the built-in
+    /// default's, when there is no file), on start and on every reload:
+    /// `hawkey run --count 2 --adopt 3000 -- node server.js`.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        flags: Flags,
+    },
     /// Validate the configuration and print it as it takes effect.
+    ///
+    /// With the flags of `hawkey run`, prints the configuration they make,
+    /// ready to save as hawkey.yaml.
     Check {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        flags: Flags,
         /// Print nothing when the configuration is valid (for ExecStartPre=).
         #[arg(short, long)]
         quiet: bool,
@@ -115,4 +129,36 @@ pub(crate) struct ConfigArg {
     /// HAWKEY_CONFIG.
     #[arg(value_name = "NAME")]
     pub(crate) instance: Option<String>,
+}
+
+/// The flags of `hawkey run` and `hawkey check` that set keys (see
+/// `config::Overrides`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct Flags {
+    /// Run N workers (workers.count: auto, or 1 to 1024).
+    #[arg(long, value_name = "N")]
+    pub(crate) count: Option<String>,
+    /// Listen on ADDR (listen: one listener, host:port, [v6]:port or
+    /// unix:/path), unless systemd passes the sockets.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+    /// Hand the listener to the program's own bind() of PORT
+    /// (workers.adopt; a port, or an address of one).
+    #[arg(long, value_name = "PORT")]
+    pub(crate) adopt: Option<String>,
+    /// The program to run and its arguments (workers.app: exec,
+    /// workers.command), after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub(crate) command: Vec<String>,
+}
+
+impl Flags {
+    pub(crate) fn into_overrides(self) -> crate::config::Overrides {
+        crate::config::Overrides {
+            count: self.count,
+            listen: self.listen,
+            adopt: self.adopt,
+            command: self.command,
+        }
+    }
 }

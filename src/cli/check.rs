@@ -15,10 +15,10 @@ use crate::master::cpu;
 
 /// Validates the configuration at `config_path`; prints the effective
 /// configuration unless `quiet`.
-pub(super) fn check(target: super::Target, quiet: bool) -> Status {
+pub(super) fn check(target: super::Target, flags: &config::Overrides, quiet: bool) -> Status {
     let env = Environment::capture();
     let host = paths::Host::of(&env);
-    let (mut config, source) = match super::load_config(&target, &host) {
+    let (mut config, source) = match super::load_config(&target, &host, flags) {
         Ok(loaded) => loaded,
         Err(e) => return super::config_failed(&e),
     };

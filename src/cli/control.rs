@@ -52,7 +52,7 @@ pub(super) fn locate(
     host: &Host,
     runtime_dir: Option<&Path>,
 ) -> Result<(PathBuf, Trust), Located> {
-    let config = match super::load_config(target, host) {
+    let config = match super::load_config(target, host, &config::Overrides::default()) {
         Ok((config, _)) => config,
         Err(e) => {
             let keys = matches!(e, config::Error::Invalid { .. })

@@ -58,8 +58,14 @@ pub(crate) fn main(app_heartbeats: bool) -> Status {
     });
     let target = |arg: args::ConfigArg| Target::of(arg, from_env);
     let result = match cli.command {
-        args::Command::Run(arg) => target(arg).map(|t| run::run(t, app_heartbeats)),
-        args::Command::Check { config, quiet } => target(config).map(|t| check::check(t, quiet)),
+        args::Command::Run { config, flags } => {
+            target(config).map(|t| run::run(t, flags.into_overrides(), app_heartbeats))
+        }
+        args::Command::Check {
+            config,
+            flags,
+            quiet,
+        } => target(config).map(|t| check::check(t, &flags.into_overrides(), quiet)),
         args::Command::Status { config, json } => target(config).map(|t| status::status(t, json)),
         args::Command::Reload { config, wait } => target(config)
             .map(|t| control::command(t, &crate::control::Request::Reload { wait }, None)),
@@ -139,20 +145,30 @@ impl Target {
 
 /// Which file to read: `-c`/`HAWKEY_CONFIG` and a named instance's
 /// `NAME.yaml` must exist; the default instance's may be missing, and then
-/// the embedded default is used. Returns the configuration and the name of
-/// where it came from.
-pub(crate) fn load_config(target: &Target, host: &Host) -> Result<(Config, String), config::Error> {
+/// the embedded default is used. `flags` are laid over it. Returns the
+/// configuration and the name of where it came from.
+pub(crate) fn load_config(
+    target: &Target,
+    host: &Host,
+    flags: &config::Overrides,
+) -> Result<(Config, String), config::Error> {
     let path = target.file(host);
     let may_be_missing =
         matches!(target, Target::Instance { instance, .. } if instance.is_default());
-    if may_be_missing && !path.exists() {
+    let (config, source) = if may_be_missing && !path.exists() {
         let name = "<built-in default>";
-        return Ok((
+        (
             Config::parse(config::EMBEDDED_DEFAULT, Path::new(name))?,
             name.to_string(),
-        ));
+        )
+    } else {
+        (Config::load(&path)?, path.display().to_string())
+    };
+    if flags.is_empty() {
+        return Ok((config, source));
     }
-    Ok((Config::load(&path)?, path.display().to_string()))
+    let config = flags.apply(config, &source)?;
+    Ok((config, format!("{source} with {}", flags.describe())))
 }
 
 /// Prints an error once, the way the operator reads it: a located config
@@ -170,8 +186,9 @@ pub(crate) fn report(error: &dyn std::error::Error, located: bool) {
     };
 }
 
-/// Reports a configuration error and returns its status (78).
+/// Reports a configuration error and returns its status (78; 64 for bad
+/// flags).
 fn config_failed(error: &config::Error) -> Status {
     report(error, matches!(error, config::Error::Invalid { .. }));
-    Status::Config
+    error.status()
 }

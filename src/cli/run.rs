@@ -14,7 +14,11 @@ use crate::master::{self, signals::Signals};
 
 /// Runs the master of `target` (the instance's configuration, or `-c`'s);
 /// returns its exit status.
-pub(super) fn run(target: super::Target, app_heartbeats: bool) -> Status {
+pub(super) fn run(
+    target: super::Target,
+    flags: crate::config::Overrides,
+    app_heartbeats: bool,
+) -> Status {
     let signals = match Signals::block() {
         Ok(s) => s,
         Err(e) => {
@@ -26,7 +30,7 @@ pub(super) fn run(target: super::Target, app_heartbeats: bool) -> Status {
     let env = Environment::capture();
     let host = Host::of(&env);
     let instance = target.instance();
-    let (config, source) = match super::load_config(&target, &host) {
+    let (config, source) = match super::load_config(&target, &host, &flags) {
         Ok(loaded) => loaded,
         Err(e) => return super::config_failed(&e),
     };
@@ -36,7 +40,7 @@ pub(super) fn run(target: super::Target, app_heartbeats: bool) -> Status {
     tracing::info!("configuration from {source}");
     let worker_log = format!("{level}/{}", sink.name());
     let runtime_dir = host.runtime_dir(&instance);
-    let loader = Box::new(move || super::load_config(&target, &host));
+    let loader = Box::new(move || super::load_config(&target, &host, &flags));
     let startup = master::Startup {
         signals,
         env,

@@ -31,7 +31,8 @@
 //!   memory or its age;
 //! - `keys`: the one table of every key, its type, default and meaning
 //!   (hawkey.yaml(5) is rendered from it);
-//! - `paths`: where a config's pidfile and control socket are, once resolved.
+//! - `paths`: where a config's pidfile and control socket are, once resolved;
+//! - `overrides`: the flags of `hawkey run` and `check` laid over a file.
 //!
 //! The YAML crate lives behind this module only (`serde-saphyr`, the
 //! maintained successor of the archived `serde_yaml`): it reports line and
@@ -43,6 +44,7 @@ mod diagnostics;
 mod events;
 mod flow;
 pub(crate) mod keys;
+mod overrides;
 pub(crate) mod paths;
 mod recycle;
 mod schema;
@@ -58,6 +60,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use self::diagnostics::{Located, one_line};
+pub(crate) use self::overrides::Overrides;
 pub(crate) use self::validate::resolve_program_in;
 
 pub(crate) use self::units::{Mode, Percent, SignalName, Size, Span};
@@ -429,6 +432,30 @@ pub enum Error {
         /// What is wrong, and what is allowed.
         message: String,
     },
+    /// Flags of `hawkey run`/`check` (`--count`, `--listen`, `--adopt`,
+    /// `-- COMMAND`) that make the configuration invalid: the one line
+    /// `FLAGS over SOURCE: key.path: message` (see `overrides`).
+    #[error("{} over {}: {key}{message}", one_line(flags), one_line(source_name), key = key_prefix(key))]
+    Flags {
+        /// The flags, as given.
+        flags: String,
+        /// The file (or the built-in default) they were laid over.
+        source_name: String,
+        /// The key the flags made invalid.
+        key: String,
+        /// What is wrong, and what is allowed.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The exit status: 64 (usage) for bad flags, 78 for a bad file.
+    pub(crate) fn status(&self) -> crate::exit::Status {
+        match self {
+            Error::Flags { .. } => crate::exit::Status::Usage,
+            _ => crate::exit::Status::Config,
+        }
+    }
 }
 
 /// Reads the regular file at `path`, at most [`MAX_FILE_BYTES`], without

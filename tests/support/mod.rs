@@ -69,12 +69,17 @@ impl Drop for TempDir {
 /// tests/recipes/run.py takes its ports the same way.
 pub fn free_port() -> u16 {
     static TAKEN: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
-    let mut taken = TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut taken = TAKEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = port_directory();
     let (low, high) = port_range();
     let span = u32::from(high - low);
     // Start where another process is unlikely to be.
-    let start = std::process::id().wrapping_mul(7919).wrapping_add(taken.len() as u32) % span;
+    let start = std::process::id()
+        .wrapping_mul(7919)
+        .wrapping_add(taken.len() as u32)
+        % span;
     for i in 0..span {
         let port = low + ((start + i) % span) as u16;
         let Ok(file) = std::fs::OpenOptions::new()
@@ -100,8 +105,8 @@ pub fn free_port() -> u16 {
 
 /// The ports tests take: [10000, start of the ephemeral range).
 fn port_range() -> (u16, u16) {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .unwrap_or_default();
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
     let ephemeral_low = range
         .split_whitespace()
         .next()
@@ -485,17 +490,23 @@ pub fn wait_until_asleep_without_deadline(pid: i32, beyond: Duration) {
             number == 7 && (timeout < 0 || u128::from(timeout as u32) > beyond.as_millis());
         (long_enough && proc_stat(pid)?.1 == 'S').then_some(())
     };
-    assert!(
-        cfg!(target_arch = "x86_64"),
-        "reads x86_64's syscall numbers from /proc/PID/syscall"
+    const {
+        assert!(
+            cfg!(target_arch = "x86_64"),
+            "reads x86_64's syscall numbers from /proc/PID/syscall"
+        )
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "the master to sleep without a deadline",
+        || {
+            let before = switches(pid);
+            asleep()?;
+            std::thread::sleep(Duration::from_millis(50));
+            asleep()?;
+            (switches(pid) == before).then_some(())
+        },
     );
-    wait_until(Duration::from_secs(30), "the master to sleep without a deadline", || {
-        let before = switches(pid);
-        asleep()?;
-        std::thread::sleep(Duration::from_millis(50));
-        asleep()?;
-        (switches(pid) == before).then_some(())
-    });
 }
 
 pub fn proc_comm(pid: i32) -> Option<String> {

@@ -70,6 +70,15 @@ fn arguments(command: &Command) -> Vec<&Arg> {
 /// (`both`).
 fn written(arg: &Arg, both: bool) -> Vec<Inline> {
     if arg.is_positional() {
+        // `-- COMMAND ...`: what follows `--`, as many words as given.
+        if arg.is_last_set() {
+            return vec![
+                bold("--"),
+                roman(" "),
+                placeholder(&value_name(arg)),
+                roman(" ..."),
+            ];
+        }
         return vec![placeholder(&value_name(arg))];
     }
     let mut out = Vec::new();
@@ -386,7 +395,8 @@ mod tests {
             );
         }
         for usage in [
-            "hawkey check [-c FILE] [-q] [NAME]",
+            "hawkey run [-c FILE] [--count N] [--listen ADDR] [--adopt PORT] [NAME] [-- COMMAND ...]",
+            "hawkey check [-c FILE] [--count N] [--listen ADDR] [--adopt PORT] [-q] [NAME] [-- COMMAND ...]",
             "hawkey status [-c FILE] [--json] [NAME]",
             "hawkey reload [-c FILE] [--wait] [NAME]",
             "-c, --config FILE",
