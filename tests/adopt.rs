@@ -246,6 +246,7 @@ fn python_http_server_serves_through_hawkeys_listener_on_every_worker() {
 }
 
 #[test]
+#[ignore = "needs node (Debian: nodejs)"]
 fn an_unmodified_node_app_listening_on_its_port_is_adopted_by_the_wildcard_rule() {
     preload_built();
     let dir = TempDir::new("adopt-node");
@@ -833,6 +834,7 @@ fn prove_unmodified(tag: &str, fixture: &str, comm: &str, command: &str, env: &s
 }
 
 #[test]
+#[ignore = "needs the recipes' PyPI and npm packages (tests/recipes/install.sh)"]
 fn an_unmodified_express_app_listening_on_process_env_port_serves_on_every_worker() {
     let modules = installed("recipes-node/node_modules/express");
     let modules = modules.parent().unwrap().display().to_string();
@@ -848,6 +850,7 @@ fn an_unmodified_express_app_listening_on_process_env_port_serves_on_every_worke
 }
 
 #[test]
+#[ignore = "needs the recipes' PyPI and npm packages (tests/recipes/install.sh)"]
 fn an_unmodified_flask_app_on_its_development_server_serves_on_every_worker() {
     let flask = installed("recipes-venv/bin/flask");
     let app = free_port();
@@ -862,6 +865,7 @@ fn an_unmodified_flask_app_on_its_development_server_serves_on_every_worker() {
 }
 
 #[test]
+#[ignore = "needs the recipes' PyPI and npm packages (tests/recipes/install.sh)"]
 fn uvicorn_with_its_own_port_serves_on_every_worker() {
     let uvicorn = installed("recipes-venv/bin/uvicorn");
     let app = free_port();

@@ -303,6 +303,7 @@ fn readable_by_all(dir: &TempDir, config: &Path) {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn a_user_neither_root_nor_the_owner_cannot_open_the_socket_and_gets_77() {
     require_root("a_user_neither_root_nor_the_owner_cannot_open_the_socket_and_gets_77");
     let dir = TempDir::new("control-nobody");
@@ -330,6 +331,7 @@ fn a_user_neither_root_nor_the_owner_cannot_open_the_socket_and_gets_77() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn the_master_refuses_a_peer_neither_root_nor_its_owner_even_when_the_file_mode_lets_it_connect() {
     require_root(
         "the_master_refuses_a_peer_neither_root_nor_its_owner_even_when_the_file_mode_lets_it_connect",
@@ -429,6 +431,7 @@ fn status_keeps_each_workers_own_status_line() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn root_believes_a_master_of_another_uid_that_owns_the_pidfile_and_runs_at_its_pid() {
     // As under systemd with User=: the master runs as its own user, root
     // asks. The CLI now checks the server's peer credentials; the owner of

@@ -271,6 +271,7 @@ fn require_node() {
 }
 
 #[test]
+#[ignore = "needs node (Debian: nodejs)"]
 fn the_node_example_serves_reloads_and_drains_under_hawkey() {
     require_node();
     run_example("node", "node", Duration::from_secs(3));
@@ -300,6 +301,7 @@ fn the_example_configs_are_valid_as_shipped_but_for_cwd() {
 }
 
 #[test]
+#[ignore = "needs node (Debian: nodejs)"]
 fn the_example_apps_refuse_to_run_on_sockets_not_passed_to_them() {
     require_node();
     // LISTEN_PID of another process: fd 3 is not theirs, whatever it is.

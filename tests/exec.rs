@@ -433,6 +433,7 @@ fn sigterm_at_any_moment_of_start_up_ends_cleanly_with_no_orphan() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn privileges_are_dropped_to_the_configured_user_and_group() {
     require_root("privileges_are_dropped_to_the_configured_user_and_group");
     let dir = TempDir::new("privdrop");

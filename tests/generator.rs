@@ -68,6 +68,7 @@ fn service_section(text: &str) -> Vec<&str> {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn on_systemd_257_both_units_get_notify_reload_and_a_check_as_execreload() {
     let files = generate("generator-257", "systemd 257 (257.13-1~deb13u1)");
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
@@ -99,11 +100,13 @@ fn on_systemd_257_both_units_get_notify_reload_and_a_check_as_execreload() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn on_systemd_253_the_first_with_notify_reload_the_dropins_are_written() {
     assert_eq!(generate("generator-253", "systemd 253 (253.1)").len(), 2);
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn on_systemd_252_nothing_is_written_and_type_notify_stays() {
     assert_eq!(
         generate("generator-252", "systemd 252 (252.39-1~deb12u2)"),
@@ -112,6 +115,7 @@ fn on_systemd_252_nothing_is_written_and_type_notify_stays() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn a_version_it_cannot_read_writes_nothing() {
     assert_eq!(generate("generator-garbage", "not systemd at all"), []);
 }

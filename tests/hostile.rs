@@ -125,6 +125,7 @@ while True:
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn an_impostor_control_socket_is_not_believed() {
     require_root("an_impostor_control_socket_is_not_believed (runs the impostor as uid 65534)");
     let dir = TempDir::new("hostile-impostor");
@@ -180,6 +181,7 @@ fn an_impostor_control_socket_is_not_believed() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn a_pidfile_directory_others_can_write_is_refused_before_a_squatter_can_hold_the_lock() {
     require_root(
         "a_pidfile_directory_others_can_write_is_refused_before_a_squatter_can_hold_the_lock (runs the squatter as uid 65534)",

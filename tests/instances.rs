@@ -329,6 +329,7 @@ fn check_by_name_validates_that_instances_file_and_shows_its_runtime_dir() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn another_user_sees_the_instances_as_unreachable_and_cannot_stop_one() {
     require_root("another_user_sees_the_instances_as_unreachable_and_cannot_stop_one");
     let host = TestHost::new("instances-nobody");

@@ -334,11 +334,13 @@ fn library_run(tag: &str, reloads: u64) {
 }
 
 #[test]
+#[ignore = "needs wrk (Debian: wrk)"]
 fn twenty_reloads_of_the_builtin_app_lose_no_keep_alive_request() {
     builtin_run("ka-builtin-20", 20);
 }
 
 #[test]
+#[ignore = "needs wrk (Debian: wrk)"]
 fn twenty_reloads_of_the_library_example_lose_no_keep_alive_request() {
     library_run("ka-library-20", 20);
 }
@@ -462,6 +464,7 @@ fn node_shim_run(tag: &str, reloads: u64) {
 }
 
 #[test]
+#[ignore = "needs node (Debian: nodejs)"]
 fn twenty_reloads_of_an_unmodified_node_app_with_the_shim_lose_no_request() {
     node_shim_run("ka-node-20", 20);
 }
@@ -469,6 +472,7 @@ fn twenty_reloads_of_an_unmodified_node_app_with_the_shim_lose_no_request() {
 /// What the shim is for: the same app and load without it loses requests
 /// (SIGTERM's default action ends the worker mid-request).
 #[test]
+#[ignore = "needs node (Debian: nodejs)"]
 fn without_the_shim_twenty_reloads_of_the_unmodified_node_app_lose_requests() {
     require_node();
     let dir = TempDir::new("ka-node-bare");
@@ -534,6 +538,7 @@ fn node_ending(script: &str, env: &[(&str, &str)], dir: &TempDir) -> (Option<i32
 }
 
 #[test]
+#[ignore = "needs node (Debian: nodejs)"]
 fn the_shim_without_a_server_leaves_the_stop_signal_its_default_action() {
     require_node();
     let dir = TempDir::new("ka-node-noserver");
@@ -549,6 +554,7 @@ fn the_shim_without_a_server_leaves_the_stop_signal_its_default_action() {
 }
 
 #[test]
+#[ignore = "needs node (Debian: nodejs)"]
 fn two_copies_of_the_shim_drain_once() {
     require_node();
     let dir = TempDir::new("ka-node-twice");
@@ -563,6 +569,7 @@ fn two_copies_of_the_shim_drain_once() {
 }
 
 #[test]
+#[ignore = "needs node (Debian: nodejs)"]
 fn the_shim_drains_an_idle_server_and_exits_0() {
     require_node();
     let dir = TempDir::new("ka-node-idle");
@@ -573,6 +580,7 @@ fn the_shim_drains_an_idle_server_and_exits_0() {
 }
 
 #[test]
+#[ignore = "needs node (Debian: nodejs)"]
 fn the_shim_leaves_an_app_with_its_own_stop_handler_alone() {
     require_node();
     let dir = TempDir::new("ka-node-handler");
@@ -592,6 +600,7 @@ fn the_shim_leaves_an_app_with_its_own_stop_handler_alone() {
 }
 
 #[test]
+#[ignore = "needs node (Debian: nodejs)"]
 fn under_hawkey_the_shim_leaves_a_node_app_with_its_own_handler_alone() {
     require_node();
     let dir = TempDir::new("ka-node-handler-pool");
@@ -650,6 +659,7 @@ fn closed_cleanly(stream: &mut std::net::TcpStream) -> bool {
 }
 
 #[test]
+#[ignore = "needs node (Debian: nodejs)"]
 fn the_shim_answers_the_next_request_with_close_and_closes_idle_connections_after_the_grace() {
     use std::io::Write;
     require_node();
@@ -758,6 +768,7 @@ const SIGNAL_EXIT_LIKE: &str = "
     process.on('SIGTERM', onTerm);";
 
 #[test]
+#[ignore = "needs node (Debian: nodejs)"]
 fn a_signal_exit_listener_is_not_taken_for_the_apps_own_handler() {
     require_node();
     let dir = TempDir::new("ka-node-signal-exit");
@@ -781,6 +792,7 @@ fn a_signal_exit_listener_is_not_taken_for_the_apps_own_handler() {
 }
 
 #[test]
+#[ignore = "needs node (Debian: nodejs)"]
 fn twenty_reloads_of_the_node_example_lose_no_keep_alive_request() {
     // examples/node/server.js drains itself (its own SIGTERM handler, so
     // hawkey's shim leaves it alone): the same keep-alive promise as the

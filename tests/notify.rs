@@ -52,6 +52,7 @@ except OSError as e:
 "#;
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn another_uid_cannot_reach_a_workers_notify_socket() {
     require_root("another_uid_cannot_reach_a_workers_notify_socket");
     let dir = TempDir::new("notify-uid");
@@ -88,6 +89,7 @@ fn another_uid_cannot_reach_a_workers_notify_socket() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn a_dropped_worker_reaches_its_channel_when_the_runtime_directory_is_0750() {
     require_root("a_dropped_worker_reaches_its_channel_when_the_runtime_directory_is_0750");
     use std::os::unix::fs::PermissionsExt;
@@ -111,6 +113,7 @@ fn a_dropped_worker_reaches_its_channel_when_the_runtime_directory_is_0750() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn a_dropped_worker_owns_its_channel_and_other_users_still_cannot_send() {
     require_root("a_dropped_worker_owns_its_channel_and_other_users_still_cannot_send");
     let dir = TempDir::new("notify-dropped");
@@ -396,6 +399,7 @@ print(sent, refused)
 "#;
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn notify_floods_during_heartbeats_and_a_reload_kill_no_healthy_worker() {
     require_root("notify_floods_during_heartbeats_and_a_reload_kill_no_healthy_worker");
     let dir = TempDir::new("notify-flood");

@@ -194,6 +194,7 @@ impl Pid1 {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn pid_1_reaps_the_orphans_its_workers_leave_and_no_zombie_remains() {
     let pid1 = start("pid1-orphans");
     // The orphans: `sleep` reparented to PID 1 (hawkey), one per worker.
@@ -220,6 +221,7 @@ fn pid_1_reaps_the_orphans_its_workers_leave_and_no_zombie_remains() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn sigterm_from_the_engine_stops_every_worker_and_pid_1_exits_0() {
     start("pid1-sigterm").stop_and_check(|pid| {
         // SAFETY: kill(2) on a pid this test started.
@@ -228,6 +230,7 @@ fn sigterm_from_the_engine_stops_every_worker_and_pid_1_exits_0() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn sigint_from_the_engine_stops_every_worker_and_pid_1_exits_0() {
     start("pid1-sigint").stop_and_check(|pid| {
         // SAFETY: kill(2) on a pid this test started.
@@ -239,6 +242,7 @@ fn sigint_from_the_engine_stops_every_worker_and_pid_1_exits_0() {
 /// its disposition leaves at the default, unless blocked (hawkey's are,
 /// read from a signalfd).
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn sigterm_from_inside_the_namespace_stops_pid_1_as_well() {
     start("pid1-inside").stop_and_check(|pid| {
         let status = Command::new("nsenter")
@@ -263,6 +267,7 @@ fn sigterm_from_inside_the_namespace_stops_pid_1_as_well() {
 /// in the namespace's /proc, yet its notify directory is in use, and the
 /// PID-1 master must leave it alone (it holds a lock on it).
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn a_master_in_a_pid_namespace_leaves_the_host_masters_notify_directory_alone() {
     require_root("pid1-shared-run");
     let dir = TempDir::new("pid1-shared-run");

@@ -19,8 +19,8 @@ fi
 # sdnotify), python3-systemd (libsystemd's sd_notify, for a worker),
 # nodejs (examples/node, the Node drain shim), wrk (keep-alive load in
 # tests/keepalive.rs), procps,
-# curl, groff-base (tests/cli.rs formats the man pages with groff and
-# fails without it); for the system tests
+# curl, groff-base (tests/cli.rs formats the man pages with groff, in the
+# second tier); for the system tests
 # systemd-container (systemd-nspawn), debootstrap, podman and runc (the
 # Containerfile built and run, tests/system/container.sh), and for the
 # package debhelper, dpkg-dev, fakeroot and lintian.
@@ -56,9 +56,13 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+step "the library without the built-in app (--no-default-features)"
+# What a program that embeds hawkey with its own app compiles: neither
+# hyper nor tokio.
+cargo clippy --locked --no-default-features --lib -- -D warnings
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
-step "cargo test: the fast tier"
+step "cargo test: the first tier (no root, node, wrk, groff or packages needed)"
 # tests/library.rs runs target/debug/examples/hello. `cargo test
 # --all-targets` compiles examples only as test harnesses (into deps/), so
 # build the real example binaries first; doc tests after.
@@ -66,13 +70,14 @@ cargo build --locked --examples
 # The preload library (a cdylib, beside target/debug/hawkey, where hawkey
 # finds it): exec'd workers get it by default.
 cargo build --locked -p hawkey-preload
-# What `cargo test` runs: every test but the long ones, which libtest
-# lists as ignored ("long tier: ...").
+# What `cargo test` runs: every test but those libtest lists as ignored,
+# the long ones ("long tier: ...") and those that need root, node, wrk,
+# groff or the recipes' packages ("needs ...", see tests/tiers.rs).
 cargo test --locked --all-targets
 cargo test --locked --doc
-step "cargo test: the long tier (chaos, soak, 50 reloads, crash loop, ...)"
-# The tests marked #[ignore = "long tier: ..."], and only those: together
-# with the fast tier, every test once.
+step "cargo test: the second tier (as root: privilege drops, other uids, PID 1, node, wrk, groff, the recipes' packages; chaos, soak, 50 reloads, ...)"
+# The ignored tests, and only those: together with the first tier, every
+# test once. Everything they need is installed above.
 cargo test --locked --all-targets -- --ignored
 step "recipes: real servers from their registries under hawkey (tests/recipes/run.py)"
 # gunicorn (sync and uvicorn workers), uvicorn, hypercorn, waitress,

@@ -228,6 +228,7 @@ fn a_worker_has_no_controlling_terminal_and_leads_its_own_session() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn a_dropped_worker_has_no_new_privileges_and_an_empty_bounding_set() {
     require_root("a_dropped_worker_has_no_new_privileges_and_an_empty_bounding_set");
     let dir = TempDir::new("tree-nnp");

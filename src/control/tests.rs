@@ -556,7 +556,7 @@ const PEER_SOCKET_ENV: &str = "HAWKEY_CONTROL_TEST_SOCKET";
 /// Not a test on its own: run by the tests below, as another user, in
 /// a copy of this test binary. Prints what `request` returned.
 #[test]
-#[ignore = "run as another user by the peer credential tests"]
+#[ignore = "helper: run as another user by the peer credential tests; does nothing alone"]
 fn peer_client() {
     let Some(path) = std::env::var_os(PEER_SOCKET_ENV) else {
         return;
@@ -627,6 +627,7 @@ fn traversable(dir: &TestDir) {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn a_peer_that_is_neither_root_nor_the_owner_gets_exit_code_77() {
     let dir = TestDir::new("peer");
     traversable(&dir);
@@ -648,6 +649,7 @@ fn a_peer_that_is_neither_root_nor_the_owner_gets_exit_code_77() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn a_user_who_cannot_open_the_socket_gets_permission_denied() {
     let dir = TestDir::new("eacces");
     traversable(&dir);
@@ -778,6 +780,7 @@ fn a_socket_directory_writable_by_others_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn the_cli_believes_root_itself_and_the_pidfile_owner_at_the_pid_it_names() {
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -820,6 +823,7 @@ fn the_cli_believes_root_itself_and_the_pidfile_owner_at_the_pid_it_names() {
 }
 
 #[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
 fn a_pidfile_in_a_directory_writable_by_others_vouches_for_nobody() {
     assert!(
         nix::unistd::geteuid().is_root(),
