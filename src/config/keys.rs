@@ -104,7 +104,7 @@ pub(crate) const KEYS: &[Key] = &[
         path: "workers.env",
         kind: "mapping of NAME: string",
         default: Default::Is("{}"),
-        meaning: "Extra environment for the workers. The variables hawkey sets itself (LISTEN_*, NOTIFY_SOCKET, WATCHDOG_*, JOURNAL_STREAM, HAWKEY_*) are refused here.",
+        meaning: "Extra environment for the workers. The 14 variables hawkey sets for each worker itself are refused here: LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES, NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID, JOURNAL_STREAM, and seven HAWKEY_ names: HAWKEY_WORKER, HAWKEY_GENERATION, HAWKEY_STOP_SIGNAL, HAWKEY_ADOPT, HAWKEY_READY_PROBE, HAWKEY_ROLE, HAWKEY_LOG. Other names pass, HAWKEY_CONFIG included; LD_PRELOAD and NODE_OPTIONS are kept, after what hawkey puts first (workers.preload).",
     },
     Key {
         path: "workers.cwd",
@@ -263,6 +263,26 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn workers_env_names_every_variable_it_refuses() {
+        let env = KEYS.iter().find(|k| k.path == "workers.env").unwrap();
+        for var in crate::env::WORKER_VARS {
+            assert!(env.meaning.contains(var.name), "{}", var.name);
+        }
+        let count = format!("The {} variables", crate::env::WORKER_VARS.len());
+        assert!(env.meaning.contains(&count), "{count}");
+        let shipped = include_str!("../../hawkey.yaml");
+        let comment: String = shipped
+            .split("# Extra environment")
+            .nth(1)
+            .and_then(|rest| rest.split("# env:").next())
+            .unwrap()
+            .replace("\n  #", " ");
+        for var in crate::env::WORKER_VARS {
+            assert!(comment.contains(var.name), "hawkey.yaml: {}", var.name);
+        }
+    }
 
     /// `{a: {b: {KEY: 1}}}` for the mapping `a.b` (`listen[]` an entry of
     /// a list), with `inner` where `KEY: 1` is.
