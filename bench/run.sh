@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh — hawkey's benchmarks: the performance goals P1–P8 and G13's
-# time and memory half of DESIGN §6, measured on loopback and printed as a
+# time and memory half of docs/goals.md, measured on loopback and printed as a
 # table with the method beside each figure; also written to
 # target/bench/results.json.
 #

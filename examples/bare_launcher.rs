@@ -1,5 +1,5 @@
 //! `bare_launcher`: the physical limit hawkey's data path is measured
-//! against (DESIGN §6 P1), used by `bench/run.sh`. Not part of hawkey.
+//! against (P1, docs/goals.md), used by `bench/run.sh`. Not part of hawkey.
 //!
 //! It binds ADDR once, then forks N copies of a program that inherit the
 //! listening socket exactly as hawkey's workers do — and does nothing else:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes hawkey's config parser (DESIGN.md G14: no panic, hang or OOM) for
+# Fuzzes hawkey's config parser (docs/goals.md G14: no panic, hang or OOM) for
 # FUZZ_SECONDS (default 60), with cargo-fuzz and libFuzzer:
 #   fuzz/run.sh                      # 60 s, as tests/run.sh runs it
 #   FUZZ_SECONDS=3600 fuzz/run.sh    # an hour

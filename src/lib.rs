@@ -10,8 +10,9 @@
 //!
 //! The master is single-threaded for its whole life. Signals are blocked
 //! and read from a signalfd; worker notifications arrive on a datagram
-//! socket of their own each; children are reaped in a loop after SIGCHLD
-//! (and once a second regardless). All of it
+//! socket of their own each; children are reaped in a loop at each
+//! wake-up that read SIGCHLD (and at any other wake-up a second or more
+//! after the last reap; no timer wakes an idle master for it). All of it
 //! becomes events for a pure state machine (the supervisor) that decides,
 //! and returns actions and notices; a thin loop (the master) carries out
 //! the actions and logs the notices. Workers are started in one place, the

@@ -1,5 +1,5 @@
-//! Faults under load on bare hawkey (no systemd): DESIGN goals G1, G4
-//! (bare) and G8. The tests judge behaviour (no refused connection, no
+//! Faults under load on bare hawkey (no systemd): goals G1, G4
+//! (bare) and G8 (docs/goals.md). The tests judge behaviour (no refused connection, no
 //! zombie, the pool back to N, backoff reaching 30 s); the time figures
 //! (recovery after a kill, workers gone after the master, master CPU) are
 //! printed (`--nocapture`) and judged by no test: their bounds here are

@@ -1,4 +1,4 @@
-//! Health outside systemd (DESIGN goals G2, G3, G12, G15): a hung worker is
+//! Health outside systemd (goals G2, G3, G12, G15 of docs/goals.md): a hung worker is
 //! found by its missing heartbeats and replaced (G2); a stalled master
 //! blames no worker for what it could not hear (G3); the upstream watchdog
 //! is pinged on a half-period schedule from the loop, and only from it

@@ -1,4 +1,4 @@
-//! Keep-alive clients lose nothing on reload (DESIGN §6 G23, issue #9):
+//! Keep-alive clients lose nothing on reload (G23 in docs/goals.md, issue #9):
 //! the built-in app and the library example (`examples/hello.rs`) drain
 //! with `worker::Drain`, and an unmodified Node `http` app is drained by
 //! `preload/node/hawkey-drain.cjs`.

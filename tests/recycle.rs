@@ -1,5 +1,5 @@
 //! Recycling without capacity loss (`workers.recycle`, issue #10 item 3,
-//! DESIGN §6 G24): a worker past its memory limit or its age is replaced
+//! G24 in docs/goals.md): a worker past its memory limit or its age is replaced
 //! as a reload replaces it, under load, with no request lost and never
 //! fewer than N workers ready.
 //!

@@ -1,4 +1,4 @@
-//! Rolling reload (DESIGN §2, goal G5): under load, through `hawkey reload
+//! Rolling reload (goal G5, docs/goals.md): under load, through `hawkey reload
 //! --wait` and SIGHUP, with the real binary and a real notify socket.
 //! The 50-reload runs are the long tier (`#[ignore = "long tier: ..."]`,
 //! run by tests/run.sh); `cargo test` runs the same with 5 reloads.

@@ -1,4 +1,4 @@
-//! Soak (DESIGN goal G16): load, a worker kill every 5 s and a reload every
+//! Soak (goal G16, docs/goals.md): load, a worker kill every 5 s and a reload every
 //! 60 s, for `HAWKEY_SOAK_SECS` seconds (default 300, the CI run; set it
 //! higher for a longer soak). The master's fd count must stay flat, with
 //! no zombie and no refused connection. Its memory is printed, not judged

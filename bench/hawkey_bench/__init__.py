@@ -1,4 +1,4 @@
-"""hawkey's benchmarks: DESIGN §6's performance goals P1-P8, G13's time
+"""hawkey's benchmarks: the performance goals P1-P8 (docs/goals.md), G13's time
 and memory half and issue #11's scale figures, measured on loopback and
 printed as a table with the method beside each figure; every raw figure
 also goes to results.json.

@@ -50,7 +50,7 @@ def parse_args(argv, environ):
     ap = argparse.ArgumentParser(
         prog="hawkey_bench", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description=("hawkey's benchmarks: the performance goals P1-P8 and G13's time and memory\n"
-                     "half (DESIGN §6) and issue #11's scale figures (scale), printed as a table\n"
+                     "half (docs/goals.md) and issue #11's scale figures (scale), printed as a table\n"
                      "with the method beside each figure; every raw figure goes to\n"
                      "OUT/results.json, logs, configs and sockets to OUT/work/. BENCHMARKS.md\n"
                      "has the method and the reading."))

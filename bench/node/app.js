@@ -1,5 +1,5 @@
 'use strict';
-// bench/node/app.js — the Node.js app of bench/run.sh (DESIGN §6 P1, P2).
+// bench/node/app.js — the Node.js app of bench/run.sh (P1, P2 in docs/goals.md).
 //
 // One request handler, three ways to get connections:
 //  - LISTEN_FDS set (under hawkey `app: exec`, or bench's bare_launcher):

@@ -1,4 +1,4 @@
-//! Fuzzes the config parser (DESIGN.md G14): whatever bytes hawkey.yaml
+//! Fuzzes the config parser (G14, docs/goals.md): whatever bytes hawkey.yaml
 //! holds, `Config::parse` must not panic, hang or run out of memory, and
 //! what it returns must keep the promises of `hawkey::config`:
 //! - an error is exactly one line (`FILE:LINE:COL: key.path: message`),

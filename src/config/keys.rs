@@ -62,7 +62,7 @@ pub(crate) const KEYS: &[Key] = &[
         path: "listen[].address",
         kind: "address",
         default: Default::Required,
-        meaning: "host:port, [v6]:port, or unix:/absolute/path (at most 107 bytes); unique.",
+        meaning: "host:port, [v6]:port, or unix:/absolute/path (at most 107 bytes); unique. A [v6] address listens on IPv6 only (IPV6_V6ONLY, as nginx's ipv6only=on).",
     },
     Key {
         path: "listen[].backlog",
@@ -104,7 +104,7 @@ pub(crate) const KEYS: &[Key] = &[
         path: "workers.env",
         kind: "mapping of NAME: string",
         default: Default::Is("{}"),
-        meaning: "Extra environment for the workers. The variables hawkey sets itself (LISTEN_*, NOTIFY_SOCKET, WATCHDOG_*, JOURNAL_STREAM, HAWKEY_*) are refused here.",
+        meaning: "Extra environment for the workers. The 14 variables hawkey sets for each worker itself are refused here: LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES, NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID, JOURNAL_STREAM, and seven HAWKEY_ names: HAWKEY_WORKER, HAWKEY_GENERATION, HAWKEY_STOP_SIGNAL, HAWKEY_ADOPT, HAWKEY_READY_PROBE, HAWKEY_ROLE, HAWKEY_LOG. Other names pass, HAWKEY_CONFIG included; LD_PRELOAD and NODE_OPTIONS are kept, after what hawkey puts first (workers.preload).",
     },
     Key {
         path: "workers.cwd",
@@ -128,7 +128,7 @@ pub(crate) const KEYS: &[Key] = &[
         path: "workers.ready",
         kind: "auto | notify | started",
         default: Default::Is("auto"),
-        meaning: "When a worker counts as ready; before that it is starting, and one that exits or is not ready within ready_timeout is a failed start. auto: when it sends READY=1 to NOTIFY_SOCKET, or when hawkey sees it (or a process it started) accepting on a listener, whichever comes first. notify: only on READY=1. started: as soon as the program has been executed.",
+        meaning: "When a worker counts as ready; before that it is starting, and one that exits or is not ready within ready_timeout is a failed start. auto: when it sends READY=1 to NOTIFY_SOCKET, or when hawkey sees it (or a process it started) accepting on a listener, whichever comes first: an epoll instance watching the listener, a thread blocked in accept, poll or select on it, or the preload library's report; holding the fd is not enough. So apps that never heard of sd_notify get crash detection and reload rollback. notify: only on READY=1. started: as soon as the program has been executed (explicit only). Built-in and library workers send READY=1 as they start accepting.",
     },
     Key {
         path: "workers.ready_timeout",
@@ -140,13 +140,13 @@ pub(crate) const KEYS: &[Key] = &[
         path: "workers.heartbeat_timeout",
         kind: "duration, or null",
         default: Default::Unset("30s for the built-in app, none for exec workers"),
-        meaning: "A ready worker that sends no heartbeat (WATCHDOG=1 to NOTIFY_SOCKET) for this long is hung: it is killed and replaced. Workers get WATCHDOG_USEC as under systemd's WatchdogSec=. Exec workers need ready: notify for it. null: no heartbeats.",
+        meaning: "A ready worker that sends no heartbeat (WATCHDOG=1 to NOTIFY_SOCKET) for this long is hung: it is killed and replaced. Workers get WATCHDOG_USEC and WATCHDOG_PID as under systemd's WatchdogSec=. The built-in app beats every third of it from its own event loop; a program embedding hawkey beats only if its app declares App::HEARTBEATS; exec workers need ready: notify for it. null: no heartbeats.",
     },
     Key {
         path: "workers.stop_signal",
         kind: "signal name",
         default: Default::Is("SIGTERM"),
-        meaning: "The signal a graceful stop sends to each worker's process group; workers find it in HAWKEY_STOP_SIGNAL.",
+        meaning: "The signal a graceful stop sends to each worker's process group (a worker a reload replaces gets its own generation's); workers find it in HAWKEY_STOP_SIGNAL, and the built-in app drains on it.",
     },
     Key {
         path: "workers.stop_timeout",
@@ -176,13 +176,13 @@ pub(crate) const KEYS: &[Key] = &[
         path: "workers.recycle",
         kind: "mapping",
         default: Default::Section,
-        meaning: "Recycling, for apps that leak: a ready worker past memory or age is replaced the way a reload replaces it (its successor ready first, then the old worker drains). Never fewer than count ready; at most reload.surge recycles at a time; none during a reload. Absent: no recycling; written, it sets memory, age or both.",
+        meaning: "Recycling, for apps that leak: a ready worker past memory or age is replaced the way a reload replaces it (its successor ready first, then the old worker drains). Never fewer than count ready; at most reload.surge recycles at a time; none during a reload. A successor that cannot start leaves the worker serving, and is tried again after 10s, doubling up to 5min. Logged with RECYCLE_REASON=memory or age, counted in hawkey status (RECYCLED). Absent: no recycling; written, it sets memory, age or both.",
     },
     Key {
         path: "workers.recycle.memory",
         kind: "size, at least 1MiB",
         default: Default::Unset("no memory limit"),
-        meaning: "Recycle a worker whose process tree's resident memory passes this (checked every 5s).",
+        meaning: "Recycle a worker whose process tree's resident memory (RSS summed over the worker and its descendants) passes this. Read from /proc every 5s, only when set, so a fast leak passes the limit by what it grows in 5s. kB and MB are refused as ambiguous.",
     },
     Key {
         path: "workers.recycle.age",
@@ -200,7 +200,7 @@ pub(crate) const KEYS: &[Key] = &[
         path: "workers.adopt",
         kind: "mapping of LISTENER: port or address",
         default: Default::Unset("no adoption"),
-        meaning: "Unmodified programs that bind their own port (app: exec only): their bind(2) of this address gets the named listener instead, through hawkey's preload library (LD_PRELOAD; not for static binaries). A bare port, such as {http: 3000}, matches any address of it.",
+        meaning: "Unmodified programs that bind their own port (app: exec only): their bind(2) of this address gets the named listener instead, through hawkey's preload library (LD_PRELOAD; not for static binaries). A bare port, such as {http: 3000}, or \"*:3000\", matches any address of it; \"0.0.0.0:3000\" or \"[::]:3000\" a wildcard bind of either family (Node's listen(3000) binds ::); \"127.0.0.1:3000\" that address only. At start the listener must be among the sockets hawkey got and the preload library installed, else exit 78.",
     },
     Key {
         path: "workers.preload",
@@ -222,7 +222,7 @@ pub(crate) const KEYS: &[Key] = &[
         default: Default::Unset(
             "beside the pidfile with the extension .sock, or hawkey.sock in the runtime directory",
         ),
-        meaning: "The unix socket hawkey status, reload and stop use (owner-only; root and hawkey's own user may use it). null: none; signals and the pidfile work regardless.",
+        meaning: "The unix socket hawkey status, reload and stop use (owner-only; root and hawkey's own user may use it; peer credentials are checked both ways, so the commands believe no impostor at its path). Its directory, like the pidfile's, must be writable by its owner only (exit 73 otherwise). null: none; signals and the pidfile work regardless.",
     },
     Key {
         path: "log",
@@ -240,7 +240,7 @@ pub(crate) const KEYS: &[Key] = &[
         path: "log.format",
         kind: "auto | journald | text | json",
         default: Default::Is("auto"),
-        meaning: "auto: journald when stderr is connected to the journal (JOURNAL_STREAM), readable text on stderr otherwise.",
+        meaning: "auto: journald when stderr is connected to the journal (JOURNAL_STREAM), readable text on stderr otherwise. journald: native journal entries with the fields HAWKEY_WORKER, WORKER_PID, GENERATION, EXIT_STATUS or SIGNAL. text: coloured only on a terminal and without NO_COLOR. json: one JSON object per line on stderr.",
     },
     Key {
         path: "reload",
@@ -263,6 +263,26 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn workers_env_names_every_variable_it_refuses() {
+        let env = KEYS.iter().find(|k| k.path == "workers.env").unwrap();
+        for var in crate::env::WORKER_VARS {
+            assert!(env.meaning.contains(var.name), "{}", var.name);
+        }
+        let count = format!("The {} variables", crate::env::WORKER_VARS.len());
+        assert!(env.meaning.contains(&count), "{count}");
+        let shipped = include_str!("../../hawkey.yaml");
+        let comment: String = shipped
+            .split("# Extra environment")
+            .nth(1)
+            .and_then(|rest| rest.split("# env:").next())
+            .unwrap()
+            .replace("\n  #", " ");
+        for var in crate::env::WORKER_VARS {
+            assert!(comment.contains(var.name), "hawkey.yaml: {}", var.name);
+        }
+    }
 
     /// `{a: {b: {KEY: 1}}}` for the mapping `a.b` (`listen[]` an entry of
     /// a list), with `inner` where `KEY: 1` is.

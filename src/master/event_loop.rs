@@ -16,7 +16,9 @@ use super::supervisor::{Accepting, Event, State};
 use super::{Error, Master};
 use crate::exit::Status;
 
-/// The longest the master goes without reaping, SIGCHLD or not.
+/// How long after a reap any wake-up reaps again, SIGCHLD or not. Not a
+/// deadline: it never wakes the master (an idle one sleeps, P4), and an
+/// exit always raises SIGCHLD, which stays pending until read.
 const REAP_SWEEP: Duration = Duration::from_secs(1);
 
 /// A loop wake-up this much later than its timeout means the master was
@@ -143,9 +145,10 @@ impl Master<'_> {
             self.queue.push_back(Event::Stalled);
         }
         // Reap when SIGCHLD came (merged or not: one stands for every exit
-        // before it, and an exit after it raises it again), and once a
-        // second whatever happened: waitpid(2) scans every child, which is
-        // not to be paid on each of a large pool's wake-ups.
+        // before it, and an exit after it raises it again), and at any
+        // other wake-up a second or more after the last reap, whatever
+        // woke it (no timer is set for this): waitpid(2) scans every child,
+        // which is not to be paid on each of a large pool's wake-ups.
         let sweep_due = woke.saturating_duration_since(self.swept) >= REAP_SWEEP;
         let reaped = if std::mem::take(&mut self.child_exited) || sweep_due {
             self.swept = woke;

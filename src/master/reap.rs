@@ -2,8 +2,11 @@
 //!
 //! The master reaps in a loop, `waitpid(-1, WNOHANG)` until nothing is left,
 //! at each wake-up that read SIGCHLD (signals of one kind merge, so one
-//! SIGCHLD can stand for many exits: the loop takes them all) and at least
-//! once a second regardless. Not on every wake-up: each `waitpid` scans
+//! SIGCHLD can stand for many exits: the loop takes them all), and at any
+//! other wake-up that comes a second or more after the last reap. That
+//! sweep sets no timer of its own: an idle master sleeps, and a child's
+//! exit always raises a SIGCHLD, which the blocked signal keeps pending
+//! until the signalfd is read. Not on every wake-up: each `waitpid` scans
 //! every child, which a pool of 1024 would pay on each heartbeat. Orphans
 //! adopted as a child subreaper are reaped by the same loop.
 

@@ -138,7 +138,7 @@ fn example(page: &mut Roff) {
     section(page, "EXAMPLE");
     paragraphs(
         page,
-        "A Node app, four workers, recycled past 512MiB or a day, on the socket of hawkey.socket (or on 127.0.0.1:8080 when hawkey binds it):",
+        "An unmodified Node app that calls listen(3000), four workers, recycled past 512MiB or a day, on the socket of hawkey.socket (or on 127.0.0.1:8080 when hawkey binds it): workers.adopt hands each worker's own bind of port 3000 the listener http. Under hawkey.service, Node also needs the unit's MemoryDenyWriteExecute= off (the jit.conf drop-in in /usr/share/doc/hawkey/examples).",
     );
     literal(page, EXAMPLE);
 }
@@ -151,6 +151,7 @@ workers:
   app: exec
   command: [\"/usr/bin/node\", \"/srv/app/server.js\"]
   env: {NODE_ENV: production}
+  adopt: {http: 3000}
   user: www-data
   stop_timeout: 10s
   recycle: {memory: 512MiB, age: 24h}
@@ -226,5 +227,6 @@ mod tests {
         crate::config::Config::parse(&text, std::path::Path::new("example.yaml"))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(plain(&render()).contains("recycle: {memory: 512MiB, age: 24h}"));
+        assert!(plain(&render()).contains("adopt: {http: 3000}"));
     }
 }
