@@ -39,7 +39,7 @@ impl Master<'_> {
             // Carried out once the turn's events are handled (see
             // `Master::carry_out_sweeps`): one look at /proc for all.
             Action::Sweep { orders } => self.remains.order(orders),
-            Action::MeasureMemory { pids } => self.measure_memory(&pids),
+            Action::MeasureMemory { pids, fresh } => self.measure_memory(&pids, fresh),
             Action::AnnounceReady => self.announce_ready(),
             Action::AnnounceReloading => {
                 if !std::mem::take(&mut self.reloading_announced) {

@@ -60,13 +60,13 @@ fn page_size() -> u64 {
 
 impl Master<'_> {
     /// Measures each worker's tree and queues the figures for the pool.
-    pub(super) fn measure_memory(&mut self, pids: &[Pid]) {
+    pub(super) fn measure_memory(&mut self, pids: &[Pid], fresh: bool) {
         let page = page_size();
         let usage = pids
             .iter()
             .filter_map(|&pid| tree_resident_bytes(pid, page).map(|bytes| (pid, bytes)))
             .collect();
-        self.queue.push_back(Event::Memory { usage });
+        self.queue.push_back(Event::Memory { usage, fresh });
     }
 }
 

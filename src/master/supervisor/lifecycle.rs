@@ -194,6 +194,7 @@ impl Pool {
         if let Some((p, signal, kill_at)) = tree {
             self.sweep(Scope::Tree(p), signal, kill_at, now);
         }
+        self.measure_fresh(pid, out);
         self.any_ready_ever = true;
         if !self.announced && self.reload.is_none() && self.all_ready() {
             self.announced = true;

@@ -212,9 +212,10 @@ pub(crate) enum Event {
     },
     /// The resident memory of each ready worker's process tree, in
     /// bytes, as [`Action::MeasureMemory`] asked (a vanished one is left
-    /// out).
+    /// out); `fresh` as asked.
     Memory {
         usage: Vec<(Pid, u64)>,
+        fresh: bool,
     },
     /// Time passed; deadlines may be due.
     Tick,
@@ -278,9 +279,11 @@ pub(crate) enum Action {
         orders: Vec<Order>,
     },
     /// Measure the resident memory of each of these workers' process
-    /// trees; answer with [`Event::Memory`].
+    /// trees; answer with [`Event::Memory`]. `fresh`: a worker that has
+    /// just become ready, whose size says what a fresh worker needs.
     MeasureMemory {
         pids: Vec<Pid>,
+        fresh: bool,
     },
     Exit(ExitCode),
 }
@@ -329,6 +332,9 @@ pub(crate) struct Pool {
     rng: u64,
     /// When the workers' memory is measured next (only with `recycle.memory`).
     memory_check_at: Option<Instant>,
+    /// The `recycle.memory` limit a fresh worker was found over, once
+    /// said: warned about once per limit, not at every worker.
+    fresh_over_warned: Option<u64>,
 }
 
 impl Pool {
@@ -350,6 +356,7 @@ impl Pool {
             last_words: BTreeMap::new(),
             rng: 0,
             memory_check_at: None,
+            fresh_over_warned: None,
         }
     }
 
@@ -520,7 +527,7 @@ impl Pool {
             } => self.start_reload(settings, generation, now, &mut out),
             Event::Stalled => self.after_stall(now, &mut out),
             Event::Swept { scope } => self.swept(scope),
-            Event::Memory { usage } => self.on_memory(&usage),
+            Event::Memory { usage, fresh } => self.on_memory(&usage, fresh, &mut out),
             Event::Tick => self.on_tick(now, &mut out),
         }
         self.schedule(now, &mut out);

@@ -83,6 +83,9 @@ pub(crate) struct SlotRecycle {
     pub(super) retry_at: Option<Instant>,
     /// Failed recycles in a row.
     pub(super) failures: u32,
+    /// Over the limit already when it became ready: never recycled for
+    /// its memory, since its replacement would be too (see `on_memory`).
+    pub(super) exempt: bool,
 }
 
 /// `bytes` for the log: "530 MiB" (or KiB below 1 MiB).
@@ -174,20 +177,60 @@ impl Pool {
         next
     }
 
+    /// A worker has just become ready: with a memory limit, its size is
+    /// measured now, as that of a fresh worker (see `on_memory`).
+    pub(super) fn measure_fresh(&self, pid: Pid, out: &mut Decision) {
+        if self.settings.recycle.memory.is_some() {
+            out.actions.push(Action::MeasureMemory {
+                pids: vec![pid],
+                fresh: true,
+            });
+        }
+    }
+
     /// The master measured memory: `usage` is each ready worker's tree's
-    /// resident bytes.
-    pub(super) fn on_memory(&mut self, usage: &[(Pid, u64)]) {
+    /// resident bytes; `fresh`, of workers that had just become ready.
+    ///
+    /// A fresh worker over the limit is one its replacement would be no
+    /// better than: recycling it would replace workers every
+    /// [`MEMORY_EVERY`] for nothing. It is not recycled for memory, and the
+    /// limit is warned about (once per limit); age still applies.
+    pub(super) fn on_memory(&mut self, usage: &[(Pid, u64)], fresh: bool, out: &mut Decision) {
         let Some(limit) = self.settings.recycle.memory else {
             return;
         };
+        let mut warn = None;
         for &(pid, bytes) in usage {
-            if let Some(s) = self
+            let Some(s) = self
                 .slots
                 .iter_mut()
                 .find(|s| s.state.is_ready() && s.state.pid() == Some(pid))
-            {
-                s.recycle.over = (bytes > limit).then_some(bytes);
+            else {
+                continue;
+            };
+            if fresh && bytes > limit {
+                s.recycle.exempt = true;
+                warn.get_or_insert((s.id, pid, s.generation, bytes));
             }
+            s.recycle.over = (bytes > limit && !s.recycle.exempt).then_some(bytes);
+        }
+        if let Some((slot, pid, generation, bytes)) = warn
+            && self.fresh_over_warned != Some(limit)
+        {
+            self.fresh_over_warned = Some(limit);
+            out.notices.push(
+                Notice::new(
+                    Level::Warn,
+                    format!(
+                        "worker {slot} (pid {pid}) uses {} as soon as it is ready, over recycle.memory {}: a replacement would be no smaller, so workers over the limit when fresh are not recycled for memory; raise recycle.memory above a fresh worker's size",
+                        mib(bytes),
+                        mib(limit)
+                    ),
+                )
+                .slot(slot)
+                .pid(pid)
+                .generation(generation),
+            );
         }
     }
 
@@ -210,7 +253,8 @@ impl Pool {
                 .filter_map(|s| s.state.pid())
                 .collect();
             if !pids.is_empty() {
-                out.actions.push(Action::MeasureMemory { pids });
+                out.actions
+                    .push(Action::MeasureMemory { pids, fresh: false });
             }
         }
         if !self.may_recycle() {

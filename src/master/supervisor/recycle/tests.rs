@@ -59,6 +59,12 @@ fn step(pool: &mut Pool, event: Event, now: Instant) -> Decision {
                 Action::Sweep { orders } => {
                     events.extend(orders.into_iter().map(|o| Event::Swept { scope: o.scope }))
                 }
+                // A worker just ready is measured at once: fresh workers
+                // use 1 MiB here, unless a test answers itself.
+                Action::MeasureMemory { pids, fresh: true } => events.push(Event::Memory {
+                    usage: pids.into_iter().map(|p| (p, MIB)).collect(),
+                    fresh: true,
+                }),
                 other => all.actions.push(other),
             }
         }
@@ -125,6 +131,7 @@ fn measured(pool: &mut Pool, t: Instant, usage: &[(i32, u64)]) -> Decision {
         pool,
         Event::Memory {
             usage: usage.iter().map(|&(p, m)| (pid(p), m * MIB)).collect(),
+            fresh: false,
         },
         t,
     )
@@ -433,4 +440,74 @@ fn a_worker_dying_during_its_recycle_hands_over_to_its_successor() {
     assert_full(&pool);
     assert_eq!(pool.slots()[0].state.pid(), Some(pid(200)));
     assert_eq!(pool.slots()[0].restarts, 1);
+}
+
+#[test]
+fn a_worker_over_the_limit_when_fresh_is_warned_about_once_and_not_recycled_every_check() {
+    let t0 = Instant::now();
+    let mut pool = Pool::new(settings(2, memory(64 * MIB)), 1);
+    pool.seed(42);
+    step(&mut pool, Event::Start, t0);
+    let mut warnings = Vec::new();
+    for slot in 0..2 {
+        let p = pid(100 + slot as i32);
+        step(
+            &mut pool,
+            Event::Spawned {
+                slot,
+                generation: 1,
+                pid: p,
+            },
+            t0,
+        );
+        let d = pool.handle(Event::Ready { pid: p }, t0);
+        assert!(
+            d.actions.contains(&Action::MeasureMemory {
+                pids: vec![p],
+                fresh: true
+            }),
+            "a worker just ready is measured at once: {:?}",
+            d.actions
+        );
+        // It is 80 MiB as soon as it is ready: the limit is below a fresh worker.
+        let d = step(
+            &mut pool,
+            Event::Memory {
+                usage: vec![(p, 80 * MIB)],
+                fresh: true,
+            },
+            t0,
+        );
+        warnings.extend(d.notices.into_iter().filter(|n| n.level == Level::Warn));
+    }
+    assert_eq!(
+        warnings.len(),
+        1,
+        "once for the limit, not per worker: {warnings:?}"
+    );
+    assert!(
+        warnings[0]
+            .text
+            .contains("uses 80 MiB as soon as it is ready, over recycle.memory 64 MiB"),
+        "{}",
+        warnings[0].text
+    );
+    // Check after check, over the limit, nobody is replaced.
+    for k in 1..=3 {
+        let d = measured(&mut pool, t0 + MEMORY_EVERY * k, &[(100, 90), (101, 85)]);
+        assert!(
+            !d.actions.iter().any(|a| matches!(a, Action::Spawn { .. })),
+            "{:?}",
+            d.actions
+        );
+    }
+    assert_full(&pool);
+}
+
+#[test]
+fn a_worker_small_when_fresh_is_recycled_once_it_grows_past_the_limit() {
+    let t0 = Instant::now();
+    let mut pool = ready_pool(settings(1, memory(64 * MIB)), t0);
+    let d = measured(&mut pool, t0 + MEMORY_EVERY, &[(100, 70)]);
+    assert_eq!(d.actions, vec![spawn(0)]);
 }
