@@ -923,3 +923,175 @@ fn flags_over_a_file_keep_what_they_do_not_name_and_a_bad_one_exits_64() {
     );
     assert_eq!(bad.stdout, "");
 }
+
+// ---------------------------------------------------------------------------
+// check: what run would refuse, found first
+
+#[test]
+fn check_refuses_a_script_the_interpreter_would_not_find_with_78() {
+    let dir = TempDir::new("cli-check-script");
+    let yaml = format!(
+        "listen:\n  - {{name: web, address: '127.0.0.1:{}'}}\nworkers:\n  count: 1\n  app: exec\n  cwd: {}\n  command: [python3, -u, missing.py]\npidfile: {}\n",
+        free_port(),
+        dir.path().display(),
+        dir.join("hawkey.pid").display()
+    );
+    let config = write_config(&dir, &yaml);
+    let out = output_to(
+        hawkey_command(&["check", "-c", config.to_str().unwrap()]),
+        None,
+    );
+    assert_eq!(out.code, Some(78), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "hawkey: error: {}: workers.command[2]: 'missing.py' does not exist in workers.cwd '{}': python3 would exit at once in every worker\n",
+            config.display(),
+            dir.path().display()
+        )
+    );
+    // Once it is there, the same file passes.
+    write_file(&dir, "missing.py", "");
+    let out = output_to(
+        hawkey_command(&["check", "-c", config.to_str().unwrap()]),
+        None,
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+#[test]
+fn check_refuses_an_address_another_process_holds_as_run_would_fail_with_1() {
+    let dir = TempDir::new("cli-check-bound");
+    let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let config = write_config(&dir, &pool_yaml(&dir, port, "1"));
+    let out = output_to(
+        hawkey_command(&["check", "-c", config.to_str().unwrap()]),
+        None,
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "hawkey: error: {}: listen[0].address: 127.0.0.1:{port} is already in use by pid {} (",
+            config.display(),
+            std::process::id()
+        )),
+        "{}",
+        out.stderr
+    );
+    // And run does fail on it, with the same status.
+    let mut hawkey = Hawkey::start(&config);
+    assert_eq!(hawkey.wait_exit(Duration::from_secs(10)).code(), Some(1));
+    drop(squatter);
+}
+
+#[test]
+fn check_passes_a_running_masters_own_address() {
+    let dir = TempDir::new("cli-check-running");
+    let config = write_config(&dir, &builtin_yaml(&dir, free_port(), 2, ""));
+    let (mut hawkey, _notify, _) = start_ready(&dir, &config);
+    let out = output_to(
+        hawkey_command(&["check", "-c", config.to_str().unwrap()]),
+        None,
+    );
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (Some(0), ""),
+        "{}",
+        out.stdout
+    );
+    hawkey.stop_cleanly();
+}
+
+#[test]
+fn check_refuses_a_pidfile_directory_run_cannot_create_with_73() {
+    let dir = TempDir::new("cli-check-rundir");
+    let port = free_port();
+    let pidfile = dir.join("missing/deeper/hawkey.pid");
+    let yaml = format!(
+        "listen:\n  - {{name: web, address: '127.0.0.1:{port}'}}\nworkers:\n  count: 1\n  app: exec\n  command: [sleep, '1000']\npidfile: {}\n",
+        pidfile.display()
+    );
+    let config = write_config(&dir, &yaml);
+    let out = output_to(
+        hawkey_command(&["check", "-c", config.to_str().unwrap()]),
+        None,
+    );
+    assert_eq!(out.code, Some(73), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("pidfile directory '")
+            && out.stderr.contains("is missing and so is its parent"),
+        "{}",
+        out.stderr
+    );
+    let mut hawkey = Hawkey::start(&config);
+    assert_eq!(
+        hawkey.wait_exit(Duration::from_secs(10)).code(),
+        Some(73),
+        "run agrees"
+    );
+    // One that others may write is refused as run refuses it.
+    let open = dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let config = write_config(
+        &dir,
+        &yaml.replace(
+            &pidfile.display().to_string(),
+            &open.join("h.pid").display().to_string(),
+        ),
+    );
+    let out = output_to(
+        hawkey_command(&["check", "-c", config.to_str().unwrap()]),
+        None,
+    );
+    assert_eq!(out.code, Some(73), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("it is writable by other users (mode 0777)"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+#[ignore = "needs root: run tests/run.sh, or cargo test -- --ignored as root"]
+fn without_a_runtime_directory_check_and_run_say_the_control_socket_is_off() {
+    require_root("without_a_runtime_directory_check_and_run_say_the_control_socket_is_off");
+    let dir = TempDir::new("cli-no-rundir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let yaml = format!(
+        "listen:\n  - {{name: web, address: '127.0.0.1:{}'}}\nworkers:\n  count: 1\n  app: exec\n  command: [sleep, '1000']\n",
+        free_port()
+    );
+    let config = write_config(&dir, &yaml);
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut cmd = as_uid(65534, BIN);
+    cmd.args(["check", "-c", config.to_str().unwrap()]);
+    plain_env(&mut cmd)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("RUNTIME_DIRECTORY")
+        .env_remove("HAWKEY_RUNTIME_ROOT");
+    let out = output_to(cmd, None);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("hawkey: warning: no runtime directory (not root, and neither $XDG_RUNTIME_DIR nor systemd's RuntimeDirectory= is set): the pidfile and the control socket are off"),
+        "{}",
+        out.stderr
+    );
+    // And run says it in its log, then runs on.
+    let mut cmd = as_uid(65534, BIN);
+    cmd.args(["run", "-c", config.to_str().unwrap()]);
+    plain_env(&mut cmd)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("RUNTIME_DIRECTORY")
+        .env_remove("HAWKEY_RUNTIME_ROOT");
+    let mut hawkey = Hawkey::spawn(cmd);
+    hawkey.wait_log("no runtime directory (not root", Duration::from_secs(10));
+    hawkey.wait_log("starting 1 exec workers", Duration::from_secs(10));
+    hawkey.stop_cleanly();
+}

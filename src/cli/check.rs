@@ -29,10 +29,25 @@ pub(super) fn check(target: super::Target, flags: &config::Overrides, quiet: boo
         );
         return Status::Config;
     }
+    let runtime_dir = host.runtime_dir(&target.instance());
+    let found = super::preflight::inspect(&config, runtime_dir.as_deref());
+    if let Some(refusal) = found.refusals.first() {
+        super::report(
+            &std::io::Error::other(format!("{source}: {}", refusal.message)),
+            false,
+        );
+        return refusal.status;
+    }
+    for warning in &found.warnings {
+        let _ = writeln!(std::io::stderr().lock(), "hawkey: warning: {warning}");
+    }
     if quiet {
         return Status::Ok;
     }
     let mut out = format!("# {source}: valid\n");
+    for note in &found.notes {
+        out.push_str(&format!("# {note}\n"));
+    }
     if config.workers.app == config::AppKind::Exec
         && !config.workers.adopt.is_empty()
         && let Ok(library) = crate::spawn::inject::find_library()
@@ -54,7 +69,6 @@ pub(super) fn check(target: super::Target, flags: &config::Overrides, quiet: boo
         ));
         config.workers.count = config::WorkerCount::Fixed(cpus.count as u32);
     }
-    let runtime_dir = host.runtime_dir(&target.instance());
     config.pidfile = match paths::pidfile(&config, runtime_dir.as_deref()) {
         Some(path) => config::Pidfile::Path(path),
         None => config::Pidfile::Disabled,

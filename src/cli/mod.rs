@@ -9,6 +9,7 @@
 //!   definition and the tables they document.
 //! - [`run`]: `hawkey run`, start-up in a safe order up to [`crate::master::run`].
 //! - [`check`]: `hawkey check`, the effective configuration.
+//! - [`preflight`]: what `hawkey run` would refuse, found by `check` first.
 //! - [`control`]: `hawkey reload` and `hawkey stop`, and finding the
 //!   control socket of the master a configuration names.
 //! - [`status`]: `hawkey status NAME`, one master's detail, and its table.
@@ -29,6 +30,7 @@ mod check;
 mod control;
 mod hosts;
 mod man;
+mod preflight;
 mod procfs;
 mod run;
 mod status;

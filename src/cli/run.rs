@@ -40,6 +40,9 @@ pub(super) fn run(
     tracing::info!("configuration from {source}");
     let worker_log = format!("{level}/{}", sink.name());
     let runtime_dir = host.runtime_dir(&instance);
+    if super::preflight::lacks_runtime_directory(&config, runtime_dir.as_deref()) {
+        tracing::warn!("{}", super::preflight::NO_RUNTIME_DIRECTORY);
+    }
     let loader = Box::new(move || super::load_config(&target, &host, &flags));
     let startup = master::Startup {
         signals,

@@ -158,6 +158,20 @@ fn exec_needs_a_command_that_exists() {
 }
 
 #[test]
+fn a_missing_program_is_said_to_be_missing_where_it_was_looked_for() {
+    // A bare name is looked for in PATH, whatever workers.cwd says.
+    assert_eq!(
+        err("workers:\n  app: exec\n  cwd: /tmp\n  command: [hawkey-no-such-node, x.js]\n"),
+        "/etc/hawkey/hawkey.yaml:4:13: workers.command[0]: 'hawkey-no-such-node' was not found in any directory of PATH (give an absolute path, or a name found in PATH)"
+    );
+    // A relative path, in workers.cwd.
+    assert_eq!(
+        err("workers:\n  app: exec\n  cwd: /tmp\n  command: [./hawkey-no-such-app]\n"),
+        "/etc/hawkey/hawkey.yaml:4:13: workers.command[0]: './hawkey-no-such-app' is not an executable file in workers.cwd '/tmp' (give an absolute path, or a name found in PATH)"
+    );
+}
+
+#[test]
 fn listener_addresses_are_checked() {
     assert_eq!(
         err("listen:\n  - name: http\n    address: localhost:80\n"),

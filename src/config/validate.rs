@@ -371,20 +371,26 @@ fn validate_command(
         ));
     }
     if resolve_program_in(&program.value, path_var, cwd).is_none() {
-        let relative_to = match cwd {
-            Some(dir) if !program.value.starts_with('/') => {
-                format!(" in workers.cwd '{}'", dir.display())
-            }
-            _ => String::new(),
-        };
-        return Err(located(
-            program,
-            "workers.command[0]",
+        // Where it was looked for: a bare name in PATH's directories (as
+        // execvp does), a path with a slash in workers.cwd (or as it is).
+        let message = if !program.value.contains('/') {
+            format!(
+                "'{}' was not found in any directory of PATH (give an absolute path, or a name found in PATH)",
+                program.value
+            )
+        } else {
+            let relative_to = match cwd {
+                Some(dir) if !program.value.starts_with('/') => {
+                    format!(" in workers.cwd '{}'", dir.display())
+                }
+                _ => String::new(),
+            };
             format!(
                 "'{}' is not an executable file{relative_to} (give an absolute path, or a name found in PATH)",
                 program.value
-            ),
-        ));
+            )
+        };
+        return Err(located(program, "workers.command[0]", message));
     }
     Ok(cmd.value.into_iter().map(|a| a.value).collect())
 }
