@@ -60,7 +60,11 @@ pub(crate) fn main(app_heartbeats: bool) -> Status {
     let result = match cli.command {
         args::Command::Run(arg) => target(arg).map(|t| run::run(t, app_heartbeats)),
         args::Command::Check { config, quiet } => target(config).map(|t| check::check(t, quiet)),
-        args::Command::Status { config, json } => target(config).map(|t| status::status(t, json)),
+        // With no target named, every instance on the host.
+        args::Command::Status { config, json } => target(config).map(|t| match t {
+            Target::Instance { named: false, .. } => hosts::list(json),
+            t => status::status(t, json),
+        }),
         args::Command::Reload { config, wait } => target(config)
             .map(|t| control::command(t, &crate::control::Request::Reload { wait }, None)),
         args::Command::Stop(config) => {
