@@ -62,7 +62,7 @@
 //! pure `master::supervisor`), `spawn` (the one fork), `control` (the
 //! control socket protocol, server and client), `env` (the environment,
 //! read once, and the table of variables hawkey sets), `exit` (the table of
-//! exit statuses), `logging`.
+//! exit statuses), `pid` (a pidfile's content), `logging`.
 
 #![warn(unreachable_pub, missing_docs)]
 
@@ -75,6 +75,7 @@ mod env;
 mod exit;
 mod logging;
 mod master;
+mod pid;
 mod spawn;
 #[cfg(test)]
 mod test_util;
