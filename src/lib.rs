@@ -62,7 +62,8 @@
 //! pure `master::supervisor`), `spawn` (the one fork), `control` (the
 //! control socket protocol, server and client), `env` (the environment,
 //! read once, and the table of variables hawkey sets), `exit` (the table of
-//! exit statuses), `pid` (a pidfile's content), `logging`.
+//! exit statuses), `pid` (a pidfile's content), `procfs`
+//! (the one reader of `/proc/PID/stat`), `logging`.
 
 #![warn(unreachable_pub, missing_docs)]
 
@@ -76,6 +77,7 @@ mod exit;
 mod logging;
 mod master;
 mod pid;
+mod procfs;
 mod spawn;
 #[cfg(test)]
 mod test_util;
@@ -123,34 +125,15 @@ struct MultiThreaded(usize);
 /// `Ok` when this process has one thread (or the count cannot be read);
 /// otherwise the number of threads.
 fn single_threaded() -> Result<(), usize> {
-    match std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .as_deref()
-        .and_then(threads_of_status)
-    {
+    match procfs::threads() {
         Some(n) if n > 1 => Err(n),
         _ => Ok(()),
     }
 }
 
-/// The `Threads:` count of a `/proc/PID/status` text (proc(5)).
-fn threads_of_status(status: &str) -> Option<usize> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_thread_count_is_read_from_the_status_line() {
-        let status = "Name:\thawkey\nUmask:\t0022\nThreads:\t3\nSigQ:\t0/1\n";
-        assert_eq!(threads_of_status(status), Some(3));
-        assert_eq!(threads_of_status("Name:\thawkey\n"), None);
-    }
 
     #[test]
     fn a_multi_threaded_caller_is_refused() {

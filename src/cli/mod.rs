@@ -13,7 +13,7 @@
 //!   control socket of the master a configuration names.
 //! - [`status`]: `hawkey status NAME`, one master's detail, and its table.
 //! - [`hosts`]: `hawkey status` with no name: every instance on the host.
-//! - [`procfs`]: CPU and memory of process trees, read from `/proc`.
+//! - [`usage`]: CPU and memory of process trees, read from `/proc`.
 //!
 //! A command is about a [`Target`]: `-c FILE`, or an instance by name
 //! (`hawkey status api`), found through the [`Host`]'s directories.
@@ -29,9 +29,9 @@ mod check;
 mod control;
 mod hosts;
 mod man;
-mod procfs;
 mod run;
 mod status;
+mod usage;
 
 /// Parses the command line and runs it. `app_heartbeats` says whether the
 /// app workers run sends heartbeats ([`crate::App::HEARTBEATS`]).

@@ -1,5 +1,5 @@
 //! `hawkey status NAME` (or `-c FILE`): the master, its listeners and its
-//! workers, with each one's CPU% and memory ([`super::procfs`]), as a
+//! workers, with each one's CPU% and memory ([`super::usage`]), as a
 //! table or as JSON. With no name, [`super::hosts`] lists the host (the
 //! dispatch is in [`super::main`]: `hosts` uses this file's table
 //! helpers, so this file does not call back into `hosts`).
@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::Target;
-use super::procfs::{Sample, Usage, format_bytes};
+use super::usage::{Sample, Usage, format_bytes};
 use crate::control::{self, Request, Response, StatusReport};
 use crate::exit::Status;
 
