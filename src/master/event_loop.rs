@@ -142,10 +142,32 @@ impl Master<'_> {
         if stalled(slept_long, continued, away, stopping || stop_requested) && !noted {
             self.queue.push_back(Event::Stalled);
         }
-        // Reap when SIGCHLD came (merged or not: one stands for every exit
-        // before it, and an exit after it raises it again), and once a
-        // second whatever happened: waitpid(2) scans every child, which is
-        // not to be paid on each of a large pool's wake-ups.
+        self.queue_exits(woke);
+        let requests = match self.control.as_mut() {
+            Some(control) => control.drain(woke),
+            None => Vec::new(),
+        };
+        for (client, request) in requests {
+            self.on_control(client, request);
+        }
+        if self.probe.due(woke) {
+            // Its cost is the master's own CPU time: on a loaded machine
+            // the wall time of a look is mostly other processes' turns.
+            let began = thread_cpu_time();
+            self.look_for_accepting();
+            let cost = thread_cpu_time().saturating_sub(began);
+            self.probe.looked(Instant::now(), cost);
+        }
+        self.queue.push_back(Event::Tick);
+        Ok(())
+    }
+
+    /// Reaps the children that exited, if it is time to, and queues their
+    /// exits. Reaps when SIGCHLD came (merged or not: one stands for every
+    /// exit before it, and an exit after it raises it again), and once a
+    /// second whatever happened: waitpid(2) scans every child, which is not
+    /// to be paid on each of a large pool's wake-ups.
+    fn queue_exits(&mut self, woke: Instant) {
         let sweep_due = woke.saturating_duration_since(self.swept) >= REAP_SWEEP;
         let reaped = if std::mem::take(&mut self.child_exited) || sweep_due {
             self.swept = woke;
@@ -168,23 +190,6 @@ impl Master<'_> {
             }
             self.queue.push_back(Event::Exited { pid, exit });
         }
-        let requests = match self.control.as_mut() {
-            Some(control) => control.drain(woke),
-            None => Vec::new(),
-        };
-        for (client, request) in requests {
-            self.on_control(client, request);
-        }
-        if self.probe.due(woke) {
-            // Its cost is the master's own CPU time: on a loaded machine
-            // the wall time of a look is mostly other processes' turns.
-            let began = thread_cpu_time();
-            self.look_for_accepting();
-            let cost = thread_cpu_time().saturating_sub(began);
-            self.probe.looked(Instant::now(), cost);
-        }
-        self.queue.push_back(Event::Tick);
-        Ok(())
     }
 
     /// The starting workers of `ready: auto` generations, with their

@@ -296,6 +296,20 @@ fn become_subreaper() {
     }
 }
 
+/// The workers' notify inbox, in the first fit place (see
+/// `inbox::notify_bases`), after the fd limit is raised for it.
+fn open_inbox(
+    runtime_dir: Option<&std::path::Path>,
+    running_as_root: bool,
+) -> Result<Inbox, Error> {
+    // Refused under a seccomp filter without @resources (as in our
+    // unit); `prepare` says so if a pool then does not fit.
+    if let Err(error) = spawn::raise_fd_limit() {
+        tracing::debug!("failed to raise the fd limit: {error}");
+    }
+    Inbox::create_in(&inbox::notify_bases(runtime_dir, running_as_root)).map_err(Error::Notify)
+}
+
 /// Binds the control socket, if the config has one; a failure leaves the
 /// master running without it (signals and the pidfile still work).
 fn bind_control(config: &Config, runtime_dir: Option<&std::path::Path>) -> Option<control::Server> {
@@ -332,16 +346,7 @@ impl<'p> Master<'p> {
         let upstream =
             Notifier::connect(env.get(crate::env::NOTIFY_SOCKET)).map_err(Error::Notify)?;
         let running_as_root = nix::unistd::geteuid().is_root();
-        // Refused under a seccomp filter without @resources (as in our
-        // unit); `prepare` says so if a pool then does not fit.
-        if let Err(error) = spawn::raise_fd_limit() {
-            tracing::debug!("failed to raise the fd limit: {error}");
-        }
-        let inbox = Inbox::create_in(&inbox::notify_bases(
-            runtime_dir.as_deref(),
-            running_as_root,
-        ))
-        .map_err(Error::Notify)?;
+        let inbox = open_inbox(runtime_dir.as_deref(), running_as_root)?;
         let control = bind_control(&config, runtime_dir.as_deref());
         let watchdog = env.watchdog();
         let mut master = Master {
@@ -390,12 +395,18 @@ impl<'p> Master<'p> {
                 config::Span(w / 2)
             );
         }
-        let generation = master.prepare(config, listeners)?;
-        master.log_start(generation);
-        master.pool = Pool::new(master.generations[&generation].settings, generation);
-        master.pool.seed(random_seed());
-        master.queue.push_back(Event::Start);
+        master.first_generation(config, listeners)?;
         Ok(master)
+    }
+
+    /// Prepares the first generation and its pool, and queues `Start`.
+    fn first_generation(&mut self, config: Config, listeners: Vec<Listener>) -> Result<(), Error> {
+        let generation = self.prepare(config, listeners)?;
+        self.log_start(generation);
+        self.pool = Pool::new(self.generations[&generation].settings, generation);
+        self.pool.seed(random_seed());
+        self.queue.push_back(Event::Start);
+        Ok(())
     }
 
     /// The first generation's start, as the operator reads it.
