@@ -144,7 +144,7 @@ impl Master<'_> {
         // Trees first: what they find, Everything need not find again.
         orders.sort_by_key(|o| o.scope);
         let workers: BTreeSet<i32> = self.pool.pids().iter().map(|p| p.as_raw()).collect();
-        let me = self.pid as i32;
+        let me = self.origin.pid as i32;
         // The final stop's scope is every process of the master: all of
         // /proc is as cheap as its tree then. Otherwise the trees ordered,
         // what earlier looks found, and the leaders of signalled groups.
