@@ -158,9 +158,23 @@ fn main() -> ExitCode {
         return usage();
     };
     let started = Instant::now();
+    let signals = block_signals();
+    let Some(listener) = bind(&options) else {
+        return ExitCode::from(1);
+    };
+    let upstream = std::env::var_os("NOTIFY_SOCKET");
+    let inbox = options.wait_ready.then(open_inbox);
+    let prepared = Prepared::new(&options, inbox.as_ref().map(|(_, name)| name.as_str()));
+    let children = spawn_all(&options, &prepared, &listener, started);
+    if children.is_empty() {
+        return ExitCode::from(1);
+    }
+    supervise(children, &signals, inbox, upstream, started)
+}
 
-    // Signals are read from a signalfd: block them first. Children get an
-    // empty mask back before exec.
+/// Signals are read from a signalfd: block them first. Children get an
+/// empty mask back before exec.
+fn block_signals() -> SignalFd {
     let mut mask = SigSet::empty();
     for signal in [
         Signal::SIGTERM,
@@ -171,14 +185,17 @@ fn main() -> ExitCode {
         mask.add(signal);
     }
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).expect("block signals");
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .expect("signalfd");
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).expect("signalfd")
+}
 
+/// The listener, with hawkey's default backlog; `None` (said why) if it
+/// cannot be had.
+fn bind(options: &Options) -> Option<TcpListener> {
     let listener = match TcpListener::bind(&options.addr) {
         Ok(l) => l,
         Err(error) => {
             eprintln!("bare_launcher: failed to bind '{}': {error}", options.addr);
-            return ExitCode::from(1);
+            return None;
         }
     };
     // The same backlog as hawkey's default (`listen[].backlog: 1024`);
@@ -186,60 +203,82 @@ fn main() -> ExitCode {
     // SAFETY: listen(2) on a socket we own.
     if unsafe { libc::listen(listener.as_raw_fd(), options.backlog) } != 0 {
         eprintln!("bare_launcher: listen: {}", std::io::Error::last_os_error());
-        return ExitCode::from(1);
+        return None;
     }
+    Some(listener)
+}
 
-    let upstream = std::env::var_os("NOTIFY_SOCKET");
-    let inbox = if options.wait_ready {
-        let name = format!("bare-launcher/{}/notify", std::process::id());
-        let socket = UnixDatagram::bind_addr(
-            &SocketAddr::from_abstract_name(name.as_bytes()).expect("abstract name"),
-        )
-        .expect("bind the notify socket");
-        socket.set_nonblocking(true).expect("non-blocking");
-        setsockopt(&socket, sockopt::PassCred, &true).expect("SO_PASSCRED");
-        Some((socket, format!("@{name}")))
-    } else {
-        None
-    };
+/// The children's notify socket (`--wait-ready`), and its name.
+fn open_inbox() -> (UnixDatagram, String) {
+    let name = format!("bare-launcher/{}/notify", std::process::id());
+    let socket = UnixDatagram::bind_addr(
+        &SocketAddr::from_abstract_name(name.as_bytes()).expect("abstract name"),
+    )
+    .expect("bind the notify socket");
+    socket.set_nonblocking(true).expect("non-blocking");
+    setsockopt(&socket, sockopt::PassCred, &true).expect("SO_PASSCRED");
+    (socket, format!("@{name}"))
+}
 
-    // Everything the children need, prepared before the first fork.
-    let program = cstring(resolve(&options.command[0]).into_vec());
-    let argv_owned: Vec<CString> = options
-        .command
-        .iter()
-        .map(|a| cstring(a.as_bytes().to_vec()))
-        .collect();
-    let mut argv: Vec<*const c_char> = argv_owned.iter().map(|a| a.as_ptr()).collect();
+/// Everything the children need, prepared before the first fork.
+struct Prepared {
+    program: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    slot_entries: Vec<CString>,
+    devnull: std::fs::File,
+}
+
+impl Prepared {
+    fn new(options: &Options, notify: Option<&str>) -> Prepared {
+        let mut env: Vec<CString> = std::env::vars_os()
+            .filter(|(k, _)| !FILTERED.iter().any(|f| k.as_bytes() == f.as_bytes()))
+            .map(|(k, v)| {
+                let mut e = k.into_vec();
+                e.push(b'=');
+                e.extend_from_slice(v.as_bytes());
+                cstring(e)
+            })
+            .collect();
+        for fixed in ["LISTEN_FDS=1", "LISTEN_FDNAMES=http", "HAWKEY_GENERATION=1"] {
+            env.push(cstring(fixed.into()));
+        }
+        if options.role_worker {
+            env.push(cstring(b"HAWKEY_ROLE=worker".to_vec()));
+        }
+        if let Some(name) = notify {
+            env.push(cstring(format!("NOTIFY_SOCKET={name}").into_bytes()));
+        }
+        Prepared {
+            program: cstring(resolve(&options.command[0]).into_vec()),
+            argv: options
+                .command
+                .iter()
+                .map(|a| cstring(a.as_bytes().to_vec()))
+                .collect(),
+            env,
+            slot_entries: (0..options.count)
+                .map(|i| cstring(format!("HAWKEY_WORKER={i}").into_bytes()))
+                .collect(),
+            devnull: std::fs::File::open("/dev/null").expect("open /dev/null"),
+        }
+    }
+}
+
+/// Forks one child per slot; the children, by pid.
+fn spawn_all(
+    options: &Options,
+    prepared: &Prepared,
+    listener: &TcpListener,
+    started: Instant,
+) -> HashMap<i32, Child> {
+    let mut argv: Vec<*const c_char> = prepared.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
-    let mut env_owned: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| !FILTERED.iter().any(|f| k.as_bytes() == f.as_bytes()))
-        .map(|(k, v)| {
-            let mut e = k.into_vec();
-            e.push(b'=');
-            e.extend_from_slice(v.as_bytes());
-            cstring(e)
-        })
-        .collect();
-    for fixed in ["LISTEN_FDS=1", "LISTEN_FDNAMES=http", "HAWKEY_GENERATION=1"] {
-        env_owned.push(cstring(fixed.into()));
-    }
-    if options.role_worker {
-        env_owned.push(cstring(b"HAWKEY_ROLE=worker".to_vec()));
-    }
-    if let Some((_, name)) = &inbox {
-        env_owned.push(cstring(format!("NOTIFY_SOCKET={name}").into_bytes()));
-    }
-    let slot_entries: Vec<CString> = (0..options.count)
-        .map(|i| cstring(format!("HAWKEY_WORKER={i}").into_bytes()))
-        .collect();
-    let devnull = std::fs::File::open("/dev/null").expect("open /dev/null");
     let parent = std::process::id() as libc::pid_t;
     let listen_fd = listener.as_raw_fd();
-
     let mut children: HashMap<i32, Child> = HashMap::new();
     let first_fork = Instant::now();
-    for (slot, slot_entry) in slot_entries.iter().enumerate() {
+    for (slot, slot_entry) in prepared.slot_entries.iter().enumerate() {
         // With --wait-exec: the child holds the write end until execve
         // closes it (close-on-exec), so end of file means it has executed.
         let exec_pipe = if options.wait_exec {
@@ -251,7 +290,7 @@ fn main() -> ExitCode {
         let mut pid_entry = b"LISTEN_PID=".to_vec();
         let pid_at = pid_entry.len();
         pid_entry.resize(pid_at + PID_ROOM + 1, 0);
-        let mut envp: Vec<*const c_char> = env_owned.iter().map(|e| e.as_ptr()).collect();
+        let mut envp: Vec<*const c_char> = prepared.env.iter().map(|e| e.as_ptr()).collect();
         envp.push(slot_entry.as_ptr());
         envp.push(pid_entry.as_ptr().cast());
         envp.push(std::ptr::null());
@@ -271,12 +310,12 @@ fn main() -> ExitCode {
             // SAFETY: we are the forked child; every pointer is valid here.
             unsafe {
                 child(ChildPlan {
-                    program: program.as_ptr(),
+                    program: prepared.program.as_ptr(),
                     argv: argv.as_ptr(),
                     envp: envp.as_ptr(),
                     pid_place,
                     listener: listen_fd,
-                    stdin: devnull.as_raw_fd(),
+                    stdin: prepared.devnull.as_raw_fd(),
                     parent,
                 })
             }
@@ -304,31 +343,25 @@ fn main() -> ExitCode {
             first_fork.elapsed().as_micros()
         );
     }
-    if children.is_empty() {
-        return ExitCode::from(1);
-    }
+    children
+}
+
+/// The launcher's loop: readiness, signals and exits, until every child
+/// is gone.
+fn supervise(
+    mut children: HashMap<i32, Child>,
+    signals: &SignalFd,
+    inbox: Option<(UnixDatagram, String)>,
+    upstream: Option<OsString>,
+    started: Instant,
+) -> ExitCode {
     let mut all_ready = inbox.is_none();
     if all_ready {
         announce_ready(upstream.as_ref());
     }
-
     let mut stopping: Option<Instant> = None;
     loop {
-        let timeout = match stopping {
-            Some(since) => {
-                let left = Duration::from_secs(5).saturating_sub(since.elapsed());
-                if left.is_zero() {
-                    for pid in children.keys() {
-                        // SAFETY: kill(2) of our own child.
-                        unsafe { libc::kill(*pid, libc::SIGKILL) };
-                    }
-                    PollTimeout::from(100u16)
-                } else {
-                    PollTimeout::try_from(left.as_millis() as i32 + 1).unwrap_or(PollTimeout::MAX)
-                }
-            }
-            None => PollTimeout::NONE,
-        };
+        let timeout = stop_timeout(stopping, &children);
         {
             let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
             if let Some((socket, _)) = &inbox {
@@ -337,30 +370,10 @@ fn main() -> ExitCode {
             let _ = poll(&mut fds, timeout);
         }
         if let Some((socket, _)) = &inbox {
-            for (sender, ready) in drain(socket) {
-                if !ready {
-                    continue;
-                }
-                if let Some(child) = children.get_mut(&sender)
-                    && child.ready_us.is_none()
-                {
-                    child.ready_us = Some(child.forked.elapsed().as_micros());
-                }
-            }
+            note_ready(socket, &mut children);
             if !all_ready && children.values().all(|c| c.ready_us.is_some()) {
                 all_ready = true;
-                let mut boots: Vec<(usize, u128)> = children
-                    .values()
-                    .map(|c| (c.slot, c.ready_us.unwrap_or(0)))
-                    .collect();
-                boots.sort();
-                let list: Vec<String> = boots.iter().map(|(_, us)| us.to_string()).collect();
-                eprintln!(
-                    "{{\"bare_ready\":{{\"workers\":{},\"since_start_us\":{},\"fork_to_ready_us\":[{}]}}}}",
-                    children.len(),
-                    started.elapsed().as_micros(),
-                    list.join(",")
-                );
+                print_boots(&children, started);
                 announce_ready(upstream.as_ref());
             }
         }
@@ -374,24 +387,77 @@ fn main() -> ExitCode {
                 }
             }
         }
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(status) => {
-                    let Some(pid) = status.pid() else { break };
-                    if let Some(child) = children.remove(&pid.as_raw())
-                        && stopping.is_none()
-                    {
-                        eprintln!(
-                            "bare_launcher: worker {} (pid {pid}) ended: {status:?}; not replaced",
-                            child.slot
-                        );
-                    }
-                }
-            }
-        }
+        reap(&mut children, stopping.is_some());
         if children.is_empty() {
             return ExitCode::from(if stopping.is_some() { 0 } else { 1 });
+        }
+    }
+}
+
+/// The poll timeout: none until stopping; then the rest of the 5 s grace,
+/// after which every child is killed.
+fn stop_timeout(stopping: Option<Instant>, children: &HashMap<i32, Child>) -> PollTimeout {
+    let Some(since) = stopping else {
+        return PollTimeout::NONE;
+    };
+    let left = Duration::from_secs(5).saturating_sub(since.elapsed());
+    if left.is_zero() {
+        for pid in children.keys() {
+            // SAFETY: kill(2) of our own child.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+        PollTimeout::from(100u16)
+    } else {
+        PollTimeout::try_from(left.as_millis() as i32 + 1).unwrap_or(PollTimeout::MAX)
+    }
+}
+
+/// Notes the children that said `READY=1`.
+fn note_ready(socket: &UnixDatagram, children: &mut HashMap<i32, Child>) {
+    for (sender, ready) in drain(socket) {
+        if !ready {
+            continue;
+        }
+        if let Some(child) = children.get_mut(&sender)
+            && child.ready_us.is_none()
+        {
+            child.ready_us = Some(child.forked.elapsed().as_micros());
+        }
+    }
+}
+
+/// Every child is ready: their fork-to-ready times, as one JSON line.
+fn print_boots(children: &HashMap<i32, Child>, started: Instant) {
+    let mut boots: Vec<(usize, u128)> = children
+        .values()
+        .map(|c| (c.slot, c.ready_us.unwrap_or(0)))
+        .collect();
+    boots.sort();
+    let list: Vec<String> = boots.iter().map(|(_, us)| us.to_string()).collect();
+    eprintln!(
+        "{{\"bare_ready\":{{\"workers\":{},\"since_start_us\":{},\"fork_to_ready_us\":[{}]}}}}",
+        children.len(),
+        started.elapsed().as_micros(),
+        list.join(",")
+    );
+}
+
+/// Reaps every exited child; one that ends while not stopping is said so.
+fn reap(children: &mut HashMap<i32, Child>, stopping: bool) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => break,
+            Ok(status) => {
+                let Some(pid) = status.pid() else { break };
+                if let Some(child) = children.remove(&pid.as_raw())
+                    && !stopping
+                {
+                    eprintln!(
+                        "bare_launcher: worker {} (pid {pid}) ended: {status:?}; not replaced",
+                        child.slot
+                    );
+                }
+            }
         }
     }
 }

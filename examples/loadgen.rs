@@ -337,6 +337,29 @@ fn run_thread(
     tally
 }
 
+impl Tally {
+    /// Adds one client thread's tally to this one.
+    fn add(&mut self, t: &Tally) {
+        self.ok += t.ok;
+        self.failed += t.failed;
+        self.connect_errors += t.connect_errors;
+        self.unattributed += t.unattributed;
+        self.latencies_us.extend_from_slice(&t.latencies_us);
+        if self.buckets.len() < t.buckets.len() {
+            self.buckets.resize(t.buckets.len(), 0);
+        }
+        for (i, b) in t.buckets.iter().enumerate() {
+            self.buckets[i] += b;
+        }
+        if self.slots.len() < t.slots.len() {
+            self.slots.resize(t.slots.len(), 0);
+        }
+        for (i, s) in t.slots.iter().enumerate() {
+            self.slots[i] += s;
+        }
+    }
+}
+
 fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -384,24 +407,7 @@ fn main() -> std::process::ExitCode {
 
     let mut total = Tally::default();
     for handle in handles {
-        let t = handle.join().expect("a client thread panicked");
-        total.ok += t.ok;
-        total.failed += t.failed;
-        total.connect_errors += t.connect_errors;
-        total.unattributed += t.unattributed;
-        total.latencies_us.extend_from_slice(&t.latencies_us);
-        if total.buckets.len() < t.buckets.len() {
-            total.buckets.resize(t.buckets.len(), 0);
-        }
-        for (i, b) in t.buckets.iter().enumerate() {
-            total.buckets[i] += b;
-        }
-        if total.slots.len() < t.slots.len() {
-            total.slots.resize(t.slots.len(), 0);
-        }
-        for (i, s) in t.slots.iter().enumerate() {
-            total.slots[i] += s;
-        }
+        total.add(&handle.join().expect("a client thread panicked"));
     }
     // Stopped early by --max-requests: the window is what was used.
     let window = Instant::now()

@@ -63,7 +63,8 @@
 //! pure `master::supervisor`), `spawn` (the one fork), `control` (the
 //! control socket protocol, server and client), `env` (the environment,
 //! read once, and the table of variables hawkey sets), `exit` (the table of
-//! exit statuses), `logging`.
+//! exit statuses), `pid` (a pidfile's content), `procfs`
+//! (the one reader of `/proc/PID/stat`), `logging`.
 
 #![warn(unreachable_pub, missing_docs)]
 
@@ -76,6 +77,8 @@ mod env;
 mod exit;
 mod logging;
 mod master;
+mod pid;
+mod procfs;
 mod spawn;
 #[cfg(test)]
 mod test_util;
@@ -89,11 +92,70 @@ pub use worker::{App, Worker};
 /// embed it: a re-executed worker runs `app`; otherwise the command line
 /// is parsed and the master (or `check`, `status`, …) runs.
 ///
-/// Call it first thing in `main`, before any thread exists: the worker
-/// path tidies its environment, which is only sound single-threaded.
+/// # Contract: one thread
+///
+/// Call it first thing in `main`, before any thread exists. Both paths
+/// are sound only in a single-threaded process: the worker path removes
+/// variables from the environment (`std::env::remove_var`), and the
+/// master blocks its signals with a mask that is per thread and forks
+/// its workers, which is safe only while no other thread can hold a lock
+/// the child would need. So `main` counts the process's threads first
+/// (`Threads:` in `/proc/self/status`) and, when there is more than one,
+/// prints one line to stderr and returns exit status 64 (usage error:
+/// the calling program used the library wrongly) without doing anything
+/// else. Where `/proc` cannot be read the count is unknown and the check
+/// is skipped.
 pub fn main<A: App>(app: A) -> ExitCode {
+    if let Err(threads) = single_threaded() {
+        cli::report(&MultiThreaded(threads), false);
+        return exit::Status::Usage.into();
+    }
     if worker::bootstrap::is_worker() {
         return worker::bootstrap::run(app).into();
     }
     cli::main(A::HEARTBEATS).into()
+}
+
+/// [`main`] was called with other threads running.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "hawkey::main was called with {0} threads running: call it first in main, before any thread starts"
+)]
+struct MultiThreaded(usize);
+
+/// `Ok` when this process has one thread (or the count cannot be read);
+/// otherwise the number of threads.
+fn single_threaded() -> Result<(), usize> {
+    match procfs::threads() {
+        Some(n) if n > 1 => Err(n),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_threaded_caller_is_refused() {
+        let (started, wait) = std::sync::mpsc::channel();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            started.send(()).unwrap();
+            let _ = stopped.recv();
+        });
+        wait.recv().unwrap();
+        // This thread and the one just started, at least (the test
+        // harness may run more).
+        assert!(matches!(single_threaded(), Err(n) if n >= 2));
+        stop.send(()).unwrap();
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn the_refusal_is_one_line() {
+        let message = MultiThreaded(2).to_string();
+        assert!(!message.contains('\n'));
+        assert!(message.starts_with("hawkey::main was called with 2 threads running"));
+    }
 }

@@ -158,17 +158,31 @@ fn run_example(name: &str, program: &str, idle_close: Duration) {
     pids.sort();
     assert_eq!(pids, workers);
 
+    let workers = reloads_under_load(name, program, port, &config, &notify, &mut hawkey);
+    stop_with_requests_in_flight(name, port, hawkey, workers, idle_close);
+}
+
+/// Rolling reloads under load: no request fails, no connection is
+/// refused, and the old generation drains away; the new workers' pids.
+fn reloads_under_load(
+    name: &str,
+    program: &str,
+    port: u16,
+    config: &Path,
+    notify: &NotifySocket,
+    hawkey: &mut Hawkey,
+) -> Vec<i32> {
     // Rolling reloads under load: no request fails, no connection is refused.
     let load = Load::start(port, 4, "/delay/5", LIMIT);
     let t0 = Instant::now();
     let mut each = Vec::new();
     for i in 0..RELOADS {
         let t = Instant::now();
-        let (code, out, err) = hawkey_cli(&["reload", "--wait"], &config);
+        let (code, out, err) = hawkey_cli(&["reload", "--wait"], config);
         each.push(t.elapsed());
         assert_eq!(code, 0, "reload {i}: {out}{err}");
         assert_eq!(out.trim(), format!("reload finished: generation {}", 2 + i));
-        let messages = reload_messages(&notify, 2);
+        let messages = reload_messages(notify, 2);
         assert!(
             messages[0].starts_with("RELOADING=1\nMONOTONIC_USEC="),
             "{messages:?}"
@@ -188,13 +202,22 @@ fn run_example(name: &str, program: &str, idle_close: Duration) {
         (hawkey.workers().len() == 2).then_some(())
     });
     assert_eq!(
-        worker_statuses(&config),
+        worker_statuses(config),
         vec![format!("accepting on fd 3, generation {last}"); 2]
     );
-    let workers = hawkey.wait_workers(2, program, Duration::from_secs(10));
+    hawkey.wait_workers(2, program, Duration::from_secs(10))
+}
 
-    // Graceful stop: an idle keep-alive connection is closed by the app, a
-    // slow request already accepted completes with 200.
+/// Graceful stop: an idle keep-alive connection is closed by the app, a
+/// slow request already accepted completes, every worker drains and exits
+/// 0 by itself.
+fn stop_with_requests_in_flight(
+    name: &str,
+    port: u16,
+    mut hawkey: Hawkey,
+    workers: Vec<i32>,
+    idle_close: Duration,
+) {
     let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (status, _) = keep_alive_get(&mut idle, "/");
     assert_eq!(status, 200);

@@ -54,51 +54,7 @@ fn every_spawned_worker_gets_exactly_the_listeners_and_a_clean_signal_state() {
             if !seen.insert(pid) {
                 continue;
             }
-            // Inspect sleep(1) once it sleeps: during its own start-up it
-            // briefly opens locale files, which are its doing, not ours.
-            wait_until(Duration::from_secs(5), "the worker to be asleep", || {
-                std::fs::read_to_string(format!("/proc/{pid}/wchan"))
-                    .ok()
-                    .filter(|w| w.contains("nanosleep"))
-            });
-            let fds = proc_fds(pid);
-            let numbers: Vec<i32> = fds.iter().map(|(n, _)| *n).collect();
-            assert_eq!(numbers, [0, 1, 2, 3, 4], "worker {pid} fds: {fds:?}");
-            assert_eq!(fds[0].1, "/dev/null");
-            assert!(
-                fds[3].1.starts_with("socket:") && fds[4].1.starts_with("socket:"),
-                "{fds:?}"
-            );
-            assert_eq!(env_of(pid, "LISTEN_PID"), Some(pid.to_string()));
-            assert_eq!(env_of(pid, "LISTEN_FDS").as_deref(), Some("2"));
-            assert_eq!(env_of(pid, "LISTEN_FDNAMES").as_deref(), Some("web:admin"));
-            assert!(matches!(
-                env_of(pid, "HAWKEY_WORKER").as_deref(),
-                Some("0" | "1")
-            ));
-            assert_eq!(env_of(pid, "HYGIENE").as_deref(), Some("yes"));
-            for leaked in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "HAWKEY_ROLE"] {
-                assert_eq!(env_of(pid, leaked), None, "{leaked} leaked to worker {pid}");
-            }
-            assert_eq!(
-                proc_status(pid, "SigBlk").as_deref(),
-                Some("0000000000000000"),
-                "mask of {pid}"
-            );
-            assert_eq!(
-                proc_status(pid, "SigIgn").as_deref(),
-                Some("0000000000000000"),
-                "ignored by {pid}"
-            );
-            // Its own process group.
-            let pgid = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-            let pgid: i32 = pgid[pgid.rfind(')').unwrap() + 2..]
-                .split(' ')
-                .nth(2)
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert_eq!(pgid, pid);
+            assert_clean_worker(pid);
             checked += 1;
             // SAFETY: kill(2) on a worker pid we just inspected.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -116,6 +72,58 @@ fn every_spawned_worker_gets_exactly_the_listeners_and_a_clean_signal_state() {
         .filter(|p| proc_stat(*p).is_some_and(|(_, s)| s == 'Z'))
         .collect();
     assert!(zombies.len() <= 2, "zombies: {zombies:?}");
+}
+
+/// One exec'd worker's start as the hygiene test wants it: fds 0-4 only
+/// (stdin /dev/null, the two listeners at 3 and 4), its own LISTEN_PID,
+/// the listeners' names, no variable of the master's, an empty signal
+/// mask and no ignored signal, its own process group.
+fn assert_clean_worker(pid: i32) {
+    // Inspect sleep(1) once it sleeps: during its own start-up it
+    // briefly opens locale files, which are its doing, not ours.
+    wait_until(Duration::from_secs(5), "the worker to be asleep", || {
+        std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+            .ok()
+            .filter(|w| w.contains("nanosleep"))
+    });
+    let fds = proc_fds(pid);
+    let numbers: Vec<i32> = fds.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, [0, 1, 2, 3, 4], "worker {pid} fds: {fds:?}");
+    assert_eq!(fds[0].1, "/dev/null");
+    assert!(
+        fds[3].1.starts_with("socket:") && fds[4].1.starts_with("socket:"),
+        "{fds:?}"
+    );
+    assert_eq!(env_of(pid, "LISTEN_PID"), Some(pid.to_string()));
+    assert_eq!(env_of(pid, "LISTEN_FDS").as_deref(), Some("2"));
+    assert_eq!(env_of(pid, "LISTEN_FDNAMES").as_deref(), Some("web:admin"));
+    assert!(matches!(
+        env_of(pid, "HAWKEY_WORKER").as_deref(),
+        Some("0" | "1")
+    ));
+    assert_eq!(env_of(pid, "HYGIENE").as_deref(), Some("yes"));
+    for leaked in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "HAWKEY_ROLE"] {
+        assert_eq!(env_of(pid, leaked), None, "{leaked} leaked to worker {pid}");
+    }
+    assert_eq!(
+        proc_status(pid, "SigBlk").as_deref(),
+        Some("0000000000000000"),
+        "mask of {pid}"
+    );
+    assert_eq!(
+        proc_status(pid, "SigIgn").as_deref(),
+        Some("0000000000000000"),
+        "ignored by {pid}"
+    );
+    // Its own process group.
+    let pgid = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let pgid: i32 = pgid[pgid.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(pgid, pid);
 }
 
 #[test]

@@ -26,6 +26,8 @@ fn status_kib(pid: i32, field: &str) -> u64 {
 
 #[test]
 #[ignore = "long tier: tests/run.sh runs it (cargo test -- --ignored)"]
+// One soak is one long loop over the same master, load and counters.
+#[allow(clippy::too_many_lines)]
 fn a_soak_with_kills_and_reloads_keeps_the_master_flat_and_refuses_no_connection() {
     let secs: u64 = std::env::var("HAWKEY_SOAK_SECS")
         .ok()

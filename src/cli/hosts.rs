@@ -23,8 +23,8 @@ use serde::Serialize;
 
 use super::Target;
 use super::control::{Located, cli_host, locate};
-use super::procfs::{Sample, Usage};
 use super::status::{cpu_cell, format_duration, mem_cell, printable, table};
+use super::usage::{Sample, Usage};
 use crate::config::paths::{Host, Instance};
 use crate::control::{self, Request, Response, StatusReport, Trust};
 use crate::exit::Status;

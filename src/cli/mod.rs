@@ -14,7 +14,7 @@
 //!   control socket of the master a configuration names.
 //! - [`status`]: `hawkey status NAME`, one master's detail, and its table.
 //! - [`hosts`]: `hawkey status` with no name: every instance on the host.
-//! - [`procfs`]: CPU and memory of process trees, read from `/proc`.
+//! - [`usage`]: CPU and memory of process trees, read from `/proc`.
 //!
 //! A command is about a [`Target`]: `-c FILE`, or an instance by name
 //! (`hawkey status api`), found through the [`Host`]'s directories.
@@ -31,9 +31,9 @@ mod control;
 mod hosts;
 mod man;
 mod preflight;
-mod procfs;
 mod run;
 mod status;
+mod usage;
 
 /// Parses the command line and runs it. `app_heartbeats` says whether the
 /// app workers run sends heartbeats ([`crate::App::HEARTBEATS`]).
@@ -68,7 +68,11 @@ pub(crate) fn main(app_heartbeats: bool) -> Status {
             flags,
             quiet,
         } => target(config).map(|t| check::check(t, &flags.into_overrides(), quiet)),
-        args::Command::Status { config, json } => target(config).map(|t| status::status(t, json)),
+        // With no target named, every instance on the host.
+        args::Command::Status { config, json } => target(config).map(|t| match t {
+            Target::Instance { named: false, .. } => hosts::list(json),
+            t => status::status(t, json),
+        }),
         args::Command::Reload { config, wait } => target(config)
             .map(|t| control::command(t, &crate::control::Request::Reload { wait }, None)),
         args::Command::Stop(config) => {

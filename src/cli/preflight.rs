@@ -245,7 +245,7 @@ fn directory_usable(file: &Path, what: &'static str) -> Result<(), String> {
 fn listeners(config: &Config, runtime_dir: Option<&Path>, found: &mut Findings) {
     let running = paths::pidfile(config, runtime_dir).and_then(|p| {
         let text = std::fs::read(p).ok()?;
-        crate::master::pidfile::parse_pid(&text)
+        crate::pid::parse(&text)
     });
     for (i, listener) in config.listen.iter().enumerate() {
         let Address::Tcp(addr) = listener.address else {
@@ -343,11 +343,9 @@ fn holders(addr: SocketAddr) -> Vec<(i32, String)> {
     out
 }
 
-/// The parent of `pid`, from `/proc/PID/stat`.
+/// The parent of `pid`.
 fn parent_of(pid: i32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split(' ').nth(1)?.parse().ok()
+    u32::try_from(crate::procfs::read_stat(pid)?.ppid).ok()
 }
 
 /// The inodes of the LISTEN sockets of `/proc/net/tcp{,6}` text whose

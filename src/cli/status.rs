@@ -1,24 +1,22 @@
 //! `hawkey status NAME` (or `-c FILE`): the master, its listeners and its
-//! workers, with each one's CPU% and memory ([`super::procfs`]), as a
-//! table or as JSON. With no name, [`super::hosts`] lists the host.
+//! workers, with each one's CPU% and memory ([`super::usage`]), as a
+//! table or as JSON. With no name, [`super::hosts`] lists the host (the
+//! dispatch is in [`super::main`]: `hosts` uses this file's table
+//! helpers, so this file does not call back into `hosts`).
 
 use std::io::Write;
 use std::time::Duration;
 
 use super::Target;
-use super::procfs::{Sample, Usage, format_bytes};
+use super::usage::{Sample, Usage, format_bytes};
 use crate::control::{self, Request, Response, StatusReport};
 use crate::exit::Status;
 
 /// How long the CLI waits for a master's status report.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Asks the master of `target` for its status and prints it; with no
-/// target named, lists every instance on the host.
+/// Asks the master of `target` for its status and prints it.
 pub(super) fn status(target: Target, json: bool) -> Status {
-    if let Target::Instance { named: false, .. } = target {
-        return super::hosts::list(json);
-    }
     let (path, trust) = match super::control::socket_path(&target) {
         Ok(found) => found,
         Err(status) => return status,

@@ -15,7 +15,15 @@ use serde_saphyr::{Location, Spanned};
 use super::Error;
 use super::events;
 use super::flow;
-use super::schema::{EnvName, limits};
+use super::limits;
+
+/// Where the name of a `workers.env` entry was read from: `referenced`
+/// and `defined` differ where a merge or alias repeated it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct EnvName {
+    pub(super) referenced: Location,
+    pub(super) defined: Location,
+}
 
 /// Turns serde-saphyr's error into ours: the location of the offending
 /// token, the key path whose value holds it, and words for the reader.

@@ -18,8 +18,9 @@
 //!
 //! - this file: the validated [`Config`] and its parts, [`Error`], and
 //!   [`Config::load`] / [`Config::parse`], which run the layers below in turn;
-//! - `schema`: the raw layer, the serde types the file deserializes into,
-//!   and the limits a file must stay within (alias bombs, depth, size);
+//! - `schema`: the raw layer, the serde types the file deserializes into;
+//! - `limits`: the limits a file must stay within (alias bombs, depth,
+//!   size);
 //! - `diagnostics`: serde and YAML errors turned into located one-line
 //!   messages (which token, which key, in words for the reader);
 //! - `events`: a second reading of the YAML, event by event, run only once
@@ -44,6 +45,7 @@ mod diagnostics;
 mod events;
 mod flow;
 pub(crate) mod keys;
+mod limits;
 mod overrides;
 pub(crate) mod paths;
 mod recycle;

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
-use super::diagnostics::{Located, clean_path, locate};
+use super::diagnostics::{EnvName, Located, clean_path, locate};
+use super::limits;
 use super::units::{Percent, Size};
 use super::{Mode, Pidfile, SignalName, Span};
 
@@ -61,14 +62,6 @@ pub(super) enum RawSurge {
 /// one check that needs a value's place (a NUL byte in it) reads it again
 /// with [`env_value_location`].
 pub(super) type Pairs = Vec<(Spanned<String>, String)>;
-
-/// Where the name of a `workers.env` entry was read from: `referenced`
-/// and `defined` differ where a merge or alias repeated it.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct EnvName {
-    pub(super) referenced: Location,
-    pub(super) defined: Location,
-}
 
 thread_local! {
     /// The name of the `workers.env` entry whose value [`pairs`] is
@@ -320,22 +313,6 @@ pub(super) enum FormatName {
     Journald,
     Text,
     Json,
-}
-
-/// The limits a config file must stay within: far above any real config,
-/// far below what would cost hawkey time or memory (alias bombs, deep
-/// nesting, huge documents). Checked by serde-saphyr while it reads.
-pub(super) mod limits {
-    pub(crate) const EVENTS: usize = 200_000;
-    pub(crate) const ALIASES: usize = 1_000;
-    pub(crate) const ANCHORS: usize = 1_000;
-    pub(crate) const DEPTH: usize = 32;
-    pub(crate) const NODES: usize = 100_000;
-    pub(crate) const SCALAR_BYTES: usize = 1024 * 1024;
-    /// An alias storm: at least this many aliases, and more than
-    /// `PER_ANCHOR` for each anchor defined.
-    pub(crate) const STORM_ALIASES: usize = 100;
-    pub(crate) const PER_ANCHOR: usize = 10;
 }
 
 fn options() -> serde_saphyr::Options {

@@ -74,7 +74,7 @@ impl Trust {
             .take(64)
             .read_to_end(&mut content)
             .ok()
-            .and_then(|_| crate::master::pidfile::parse_pid(&content));
+            .and_then(|_| crate::pid::parse(&content));
         Trust {
             pidfile: Some(path.to_path_buf()),
             owner: Some(meta.uid()),

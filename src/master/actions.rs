@@ -6,8 +6,9 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use sd_notify::NotifyState;
 
+use super::Master;
+use super::forks::Settled;
 use super::supervisor::{Action, Event, ExitCode, ReloadOutcome};
-use super::{Forking, Master};
 use crate::control::Response;
 use crate::exit::Status;
 
@@ -42,18 +43,21 @@ impl Master<'_> {
             Action::MeasureMemory { pids, fresh } => self.measure_memory(&pids, fresh),
             Action::AnnounceReady => self.announce_ready(),
             Action::AnnounceReloading => {
-                if !std::mem::take(&mut self.reloading_announced) {
-                    self.notify(&[NotifyState::Reloading, monotonic_now()]);
+                if !std::mem::take(&mut self.upstream.reloading_announced) {
+                    self.upstream
+                        .notify(&[NotifyState::Reloading, monotonic_now()]);
                 }
             }
             Action::AnnounceStopping => {
                 let stop_timeout = self
                     .generations
+                    .all
                     .values()
                     .map(|g| g.settings.stop_timeout)
                     .max()
                     .unwrap_or_default();
-                self.notify(&[NotifyState::Stopping, extend_timeout(stop_timeout)]);
+                self.upstream
+                    .notify(&[NotifyState::Stopping, extend_timeout(stop_timeout)]);
             }
             Action::ReloadFinished(outcome) => self.reload_finished(outcome),
             Action::Exit(code) => return Some(self.exit(code)),
@@ -63,7 +67,7 @@ impl Master<'_> {
 
     /// Forks the worker of `slot` in `generation`; queues how it went.
     fn spawn(&mut self, slot: usize, generation: u64) {
-        let Some(g) = self.generations.get(&generation) else {
+        let Some(g) = self.generations.all.get(&generation) else {
             self.queue.push_back(Event::SpawnFailed {
                 slot,
                 generation,
@@ -102,14 +106,7 @@ impl Master<'_> {
                         forked.pid
                     );
                 }
-                self.forking.insert(
-                    forked.pid,
-                    Forking {
-                        slot,
-                        generation,
-                        forked,
-                    },
-                );
+                self.forks.insert(forked.pid, slot, generation, forked);
                 None
             }
             Err(error) => Some(Event::SpawnFailed {
@@ -119,20 +116,12 @@ impl Master<'_> {
                 error: error.to_string(),
             }),
         };
-        if !self.ready_announced || self.pool.is_reloading() {
+        if !self.upstream.ready_announced || self.pool.is_reloading() {
             // Starting takes as long as it legitimately takes: keep
-            // systemd's start/reload timeout ahead of ready_timeout. Once
-            // a second is enough: a pool of 1024 spawns must not queue
-            // 1024 datagrams on systemd's socket.
+            // systemd's start/reload timeout ahead of ready_timeout (once
+            // a second is enough).
             let extend = extend_timeout(g.settings.ready_timeout);
-            let now = std::time::Instant::now();
-            if self
-                .extended_at
-                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
-            {
-                self.extended_at = Some(now);
-                self.notify(&[extend]);
-            }
+            self.upstream.extend_at_most_once_a_second(extend);
         }
         self.queue.extend(event);
     }
@@ -140,15 +129,15 @@ impl Master<'_> {
     /// Queues how the forked child `pid` ended its way to `execve`, if that
     /// is known now; whether it is (or `pid` was not being forked).
     pub(super) fn settle(&mut self, pid: Pid) -> bool {
-        let Some(forking) = self.forking.get_mut(&pid) else {
-            return true;
+        let (slot, generation, outcome) = match self.forks.settle(pid) {
+            Settled::NotForking => return true,
+            Settled::Pending => return false,
+            Settled::Known {
+                slot,
+                generation,
+                outcome,
+            } => (slot, generation, outcome),
         };
-        let Some(outcome) = forking.forked.outcome() else {
-            return false;
-        };
-        let Forking {
-            slot, generation, ..
-        } = self.forking.remove(&pid).expect("found above");
         let event = match outcome {
             Ok(()) => Event::Spawned {
                 slot,
@@ -157,10 +146,13 @@ impl Master<'_> {
             },
             Err(error) => {
                 // It exits right after saying so; its exit is not a
-                // worker's (the pool never knew it).
-                self.failed_forks.insert(pid);
+                // worker's (the pool never knew it: `forks` remembers).
                 self.inbox.detach(pid);
-                let program = self.generations.get(&generation).map(|g| g.plan.program());
+                let program = self
+                    .generations
+                    .all
+                    .get(&generation)
+                    .map(|g| g.plan.program());
                 Event::SpawnFailed {
                     slot,
                     generation,
@@ -176,16 +168,16 @@ impl Master<'_> {
     /// Every slot is ready: the pidfile, `READY=1`, `MAINPID=`, `STATUS=`.
     fn announce_ready(&mut self) {
         if let Some(file) = self.pidfile.as_mut()
-            && let Err(error) = file.publish(self.pid)
+            && let Err(error) = file.publish(self.origin.pid)
         {
             tracing::error!("{error}");
         }
-        if !self.ready_announced {
-            self.ready_announced = true;
+        if !self.upstream.ready_announced {
+            self.upstream.ready_announced = true;
             tracing::info!(
                 "all {} workers ready, {}ms after start",
                 self.pool.slots().len(),
-                self.started.elapsed().as_millis()
+                self.origin.started.elapsed().as_millis()
             );
         }
         if self.pool.is_reloading() {
@@ -194,23 +186,20 @@ impl Master<'_> {
             // (`ExecReload=hawkey reload --wait`) ahead of their stop.
             let drain = self
                 .generations
+                .all
                 .values()
                 .map(|g| g.settings.stop_timeout)
                 .max()
                 .unwrap_or_default();
-            self.notify(&[extend_timeout(drain)]);
+            self.upstream.notify(&[extend_timeout(drain)]);
         }
         // Start-up (or a reload) is over: its one-off code need not stay
         // in the master's page tables. Done once the loop is about to
         // sleep, after the rest of this turn's work.
-        self.release_pages = true;
+        self.wake.release_pages();
         let line = self.status_line();
-        self.notify(&[
-            NotifyState::Ready,
-            NotifyState::MainPid(self.pid),
-            NotifyState::Status(&line),
-        ]);
-        self.status_sent = line;
+        self.upstream
+            .send_ready(&[NotifyState::MainPid(self.origin.pid)], line);
     }
 
     /// Answers every `hawkey reload --wait` with how the reload ended.
@@ -221,7 +210,7 @@ impl Master<'_> {
             },
             ReloadOutcome::RolledBack { reason } => {
                 let message = format!("reload failed and was rolled back: {reason}");
-                self.reload_error = Some(message.clone());
+                self.reloads.error = Some(message.clone());
                 Response::Error {
                     exit_code: Status::Failure.code(),
                     message,
@@ -232,7 +221,7 @@ impl Master<'_> {
                 message: format!("reload rejected: {reason}"),
             },
         };
-        for waiter in std::mem::take(&mut self.reload_waiters) {
+        for waiter in std::mem::take(&mut self.reloads.waiters) {
             self.reply(waiter, &response);
         }
     }

@@ -37,6 +37,51 @@ fn stalled(slept_long: bool, continued: bool, away: Duration, stopping: bool) ->
     !stopping && (slept_long || (continued && away > STALL_SLACK))
 }
 
+/// What the loop keeps from one wake-up to the next.
+pub(super) struct Wake {
+    /// When the loop last woke from poll.
+    woke: Instant,
+    /// A stall was noted while this wake-up's events were handled; the
+    /// SIGCONT that ended it, read at the next wake-up, is not another.
+    stall_noted: bool,
+    /// SIGCHLD was read: reap at this wake-up.
+    child_exited: bool,
+    /// When the master last reaped (see [`REAP_SWEEP`]).
+    swept: Instant,
+    /// Release the start-up pages before the loop next sleeps (see
+    /// `memory`): set when the pool becomes ready.
+    release_pages: bool,
+}
+
+impl Wake {
+    pub(super) fn new() -> Wake {
+        Wake {
+            woke: Instant::now(),
+            stall_noted: false,
+            child_exited: false,
+            swept: Instant::now(),
+            release_pages: false,
+        }
+    }
+
+    /// Asks for the start-up pages to be released before the loop next
+    /// sleeps.
+    pub(super) fn release_pages(&mut self) {
+        self.release_pages = true;
+    }
+
+    /// Whether to reap at this wake-up, `woke`: SIGCHLD came, or the last
+    /// reap is [`REAP_SWEEP`] ago. Counts as reaped if so.
+    fn reap_due(&mut self, woke: Instant) -> bool {
+        let sweep_due = woke.saturating_duration_since(self.swept) >= REAP_SWEEP;
+        let due = std::mem::take(&mut self.child_exited) || sweep_due;
+        if due {
+            self.swept = woke;
+        }
+        due
+    }
+}
+
 impl Master<'_> {
     /// Runs the loop until the master is done; returns its exit status.
     pub(super) fn run(&mut self) -> Result<Status, Error> {
@@ -47,10 +92,10 @@ impl Master<'_> {
             // Generations no process and no rollback needs any more go,
             // and with them listeners no generation uses.
             let in_use = self.pool.generations_in_use();
-            self.generations.retain(|g, _| in_use.contains(g));
+            self.generations.all.retain(|g, _| in_use.contains(g));
             self.update_status();
             self.ping_watchdog();
-            if std::mem::take(&mut self.release_pages) {
+            if std::mem::take(&mut self.wake.release_pages) {
                 let released = super::memory::release_startup_pages();
                 tracing::debug!("released {released} KiB of start-up pages");
             }
@@ -82,8 +127,8 @@ impl Master<'_> {
         // Stopped between reading this wake-up's input and judging its
         // deadlines (SIGSTOP while busy): the SIGCONT is only read at the
         // next wake-up, so say so now, before any deadline counts.
-        if matches!(event, Event::Tick) && self.woke.elapsed() > STALL_SLACK {
-            self.stall_noted = true;
+        if matches!(event, Event::Tick) && self.wake.woke.elapsed() > STALL_SLACK {
+            self.wake.stall_noted = true;
             self.decide(Event::Stalled);
         }
         self.decide(event)
@@ -112,7 +157,7 @@ impl Master<'_> {
         let requested = [
             self.pool.next_deadline(),
             self.probe.deadline(),
-            self.next_ping,
+            self.upstream.next_ping(),
             self.control.as_ref().and_then(|c| c.next_deadline()),
         ]
         .into_iter()
@@ -121,12 +166,11 @@ impl Master<'_> {
         .map(|d| d.saturating_duration_since(now));
         self.poll(requested)?;
         let woke = Instant::now();
-        let away = woke.saturating_duration_since(self.woke);
-        self.woke = woke;
+        let away = woke.saturating_duration_since(self.wake.woke);
+        self.wake.woke = woke;
         // Children whose execve is now known become workers first: what
         // they say below is about a worker the pool knows.
-        let forking: Vec<Pid> = self.forking.keys().copied().collect();
-        for pid in forking {
+        for pid in self.forks.pids() {
             self.settle(pid);
         }
         // Notifications next: a heartbeat that waited in the queue while
@@ -140,37 +184,11 @@ impl Master<'_> {
         let stopping = self.pool.is_stopping();
         let (continued, stop_requested) = self.read_signals();
         // A stall already noted by `handle` is not a second one.
-        let noted = std::mem::take(&mut self.stall_noted);
+        let noted = std::mem::take(&mut self.wake.stall_noted);
         if stalled(slept_long, continued, away, stopping || stop_requested) && !noted {
             self.queue.push_back(Event::Stalled);
         }
-        // Reap when SIGCHLD came (merged or not: one stands for every exit
-        // before it, and an exit after it raises it again), and at any
-        // other wake-up a second or more after the last reap, whatever
-        // woke it (no timer is set for this): waitpid(2) scans every child,
-        // which is not to be paid on each of a large pool's wake-ups.
-        let sweep_due = woke.saturating_duration_since(self.swept) >= REAP_SWEEP;
-        let reaped = if std::mem::take(&mut self.child_exited) || sweep_due {
-            self.swept = woke;
-            reap_all()
-        } else {
-            Vec::new()
-        };
-        for (pid, exit) in reaped {
-            // Dead, its report is complete: settled at once.
-            self.settle(pid);
-            if self.failed_forks.remove(&pid) {
-                continue;
-            }
-            // What it said last counts before its exit does; then its
-            // channel goes, and with it the last line it wrote to stderr.
-            let (last, line) = self.inbox.detach_with_last_line(pid);
-            self.queue_messages(last);
-            if let Some(line) = line {
-                self.queue.push_back(Event::LastWords { pid, line });
-            }
-            self.queue.push_back(Event::Exited { pid, exit });
-        }
+        self.queue_exits(woke);
         let requests = match self.control.as_mut() {
             Some(control) => control.drain(woke),
             None => Vec::new(),
@@ -190,11 +208,41 @@ impl Master<'_> {
         Ok(())
     }
 
+    /// Reaps the children that exited, if it is time to, and queues their
+    /// exits. Reaps when SIGCHLD came (merged or not: one stands for every
+    /// exit before it, and an exit after it raises it again), and at any
+    /// other wake-up a second or more after the last reap, whatever woke it
+    /// (no timer is set for this): waitpid(2) scans every child, which is
+    /// not to be paid on each of a large pool's wake-ups.
+    fn queue_exits(&mut self, woke: Instant) {
+        let reaped = if self.wake.reap_due(woke) {
+            reap_all()
+        } else {
+            Vec::new()
+        };
+        for (pid, exit) in reaped {
+            // Dead, its report is complete: settled at once.
+            self.settle(pid);
+            if self.forks.take_failed(pid) {
+                continue;
+            }
+            // What it said last counts before its exit does; then its
+            // channel goes, and with it the last line it wrote to stderr.
+            let (last, line) = self.inbox.detach_with_last_line(pid);
+            self.queue_messages(last);
+            if let Some(line) = line {
+                self.queue.push_back(Event::LastWords { pid, line });
+            }
+            self.queue.push_back(Event::Exited { pid, exit });
+        }
+    }
+
     /// The starting workers of `ready: auto` generations, with their
     /// generation: whom the probe looks at.
     fn auto_starting(&self) -> BTreeMap<Pid, u64> {
         let auto = |g: u64| {
             self.generations
+                .all
                 .get(&g)
                 .is_some_and(|g| g.settings.ready_when_accepting)
         };
@@ -218,7 +266,7 @@ impl Master<'_> {
     /// sees accepting on one of its generation's listeners.
     fn look_for_accepting(&mut self) {
         for (pid, g) in self.auto_starting() {
-            let Some(generation) = self.generations.get(&g) else {
+            let Some(generation) = self.generations.all.get(&g) else {
                 continue;
             };
             if let Some(listener) = super::probe::accepting(pid, &generation.inodes) {
@@ -250,7 +298,8 @@ impl Master<'_> {
         // The report pipes of children on their way to execve (their
         // end-of-file wakes the loop), read by `settle` on every wake-up.
         fds.extend(
-            self.forking
+            self.forks
+                .forking
                 .values()
                 .map(|f| PollFd::new(f.forked.as_fd(), PollFlags::POLLIN)),
         );
@@ -341,7 +390,7 @@ impl Master<'_> {
                 }
                 SignalRequest::Grow => self.queue.push_back(Event::Grow),
                 SignalRequest::Shrink => self.queue.push_back(Event::Shrink),
-                SignalRequest::Reap => self.child_exited = true,
+                SignalRequest::Reap => self.wake.child_exited = true,
                 SignalRequest::Continued => continued = true,
             }
         }

@@ -586,9 +586,9 @@ pub(crate) fn descends_from(pid: Pid, ancestor: Pid) -> bool {
     false
 }
 
-/// The parent and session of `pid` (see `master::sweep::read_stat`).
+/// The parent and session of `pid` (see [`crate::procfs::read_stat`]).
 fn stat_of(pid: Pid) -> Option<(Pid, Pid)> {
-    let p = super::sweep::read_stat(pid.as_raw())?;
+    let p = crate::procfs::read_stat(pid.as_raw())?;
     Some((Pid::from_raw(p.ppid), Pid::from_raw(p.sid)))
 }
 

@@ -27,12 +27,17 @@
 //!
 //! # Parts
 //!
-//! - this module: start-up ([`run`]) and the generations.
-//! - `event_loop`: the loop, `poll(2)`, and what each wake-up reads.
+//! - this module: start-up ([`run`]), `Master` and its fixed `Origin`,
+//!   and the generations.
+//! - `event_loop`: the loop, `poll(2)`, and what each wake-up reads
+//!   (`Wake`: what it keeps between wake-ups).
 //! - `actions`: what each supervisor [`Action`] does.
+//! - `forks`: the children on their way to `execve` (`Forks`).
 //! - `notices`: how each supervisor notice is logged.
-//! - `reload`: reloads and control requests.
-//! - `status`: `STATUS=`, the watchdog ping, the status report.
+//! - `reload`: reloads and control requests (`Reloads`: the loader, the
+//!   last error, the waiters).
+//! - `status`: `STATUS=`, the watchdog ping, the status report
+//!   (`Upstream`: the notify connection and what it was told).
 //! - `supervisor`: the pure state machine that decides.
 //! - `listeners`, `pidfile`, `signals`, `reap`, `inbox`: what the master
 //!   owns and reads; `memory`, `cpu`: what it measures of itself.
@@ -43,7 +48,7 @@
 //! - `tail`: the last line a worker wrote to stderr, for its failed start.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::{self, AppKind, Config, Ready};
 use crate::control::{self, ClientId};
@@ -60,6 +65,7 @@ use supervisor::{Event, Pool, Settings};
 mod actions;
 pub(crate) mod cpu;
 mod event_loop;
+mod forks;
 mod inbox;
 pub(crate) mod listeners;
 mod memory;
@@ -186,69 +192,55 @@ struct Generation {
     plan: Plan,
 }
 
-/// A worker forked for `slot` of `generation`, on its way to `execve`.
-struct Forking {
-    slot: usize,
-    generation: u64,
-    forked: spawn::Forked,
-}
-
 /// The master's state: what it owns, and what the loop needs between
-/// wake-ups.
+/// wake-ups, each part with the state of its role.
 struct Master<'p> {
-    env: Environment,
-    /// The instance's name, for the status report.
-    instance: String,
+    /// What the master was started as: fixed for its life.
+    origin: Origin,
     signals: Signals,
-    loader: Box<Loader>,
-    upstream: Notifier,
     inbox: Inbox,
     control: Option<control::Server>,
     pidfile: &'p mut Option<Pidfile>,
-    pid: u32,
-    started: Instant,
-    worker_log: String,
-    app_heartbeats: bool,
-    running_as_root: bool,
-    listeners_from_systemd: bool,
-    generations: BTreeMap<u64, Generation>,
-    next_generation: u64,
+    generations: Generations,
     pool: Pool,
     queue: VecDeque<Event>,
-    status_sent: String,
-    reload_error: Option<String>,
-    reload_waiters: Vec<ClientId>,
+    /// The notify connection to systemd and what it was told.
+    upstream: status::Upstream,
+    /// Where reloads read the config, how the last one went, and who
+    /// waits for the one under way.
+    reloads: reload::Reloads,
+    /// The `hawkey stop` clients, answered once the master is done.
     stop_waiters: Vec<ClientId>,
-    watchdog: Option<Duration>,
-    next_ping: Option<Instant>,
-    unhealthy_logged: bool,
-    ready_announced: bool,
-    /// `RELOADING=1` went upstream for this SIGHUP already: the reload it
-    /// starts need not announce itself again (`Master::reload_signalled`).
-    reloading_announced: bool,
-    /// When `EXTEND_TIMEOUT_USEC=` was last sent upstream.
-    extended_at: Option<Instant>,
-    /// SIGCHLD was read: reap at this wake-up.
-    child_exited: bool,
-    /// When the master last reaped (see `event_loop::REAP_SWEEP`).
-    swept: Instant,
-    /// Children forked whose `execve` is not known yet, by pid.
-    forking: BTreeMap<nix::unistd::Pid, Forking>,
-    /// Children whose start failed before `execve`: their exit is not
-    /// reported to the pool.
-    failed_forks: std::collections::BTreeSet<nix::unistd::Pid>,
-    /// When the loop last woke from poll.
-    woke: Instant,
-    /// A stall was noted while this wake-up's events were handled; the
-    /// SIGCONT that ended it, read at the next wake-up, is not another.
-    stall_noted: bool,
-    /// Release the start-up pages before the loop next sleeps (see
-    /// `memory`): set when the pool becomes ready.
-    release_pages: bool,
+    /// Children on their way to `execve`, and those that failed it.
+    forks: forks::Forks,
+    /// What the loop keeps from one wake-up to the next.
+    wake: event_loop::Wake,
     /// What sweeps found and sent (see `sweep`).
     remains: sweep::Remains,
     /// When to look for starting `ready: auto` workers accepting.
     probe: probe::Probe,
+}
+
+/// What the master was started as, fixed for its life.
+struct Origin {
+    env: Environment,
+    /// The instance's name, for the status report.
+    instance: String,
+    pid: u32,
+    started: Instant,
+    /// `HAWKEY_LOG` for builtin workers.
+    worker_log: String,
+    /// Whether the builtin app sends heartbeats (`App::HEARTBEATS`).
+    app_heartbeats: bool,
+    running_as_root: bool,
+    /// The listeners came from systemd: a reload keeps them as they are.
+    listeners_from_systemd: bool,
+}
+
+/// The configuration generations in use, by number, and the next number.
+struct Generations {
+    all: BTreeMap<u64, Generation>,
+    next: u64,
 }
 
 /// Warns when a pool of `count` (with `surge` more during a reload) may
@@ -296,6 +288,20 @@ fn become_subreaper() {
     }
 }
 
+/// The workers' notify inbox, in the first fit place (see
+/// `inbox::notify_bases`), after the fd limit is raised for it.
+fn open_inbox(
+    runtime_dir: Option<&std::path::Path>,
+    running_as_root: bool,
+) -> Result<Inbox, Error> {
+    // Refused under a seccomp filter without @resources (as in our
+    // unit); `prepare` says so if a pool then does not fit.
+    if let Err(error) = spawn::raise_fd_limit() {
+        tracing::debug!("failed to raise the fd limit: {error}");
+    }
+    Inbox::create_in(&inbox::notify_bases(runtime_dir, running_as_root)).map_err(Error::Notify)
+}
+
 /// Binds the control socket, if the config has one; a failure leaves the
 /// master running without it (signals and the pidfile still work).
 fn bind_control(config: &Config, runtime_dir: Option<&std::path::Path>) -> Option<control::Server> {
@@ -332,55 +338,36 @@ impl<'p> Master<'p> {
         let upstream =
             Notifier::connect(env.get(crate::env::NOTIFY_SOCKET)).map_err(Error::Notify)?;
         let running_as_root = nix::unistd::geteuid().is_root();
-        // Refused under a seccomp filter without @resources (as in our
-        // unit); `prepare` says so if a pool then does not fit.
-        if let Err(error) = spawn::raise_fd_limit() {
-            tracing::debug!("failed to raise the fd limit: {error}");
-        }
-        let inbox = Inbox::create_in(&inbox::notify_bases(
-            runtime_dir.as_deref(),
-            running_as_root,
-        ))
-        .map_err(Error::Notify)?;
+        let inbox = open_inbox(runtime_dir.as_deref(), running_as_root)?;
         let control = bind_control(&config, runtime_dir.as_deref());
         let watchdog = env.watchdog();
         let mut master = Master {
-            env,
-            instance,
+            origin: Origin {
+                env,
+                instance,
+                pid,
+                started: Instant::now(),
+                worker_log,
+                app_heartbeats,
+                running_as_root,
+                listeners_from_systemd,
+            },
             signals,
-            loader,
-            upstream,
             inbox,
             control,
             pidfile,
-            pid,
-            started: Instant::now(),
-            worker_log,
-            app_heartbeats,
-            running_as_root,
-            listeners_from_systemd,
-            generations: BTreeMap::new(),
-            next_generation: 1,
+            generations: Generations {
+                all: BTreeMap::new(),
+                next: 1,
+            },
             // Replaced below, once the first generation exists.
             pool: Pool::new(Settings::placeholder(), 0),
             queue: VecDeque::new(),
-            status_sent: String::new(),
-            reload_error: None,
-            reload_waiters: Vec::new(),
+            upstream: status::Upstream::new(upstream, watchdog),
+            reloads: reload::Reloads::new(loader),
             stop_waiters: Vec::new(),
-            watchdog,
-            next_ping: watchdog.map(|_| Instant::now()),
-            unhealthy_logged: false,
-            ready_announced: false,
-            reloading_announced: false,
-            extended_at: None,
-            child_exited: false,
-            swept: Instant::now(),
-            forking: BTreeMap::new(),
-            failed_forks: Default::default(),
-            release_pages: false,
-            woke: Instant::now(),
-            stall_noted: false,
+            forks: forks::Forks::default(),
+            wake: event_loop::Wake::new(),
             remains: sweep::Remains::default(),
             probe: probe::Probe::default(),
         };
@@ -390,19 +377,25 @@ impl<'p> Master<'p> {
                 config::Span(w / 2)
             );
         }
-        let generation = master.prepare(config, listeners)?;
-        master.log_start(generation);
-        master.pool = Pool::new(master.generations[&generation].settings, generation);
-        master.pool.seed(random_seed());
-        master.queue.push_back(Event::Start);
+        master.first_generation(config, listeners)?;
         Ok(master)
+    }
+
+    /// Prepares the first generation and its pool, and queues `Start`.
+    fn first_generation(&mut self, config: Config, listeners: Vec<Listener>) -> Result<(), Error> {
+        let generation = self.prepare(config, listeners)?;
+        self.log_start(generation);
+        self.pool = Pool::new(self.generations.all[&generation].settings, generation);
+        self.pool.seed(random_seed());
+        self.queue.push_back(Event::Start);
+        Ok(())
     }
 
     /// The first generation's start, as the operator reads it.
     fn log_start(&self, generation: u64) {
-        let g = &self.generations[&generation];
+        let g = &self.generations.all[&generation];
         let workers = &g.config.workers;
-        if !self.running_as_root && (workers.user.is_some() || workers.group.is_some()) {
+        if !self.origin.running_as_root && (workers.user.is_some() || workers.group.is_some()) {
             tracing::warn!(
                 "workers.user and workers.group are ignored: hawkey is not running as root"
             );
@@ -410,7 +403,7 @@ impl<'p> Master<'p> {
         tracing::info!(
             "hawkey {} (pid {}) starting {} {} workers",
             env!("CARGO_PKG_VERSION"),
-            self.pid,
+            self.origin.pid,
             g.settings.count,
             match workers.app {
                 AppKind::Builtin => "builtin",
@@ -421,7 +414,7 @@ impl<'p> Master<'p> {
 
     /// Makes a new generation from a validated config and its listeners.
     fn prepare(&mut self, config: Config, listeners: Vec<Listener>) -> Result<u64, Error> {
-        let generation = self.next_generation;
+        let generation = self.generations.next;
         let workers = &config.workers;
         let count = match workers.count {
             config::WorkerCount::Fixed(n) => n as usize,
@@ -430,19 +423,21 @@ impl<'p> Master<'p> {
         warn_if_fds_short(count, config.reload.surge.of(count));
         let heartbeat = workers
             .heartbeat_timeout
-            .resolve(workers.app, self.app_heartbeats);
+            .resolve(workers.app, self.origin.app_heartbeats);
         let inherited: Vec<spawn::Inherited<'_>> =
             listeners.iter().map(Listener::inherited).collect();
         let plan = Plan::new(spawn::Inputs {
             config: &config,
             listeners: &inherited,
             heartbeat,
-            environment: &self.env.vars,
-            journal: crate::logging::stderr_is_journal(self.env.get(crate::env::JOURNAL_STREAM)),
-            worker_log: &self.worker_log,
-            argv0: &self.env.argv0,
+            environment: &self.origin.env.vars,
+            journal: crate::logging::stderr_is_journal(
+                self.origin.env.get(crate::env::JOURNAL_STREAM),
+            ),
+            worker_log: &self.origin.worker_log,
+            argv0: &self.origin.env.argv0,
             generation,
-            running_as_root: self.running_as_root,
+            running_as_root: self.origin.running_as_root,
         })
         .map_err(Error::Spawn)?;
         let settings = Settings {
@@ -458,7 +453,7 @@ impl<'p> Master<'p> {
             surge: config.reload.surge.of(count),
             recycle: workers.recycle.map(recycling).unwrap_or_default(),
         };
-        self.generations.insert(
+        self.generations.all.insert(
             generation,
             Generation {
                 inodes: probe::inodes(&listeners),
@@ -468,7 +463,7 @@ impl<'p> Master<'p> {
                 plan,
             },
         );
-        self.next_generation += 1;
+        self.generations.next += 1;
         Ok(generation)
     }
 }

@@ -467,19 +467,7 @@ fn read_pid(mut file: &File) -> io::Result<Option<u32>> {
     let mut content = Vec::new();
     file.take(MAX_READ).read_to_end(&mut content)?;
     file.seek(SeekFrom::Start(0))?;
-    Ok(parse_pid(&content))
-}
-
-/// A whole pid as we write it: decimal digits, then one `\n`, nothing else,
-/// greater than 0 and within `pid_t`. Anything else (empty, cut short,
-/// garbage) is no pid.
-pub(crate) fn parse_pid(content: &[u8]) -> Option<u32> {
-    let digits = content.strip_suffix(b"\n")?;
-    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let pid: u32 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    (pid > 0 && pid <= i32::MAX as u32).then_some(pid)
+    Ok(crate::pid::parse(&content))
 }
 
 #[cfg(test)]
@@ -865,7 +853,7 @@ mod tests {
                 let mut reads = 0u32;
                 while !stop.load(Ordering::Relaxed) {
                     let bytes = fs::read(&path).expect("the path never goes missing");
-                    let pid = parse_pid(&bytes);
+                    let pid = crate::pid::parse(&bytes);
                     assert!(pid.is_some(), "partial content {bytes:?}");
                     reads += 1;
                 }
@@ -874,7 +862,7 @@ mod tests {
             for i in 0..2000u32 {
                 let pid = 1 + i % 2 * 1_000_000 + i;
                 pidfile.publish(pid).unwrap();
-                assert_eq!(parse_pid(&fs::read(&path).unwrap()), Some(pid));
+                assert_eq!(crate::pid::parse(&fs::read(&path).unwrap()), Some(pid));
             }
             stop.store(true, Ordering::Relaxed);
             assert!(reader.join().unwrap() > 0);
@@ -954,31 +942,6 @@ mod tests {
 
         let (_again, stale) = acquire(&path).unwrap();
         assert_eq!(stale, Some(2468));
-    }
-
-    #[test]
-    fn parse_pid_accepts_only_a_whole_positive_pid() {
-        assert_eq!(parse_pid(b"1234\n"), Some(1234));
-        assert_eq!(parse_pid(b"1\n"), Some(1));
-        assert_eq!(parse_pid(b"2147483647\n"), Some(2147483647));
-        for bad in [
-            &b""[..],
-            b"\n",
-            b"1234",
-            b"0\n",
-            b"00\n",
-            b"-1\n",
-            b"+1\n",
-            b" 1\n",
-            b"1 \n",
-            b"12\n\n",
-            b"1\r\n",
-            b"2147483648\n",
-            b"99999999999\n",
-            b"\xff\n",
-        ] {
-            assert_eq!(parse_pid(bad), None, "{bad:?}");
-        }
     }
 
     #[test]

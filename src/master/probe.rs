@@ -142,7 +142,7 @@ pub(super) fn accepting(worker: Pid, listeners: &Inodes) -> Option<String> {
         if let Some(name) = process_accepting(pid, listeners) {
             return Some(name);
         }
-        todo.extend(super::sweep::children_of(pid).unwrap_or_default());
+        todo.extend(crate::procfs::children_of(pid).unwrap_or_default());
     }
     None
 }

@@ -3,7 +3,7 @@
 //! the pool asks for it ([`Action::MeasureMemory`]) and only then.
 //!
 //! A tree is the worker and its descendants, found through
-//! `/proc/PID/task/TID/children` (`sweep::children_of`); each process's
+//! `/proc/PID/task/TID/children` (`procfs::children_of`); each process's
 //! resident pages come from the second field of `/proc/PID/statm`. The
 //! sum counts a page shared by two processes of the tree (after a fork)
 //! twice, as `ps` and PM2 do: an app that forks helpers is measured high,
@@ -38,14 +38,14 @@ fn parse_statm(statm: &str) -> Option<u64> {
 pub(super) fn tree_resident_bytes(worker: Pid, page: u64) -> Option<u64> {
     let root = resident_bytes(worker.as_raw(), page)?;
     let mut total = root;
-    let mut todo = super::sweep::children_of(worker.as_raw()).unwrap_or_default();
+    let mut todo = crate::procfs::children_of(worker.as_raw()).unwrap_or_default();
     let mut seen = BTreeSet::from([worker.as_raw()]);
     while let Some(pid) = todo.pop() {
         if seen.len() >= MAX_TREE || !seen.insert(pid) {
             continue;
         }
         total += resident_bytes(pid, page).unwrap_or(0);
-        todo.extend(super::sweep::children_of(pid).unwrap_or_default());
+        todo.extend(crate::procfs::children_of(pid).unwrap_or_default());
     }
     Some(total)
 }

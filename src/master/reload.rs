@@ -18,10 +18,29 @@ use sd_notify::NotifyState;
 use super::actions::monotonic_now;
 use super::listeners::{self, Listener, Origin};
 use super::supervisor::Event;
-use super::{Error, Master};
+use super::{Error, Loader, Master};
 use crate::config;
 use crate::control::{ClientId, Request, Response};
 use crate::exit::Status;
+
+/// The reloads' state: where the config is read again from, the error of
+/// the last reload (shown in `STATUS=` until one works), and the
+/// `hawkey reload --wait` clients of the reload under way.
+pub(super) struct Reloads {
+    pub(super) loader: Box<Loader>,
+    pub(super) error: Option<String>,
+    pub(super) waiters: Vec<ClientId>,
+}
+
+impl Reloads {
+    pub(super) fn new(loader: Box<Loader>) -> Reloads {
+        Reloads {
+            loader,
+            error: None,
+            waiters: Vec::new(),
+        }
+    }
+}
 
 impl Master<'_> {
     /// Answers a request from the control socket.
@@ -60,20 +79,20 @@ impl Master<'_> {
     /// the pool was first ready, and while it stops, nothing is
     /// announced: `READY=1` would be a lie.
     pub(super) fn reload_signalled(&mut self) {
-        let announce = self.ready_announced && !self.pool.is_stopping();
+        let announce = self.upstream.ready_announced && !self.pool.is_stopping();
         let reloading = self.pool.is_reloading();
         if announce {
-            self.notify(&[NotifyState::Reloading, monotonic_now()]);
+            self.upstream
+                .notify(&[NotifyState::Reloading, monotonic_now()]);
             // A reload under way ends with READY=1: it answers this one.
-            self.reloading_announced = !reloading;
+            self.upstream.reloading_announced = !reloading;
         }
         self.reload(None);
-        self.reloading_announced = false;
+        self.upstream.reloading_announced = false;
         if announce && !reloading && !self.pool.is_reloading() && !self.pool.is_stopping() {
             // No reload started (the config was refused): over at once.
             let line = self.status_line();
-            self.notify(&[NotifyState::Ready, NotifyState::Status(&line)]);
-            self.status_sent = line;
+            self.upstream.send_ready(&[], line);
         }
     }
 
@@ -97,7 +116,7 @@ impl Master<'_> {
             Ok(generation) => generation,
             Err((status, message)) => {
                 tracing::error!("reload failed, the running workers are unchanged: {message}");
-                self.reload_error = Some(message.clone());
+                self.reloads.error = Some(message.clone());
                 if let Some(w) = waiter {
                     let exit_code = status.code();
                     self.reply(w, &Response::Error { exit_code, message });
@@ -105,11 +124,11 @@ impl Master<'_> {
                 return;
             }
         };
-        self.reload_error = None;
+        self.reloads.error = None;
         if let Some(w) = waiter {
-            self.reload_waiters.push(w);
+            self.reloads.waiters.push(w);
         }
-        let settings = self.generations[&generation].settings;
+        let settings = self.generations.all[&generation].settings;
         // A reload cannot end the master: only `Exit` returns a status.
         let _ = self.handle(Event::Reload {
             settings,
@@ -120,8 +139,9 @@ impl Master<'_> {
     /// Reads and validates the config and prepares its generation, or says
     /// why not (nothing changed then).
     fn prepare_reload(&mut self) -> Result<u64, (Status, String)> {
-        let (config, source) = (self.loader)().map_err(|e| (Status::Config, e.to_string()))?;
-        let current = &self.generations[&self.pool.generation()];
+        let (config, source) =
+            (self.reloads.loader)().map_err(|e| (Status::Config, e.to_string()))?;
+        let current = &self.generations.all[&self.pool.generation()];
         if config.pidfile != current.config.pidfile
             || config.control_socket != current.config.control_socket
             || config.log != current.config.log
@@ -147,7 +167,7 @@ impl Master<'_> {
         current: &[Listener],
         specs: &[config::Listen],
     ) -> Result<Vec<Listener>, listeners::Error> {
-        if self.listeners_from_systemd {
+        if self.origin.listeners_from_systemd {
             return Ok(current.to_vec());
         }
         specs

@@ -36,84 +36,19 @@ use nix::unistd::Pid;
 
 use super::Master;
 use super::supervisor::{Event, Order, Scope};
-
-/// One process as `/proc/PID/stat` shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Proc {
-    pub(crate) pid: i32,
-    pub(crate) ppid: i32,
-    pub(crate) pgid: i32,
-    pub(crate) sid: i32,
-    /// Clock ticks after boot: with the pid, the process's identity.
-    pub(crate) start: u64,
-    pub(crate) zombie: bool,
-}
-
-/// Parses `/proc/PID/stat` (the name may hold spaces and parentheses:
-/// everything after the last `)` is fields).
-pub(crate) fn parse_stat(pid: i32, stat: &str) -> Option<Proc> {
-    let after = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = after.split(' ').collect();
-    Some(Proc {
-        pid,
-        zombie: matches!(fields.first()?.chars().next()?, 'Z' | 'X'),
-        ppid: fields.get(1)?.parse().ok()?,
-        pgid: fields.get(2)?.parse().ok()?,
-        sid: fields.get(3)?.parse().ok()?,
-        start: fields.get(19)?.parse().ok()?,
-    })
-}
-
-/// `/proc/PID/stat` of `pid`, parsed; `None` if it is gone.
-pub(crate) fn read_stat(pid: i32) -> Option<Proc> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(pid, &stat)
-}
-
-/// Every process on the host, by pid.
-fn snapshot() -> BTreeMap<i32, Proc> {
-    let mut procs = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return procs;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        if let Some(p) = read_stat(pid) {
-            procs.insert(pid, p);
-        }
-    }
-    procs
-}
-
-/// The children of `pid`, from `/proc/PID/task/TID/children` of each of
-/// its threads (a child is listed under the thread that forked it);
-/// `None` if the kernel does not offer those files.
-pub(super) fn children_of(pid: i32) -> Option<Vec<i32>> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut out = Vec::new();
-    for task in tasks.flatten() {
-        let text = std::fs::read_to_string(task.path().join("children")).ok()?;
-        out.extend(
-            text.split_ascii_whitespace()
-                .filter_map(|c| c.parse::<i32>().ok()),
-        );
-    }
-    Some(out)
-}
+use crate::procfs::{self, Stat as Proc, children_of, read_stat};
 
 /// The processes a look at `roots` needs, by pid: `roots`, the master's
 /// children that are not `workers` (the orphans it adopted: as a child
 /// subreaper, whatever a worker left that outlived its parent is among
 /// them), and every descendant of those. Everything a tree scope can hold
 /// is there, read in a few files per process of it, instead of every
-/// process of the host (`snapshot`, about 5 ms with 600 processes, which
+/// process of the host (`procfs::every_process`, about 5 ms with 600 processes, which
 /// a reload of 256 workers paid at each of its hundreds of looks). Falls
-/// back to `snapshot` where the kernel has no `children` files.
+/// back to `procfs::every_process` where the kernel has no `children` files.
 fn snapshot_of(roots: &BTreeSet<i32>, workers: &BTreeSet<i32>, me: i32) -> BTreeMap<i32, Proc> {
     let Some(mine) = children_of(me) else {
-        return snapshot();
+        return procfs::every_process();
     };
     let mut procs = BTreeMap::new();
     let mut todo: Vec<i32> = roots.iter().copied().collect();
@@ -209,12 +144,12 @@ impl Master<'_> {
         // Trees first: what they find, Everything need not find again.
         orders.sort_by_key(|o| o.scope);
         let workers: BTreeSet<i32> = self.pool.pids().iter().map(|p| p.as_raw()).collect();
-        let me = self.pid as i32;
+        let me = self.origin.pid as i32;
         // The final stop's scope is every process of the master: all of
         // /proc is as cheap as its tree then. Otherwise the trees ordered,
         // what earlier looks found, and the leaders of signalled groups.
         let procs = if orders.iter().any(|o| o.scope == Scope::Everything) {
-            snapshot()
+            procfs::every_process()
         } else {
             let mut roots: BTreeSet<i32> = self.remains.signalled_groups.clone();
             for order in &orders {
@@ -365,26 +300,6 @@ fn log_signal(scope: Scope, p: &Proc, signal: Signal) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_lines_are_read_whatever_the_name_holds() {
-        let stat =
-            "4242 (a) b (c)) S 1 4240 4239 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
-        assert_eq!(
-            parse_stat(4242, stat),
-            Some(Proc {
-                pid: 4242,
-                ppid: 1,
-                pgid: 4240,
-                sid: 4239,
-                start: 987654,
-                zombie: false
-            })
-        );
-        let zombie = stat.replace(") S ", ") Z ");
-        assert!(parse_stat(4242, &zombie).unwrap().zombie);
-        assert_eq!(parse_stat(1, "1 (init"), None);
-    }
 
     #[test]
     fn descendants_are_found_through_every_generation() {

@@ -25,22 +25,39 @@
 //! ([`Forked`]), which the master's loop polls beside everything else, so
 //! a pool of 256 is forked in one go rather than one `execve` after
 //! another.
+//!
+//! # Parts
+//!
+//! - this file: [`Plan`] (made by [`Plan::new`]), the one `fork` in
+//!   [`Plan::fork`] with the per-slot buffers it prepares, [`Forked`],
+//!   the fd limit, and [`Error`].
+//! - `command`: the program, argv and environment, as C strings.
+//! - `credentials`: the user and groups to drop to, looked up in advance.
+//! - `journal`: the journal stream each worker connects, prepared.
+//! - `inject`: what `workers.adopt` adds to an exec'd worker's
+//!   environment (the preload library, Node's `--require`).
+//! - `child`: the child's async-signal-safe steps from `fork` to `execve`.
 
 use std::ffi::{CString, OsStr, OsString, c_char};
 use std::io::Read;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
-use nix::unistd::{ForkResult, Gid, Pid, Uid, fork};
+use nix::unistd::{ForkResult, Pid, Uid, fork};
 
 use crate::config::{self, AppKind, Ready};
 use crate::env;
 use child::{Creds, Step};
+use command::{cstring, env_entry, environment, program};
+use credentials::{Credentials, credentials};
+use journal::{JournalPlan, journal_identifier};
 
 mod child;
+mod command;
+mod credentials;
 pub(crate) mod inject;
+mod journal;
 
 /// A listener as a plan passes it on: its name (`LISTEN_FDNAMES`) and its
 /// fd, owned by the master for as long as the plan may spawn.
@@ -98,59 +115,6 @@ pub(crate) fn raise_fd_limit() -> std::io::Result<u64> {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
     Ok(hard)
-}
-
-struct JournalPlan {
-    addr: libc::sockaddr_un,
-    addr_len: libc::socklen_t,
-    header: Vec<u8>,
-}
-
-/// journald's stream socket (`systemd-journald.socket`).
-const JOURNAL_STDOUT: &[u8] = b"/run/systemd/journal/stdout";
-
-impl JournalPlan {
-    /// `identifier` names the worker's lines (`SYSLOG_IDENTIFIER`).
-    fn new(identifier: &str) -> JournalPlan {
-        // SAFETY: sockaddr_un is plain data; all zero is a valid value.
-        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        for (dst, src) in addr.sun_path.iter_mut().zip(JOURNAL_STDOUT) {
-            *dst = *src as libc::c_char;
-        }
-        let addr_len = (std::mem::size_of::<libc::sa_family_t>() + JOURNAL_STDOUT.len() + 1)
-            as libc::socklen_t;
-        // The stream protocol's header: identifier, unit (empty: journald
-        // finds it from the cgroup), priority 6 (info), level prefixes
-        // ("<3>error") honoured, no forwarding to syslog, kmsg or console.
-        let identifier: String = identifier.chars().filter(|c| !c.is_control()).collect();
-        let header = format!("{identifier}\n\n6\n1\n0\n0\n0\n").into_bytes();
-        JournalPlan {
-            addr,
-            addr_len,
-            header,
-        }
-    }
-}
-
-struct Credentials {
-    uid: Uid,
-    gid: Gid,
-    groups: Vec<libc::gid_t>,
-    /// The highest capability number the kernel knows, for emptying the
-    /// bounding set in the child.
-    last_cap: libc::c_int,
-}
-
-/// `/proc/sys/kernel/cap_last_cap`, read here because the child may read
-/// no file; if it cannot be read, 63 (the child stops at the first
-/// capability the kernel calls invalid).
-fn last_capability() -> libc::c_int {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|n| (0..64).contains(n))
-        .unwrap_or(63)
 }
 
 /// What a plan needs to know about the world, read once by the caller.
@@ -229,22 +193,6 @@ impl Error {
             _ => crate::exit::Status::Failure,
         }
     }
-}
-
-fn cstring(bytes: impl Into<Vec<u8>>, what: &str) -> Result<CString, Error> {
-    CString::new(bytes).map_err(|_| Error::Nul {
-        what: what.to_string(),
-    })
-}
-
-fn env_entry(name: &[u8], value: &[u8]) -> Result<CString, Error> {
-    let mut entry = name.to_vec();
-    entry.push(b'=');
-    entry.extend_from_slice(value);
-    cstring(
-        entry,
-        &format!("environment variable {}", String::from_utf8_lossy(name)),
-    )
 }
 
 impl Plan {
@@ -460,116 +408,6 @@ impl Plan {
     }
 }
 
-/// The program, its argv (without a builtin worker's per-slot name) and,
-/// for builtin workers, the prefix of that name: `/proc/self/exe` (this
-/// very binary) for builtin workers, `workers.command` resolved on `PATH`
-/// as `hawkey check` resolved it for exec ones.
-fn program(inputs: &Inputs<'_>) -> Result<(CString, Vec<CString>, Option<String>), Error> {
-    let workers = &inputs.config.workers;
-    if workers.app == AppKind::Builtin {
-        let prefix = std::path::Path::new(inputs.argv0)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "hawkey".into());
-        return Ok((
-            cstring("/proc/self/exe", "program")?,
-            Vec::new(),
-            Some(prefix),
-        ));
-    }
-    let path_var = inputs
-        .environment
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_os_str());
-    // As `hawkey check` resolved it: from the worker's cwd, where it runs.
-    let resolved: PathBuf =
-        config::resolve_program_in(&workers.command[0], path_var, workers.cwd.as_deref())
-            .unwrap_or_else(|| PathBuf::from(&workers.command[0]));
-    let argv = workers
-        .command
-        .iter()
-        .map(|a| cstring(a.as_bytes(), "workers.command"))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((
-        cstring(resolved.into_os_string().into_vec(), "workers.command[0]")?,
-        argv,
-        None,
-    ))
-}
-
-/// The environment every worker of the generation gets, but for the
-/// per-slot entries: the master's own without the names hawkey sets
-/// (`env::WORKER_VARS`) or `workers.env` overrides, then `workers.env`,
-/// then what `inject` adds for exec'd workers (`LD_PRELOAD` and
-/// `NODE_OPTIONS` merged with the values they replace), then hawkey's
-/// variables.
-fn environment(inputs: &Inputs<'_>, heartbeat_usec: Option<u128>) -> Result<Vec<CString>, Error> {
-    let workers = &inputs.config.workers;
-    let builtin = workers.app == AppKind::Builtin;
-    let injected = inject::variables(inputs)?;
-    let merged = |name: &str| injected.iter().any(|(n, _)| *n == name);
-    let mut env = Vec::new();
-    for (name, value) in inputs.environment {
-        let name_str = name.to_string_lossy();
-        if env::is_reserved(&name_str)
-            || workers.env.contains_key(name_str.as_ref())
-            || merged(&name_str)
-        {
-            continue;
-        }
-        env.push(env_entry(name.as_bytes(), value.as_bytes())?);
-    }
-    for (name, value) in &workers.env {
-        if merged(name) {
-            continue;
-        }
-        env.push(env_entry(name.as_bytes(), value.as_bytes())?);
-    }
-    for (name, value) in &injected {
-        env.push(env_entry(name.as_bytes(), value.as_bytes())?);
-    }
-    let names: Vec<&str> = inputs.listeners.iter().map(|l| l.name).collect();
-    let (count, joined) = (inputs.listeners.len().to_string(), names.join(":"));
-    let generation = inputs.generation.to_string();
-    let mut ours: Vec<(&str, &[u8])> = vec![
-        (env::LISTEN_FDS, count.as_bytes()),
-        (env::LISTEN_FDNAMES, joined.as_bytes()),
-        (env::HAWKEY_GENERATION, generation.as_bytes()),
-        // The signal the master will stop this worker with, so that an
-        // app (the built-in one too) can drain on it.
-        (
-            env::HAWKEY_STOP_SIGNAL,
-            workers.stop_signal.0.as_str().as_bytes(),
-        ),
-    ];
-    let usec = heartbeat_usec.map(|u| u.to_string());
-    if let Some(usec) = &usec {
-        ours.push((env::WATCHDOG_USEC, usec.as_bytes()));
-    }
-    if builtin {
-        ours.push((env::HAWKEY_ROLE, b"worker"));
-        ours.push((env::HAWKEY_LOG, inputs.worker_log.as_bytes()));
-    }
-    for (name, value) in ours {
-        env.push(env_entry(name.as_bytes(), value)?);
-    }
-    Ok(env)
-}
-
-/// `SYSLOG_IDENTIFIER` of the workers' journal lines: `hawkey-worker` for
-/// builtin ones, the program's file name for exec ones.
-fn journal_identifier(inputs: &Inputs<'_>) -> String {
-    let workers = &inputs.config.workers;
-    if workers.app == AppKind::Builtin {
-        return "hawkey-worker".to_string();
-    }
-    std::path::Path::new(&workers.command[0])
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "hawkey-worker".into())
-}
-
 /// What [`Plan::fork`] builds for one slot. The pointer vectors point
 /// into the owned buffers (and the plan); moving this struct moves none of
 /// the heap data they point to.
@@ -627,56 +465,4 @@ impl std::os::fd::AsFd for Forked {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.report.as_fd()
     }
-}
-
-fn credentials(user: Option<&str>, group: Option<&str>) -> Result<Credentials, Error> {
-    let lookup = |what: String| move |source| Error::Lookup { what, source };
-    let user_entry = match user {
-        Some(name) => Some(
-            nix::unistd::User::from_name(name)
-                .map_err(lookup(format!("user '{name}'")))?
-                .ok_or(Error::Lookup {
-                    what: format!("user '{name}'"),
-                    source: Errno::ENOENT,
-                })?,
-        ),
-        None => None,
-    };
-    let gid = match group {
-        Some(name) => {
-            nix::unistd::Group::from_name(name)
-                .map_err(lookup(format!("group '{name}'")))?
-                .ok_or(Error::Lookup {
-                    what: format!("group '{name}'"),
-                    source: Errno::ENOENT,
-                })?
-                .gid
-        }
-        None => user_entry
-            .as_ref()
-            .map(|u| u.gid)
-            .unwrap_or_else(nix::unistd::getgid),
-    };
-    let uid = user_entry
-        .as_ref()
-        .map(|u| u.uid)
-        .unwrap_or_else(nix::unistd::getuid);
-    let groups = match &user_entry {
-        // The user's supplementary groups, as login(1) would set them.
-        Some(u) => {
-            let name = cstring(u.name.as_bytes(), "user name")?;
-            nix::unistd::getgrouplist(&name, gid)
-                .map_err(lookup(format!("groups of user '{}'", u.name)))?
-                .into_iter()
-                .map(|g| g.as_raw())
-                .collect()
-        }
-        None => vec![gid.as_raw()],
-    };
-    Ok(Credentials {
-        uid,
-        gid,
-        groups,
-        last_cap: last_capability(),
-    })
 }

@@ -14,6 +14,32 @@ use super::{
 };
 use crate::config::Span;
 
+/// The notice of `pid`, of `generation`, taking slot `s` over from `old`
+/// (which it recycles, or replaces in a reload); counts a recycle.
+fn took_over(s: &mut Slot, old: State, pid: Pid, generation: u64, by: Readiness) -> Notice {
+    match (s.recycle.in_flight, old.pid()) {
+        (Some(reason), Some(o)) => {
+            s.recycles += 1;
+            Notice::new(
+                Level::Info,
+                format!("worker {} recycled: pid {o} replaced by pid {pid}", s.id),
+            )
+            .recycle(reason)
+        }
+        _ => Notice::new(
+            Level::Info,
+            format!(
+                "worker {} (pid {pid}) of generation {generation} is ready ({by}){}",
+                s.id,
+                match old.pid() {
+                    Some(o) => format!(", stopping pid {o} of generation {}", s.generation),
+                    None => String::new(),
+                }
+            ),
+        ),
+    }
+}
+
 impl Pool {
     pub(super) fn on_spawned(
         &mut self,
@@ -156,28 +182,7 @@ impl Pool {
                     s.retiring.push((s.generation, retired));
                     tree = Some((p, signal, kill_at));
                 }
-                let notice = match (s.recycle.in_flight, old.pid()) {
-                    (Some(reason), Some(o)) => {
-                        s.recycles += 1;
-                        Notice::new(
-                            Level::Info,
-                            format!("worker {} recycled: pid {o} replaced by pid {pid}", s.id),
-                        )
-                        .recycle(reason)
-                    }
-                    _ => Notice::new(
-                        Level::Info,
-                        format!(
-                            "worker {} (pid {pid}) of generation {generation} is ready ({by}){}",
-                            s.id,
-                            match old.pid() {
-                                Some(o) =>
-                                    format!(", stopping pid {o} of generation {}", s.generation),
-                                None => String::new(),
-                            }
-                        ),
-                    ),
-                };
+                let notice = took_over(s, old, pid, generation, by);
                 out.notices
                     .push(notice.slot(s.id).pid(pid).generation(generation));
                 s.recycle = SlotRecycle {

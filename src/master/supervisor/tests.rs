@@ -726,18 +726,35 @@ fn drain(pool: &mut Pool, actions: &[Action], t: Instant) -> Vec<Action> {
     all
 }
 
+/// The pool's actions on `pid` of `generation` spawned for `slot`.
+fn spawned(pool: &mut Pool, slot: usize, generation: u64, new: Pid, t: Instant) -> Vec<Action> {
+    let event = Event::Spawned {
+        slot,
+        generation,
+        pid: new,
+    };
+    handle(pool, event, t)
+}
+
+/// The pool's actions on `pid` exiting with `exit`.
+fn exited(pool: &mut Pool, old: Pid, exit: Exit, t: Instant) -> Vec<Action> {
+    handle(pool, Event::Exited { pid: old, exit }, t)
+}
+
+/// The pool's actions on a reload to `generation` with `settings`.
+fn reload(pool: &mut Pool, settings: Settings, generation: u64, t: Instant) -> Vec<Action> {
+    let event = Event::Reload {
+        settings,
+        generation,
+    };
+    handle(pool, event, t)
+}
+
 #[test]
 fn a_reload_replaces_slots_one_by_one_and_never_has_fewer_ready_than_n() {
     let t0 = Instant::now();
     let mut pool = ready_pool(3, t0);
-    let actions = handle(
-        &mut pool,
-        Event::Reload {
-            settings: settings(3),
-            generation: 2,
-        },
-        t0,
-    );
+    let actions = reload(&mut pool, settings(3), 2, t0);
     assert_eq!(
         actions,
         vec![
@@ -751,18 +768,7 @@ fn a_reload_replaces_slots_one_by_one_and_never_has_fewer_ready_than_n() {
     let ready_count = |pool: &Pool| pool.slots().iter().filter(|s| s.state.is_ready()).count();
     for (i, old) in [100, 101, 102].into_iter().enumerate() {
         let new = pid(200 + i as i32);
-        assert!(
-            handle(
-                &mut pool,
-                Event::Spawned {
-                    slot: i,
-                    generation: 2,
-                    pid: new
-                },
-                t0
-            )
-            .is_empty()
-        );
+        assert!(spawned(&mut pool, i, 2, new, t0).is_empty());
         assert_eq!(
             ready_count(&pool),
             3,
@@ -796,14 +802,7 @@ fn a_reload_replaces_slots_one_by_one_and_never_has_fewer_ready_than_n() {
     // The drained workers' exits are expected: no respawn; the last one
     // finishes the reload.
     for old in [100, 101, 102] {
-        let actions = handle(
-            &mut pool,
-            Event::Exited {
-                pid: pid(old),
-                exit: Exit::Code(0),
-            },
-            t0,
-        );
+        let actions = exited(&mut pool, pid(old), Exit::Code(0), t0);
         if old < 102 {
             assert!(actions.is_empty(), "{actions:?}");
         } else {
@@ -868,24 +867,9 @@ fn workers_are_stopped_as_their_own_generation_says() {
 fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_serving() {
     let t0 = Instant::now();
     let mut pool = ready_pool(2, t0);
-    handle(
-        &mut pool,
-        Event::Reload {
-            settings: settings(2),
-            generation: 2,
-        },
-        t0,
-    );
+    reload(&mut pool, settings(2), 2, t0);
     // Slot 0 is replaced fine.
-    handle(
-        &mut pool,
-        Event::Spawned {
-            slot: 0,
-            generation: 2,
-            pid: pid(200),
-        },
-        t0,
-    );
+    spawned(&mut pool, 0, 2, pid(200), t0);
     let a = handle(&mut pool, Event::Ready { pid: pid(200) }, t0);
     assert_eq!(
         a[1],
@@ -895,23 +879,8 @@ fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_se
         }
     );
     // Slot 1's new worker crashes before it is ready.
-    handle(
-        &mut pool,
-        Event::Spawned {
-            slot: 1,
-            generation: 2,
-            pid: pid(201),
-        },
-        t0,
-    );
-    let a = handle(
-        &mut pool,
-        Event::Exited {
-            pid: pid(201),
-            exit: Exit::Code(1),
-        },
-        t0,
-    );
+    spawned(&mut pool, 1, 2, pid(201), t0);
+    let a = exited(&mut pool, pid(201), Exit::Code(1), t0);
     // Rollback: slot 0 is replaced back with generation 1; slot 1's old worker never stopped.
     assert_eq!(
         a,
@@ -927,15 +896,7 @@ fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_se
         "{}",
         pool.status_line()
     );
-    handle(
-        &mut pool,
-        Event::Spawned {
-            slot: 0,
-            generation: 1,
-            pid: pid(300),
-        },
-        t0,
-    );
+    spawned(&mut pool, 0, 1, pid(300), t0);
     let a = handle(&mut pool, Event::Ready { pid: pid(300) }, t0);
     assert_eq!(
         a[0],
@@ -951,26 +912,8 @@ fn a_new_worker_that_fails_rolls_the_reload_back_and_the_old_generation_keeps_se
             .all(|s| s.generation == 1 && s.state.is_ready())
     );
     // Reported once the replaced workers are gone.
-    let exit = Exit::Code(0);
-    assert!(
-        handle(
-            &mut pool,
-            Event::Exited {
-                pid: pid(100),
-                exit
-            },
-            t0
-        )
-        .is_empty()
-    );
-    let a = handle(
-        &mut pool,
-        Event::Exited {
-            pid: pid(200),
-            exit: Exit::Code(0),
-        },
-        t0,
-    );
+    assert!(exited(&mut pool, pid(100), Exit::Code(0), t0).is_empty());
+    let a = exited(&mut pool, pid(200), Exit::Code(0), t0);
     assert_eq!(
         a,
         [Action::ReloadFinished(ReloadOutcome::RolledBack {
@@ -1279,23 +1222,11 @@ fn a_reload_with_a_surge_replaces_that_many_at_once_and_never_has_fewer_ready_th
         slot,
         generation: 2,
     };
-    let actions = handle(
-        &mut pool,
-        Event::Reload {
-            settings: surge2,
-            generation: 2,
-        },
-        t0,
-    );
+    let actions = reload(&mut pool, surge2, 2, t0);
     assert_eq!(actions, vec![Action::AnnounceReloading, spawn(0), spawn(1)]);
     let ready_count = |pool: &Pool| pool.slots().iter().filter(|s| s.state.is_ready()).count();
     for slot in [0, 1] {
-        let spawned = Event::Spawned {
-            slot,
-            generation: 2,
-            pid: pid(200 + slot as i32),
-        };
-        assert!(handle(&mut pool, spawned, t0).is_empty());
+        assert!(spawned(&mut pool, slot, 2, pid(200 + slot as i32), t0).is_empty());
     }
     assert_eq!(ready_count(&pool), 4, "the old workers serve meanwhile");
     // One new worker ready: its old one stops, the next slot begins; two
@@ -1310,13 +1241,7 @@ fn a_reload_with_a_surge_replaces_that_many_at_once_and_never_has_fewer_ready_th
     let actions = handle(&mut pool, Event::Ready { pid: pid(201) }, t0);
     assert_eq!(actions, vec![term(101), spawn(3)]);
     for slot in [2, 3] {
-        let new = pid(200 + slot as i32);
-        let spawned = Event::Spawned {
-            slot,
-            generation: 2,
-            pid: new,
-        };
-        handle(&mut pool, spawned, t0);
+        spawned(&mut pool, slot, 2, pid(200 + slot as i32), t0);
     }
     assert_eq!(
         handle(&mut pool, Event::Ready { pid: pid(202) }, t0),
@@ -1329,11 +1254,7 @@ fn a_reload_with_a_surge_replaces_that_many_at_once_and_never_has_fewer_ready_th
     assert_eq!(ready_count(&pool), 4);
     // Finished once the last retired worker is gone.
     for old in 100..104 {
-        let exited = Event::Exited {
-            pid: pid(old),
-            exit: Exit::Code(0),
-        };
-        let actions = handle(&mut pool, exited, t0);
+        let actions = exited(&mut pool, pid(old), Exit::Code(0), t0);
         if old < 103 {
             assert!(actions.is_empty(), "{actions:?}");
         } else {
@@ -1345,14 +1266,7 @@ fn a_reload_with_a_surge_replaces_that_many_at_once_and_never_has_fewer_ready_th
     // 100%: the whole generation at once.
     let mut all = settings(4);
     all.surge = 4;
-    let actions = handle(
-        &mut pool,
-        Event::Reload {
-            settings: all,
-            generation: 3,
-        },
-        t0,
-    );
+    let actions = reload(&mut pool, all, 3, t0);
     let spawns = actions
         .iter()
         .filter(|a| matches!(a, Action::Spawn { generation: 3, .. }))

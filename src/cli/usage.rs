@@ -3,11 +3,10 @@
 //!
 //! # Parts
 //!
-//! - [`Snapshot`]: one pass over `/proc/*/stat`: every process's parent,
-//!   CPU time and resident set, at one moment.
+//! - [`Snapshot`]: one pass over `/proc/*/stat` ([`crate::procfs`]):
+//!   every process's parent, CPU time and resident set, at one moment.
 //! - [`Sample`]: two snapshots [`INTERVAL`] apart; the CPU% and RSS of a
 //!   process and all its descendants ([`Sample::tree`]).
-//! - [`parse_stat`]: one `/proc/PID/stat` line.
 //!
 //! CPU% is a rate, as top(1) shows it: the CPU time the tree used between
 //! the two snapshots over the time between them, 100% being one core.
@@ -20,33 +19,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use crate::procfs::{self, Stat};
+
 /// The time between the two snapshots of a [`Sample`].
 pub(super) const INTERVAL: Duration = Duration::from_millis(200);
-
-/// What `/proc/PID/stat` says of a process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Stat {
-    pub(super) ppid: i32,
-    /// `utime + stime`, in clock ticks.
-    pub(super) ticks: u64,
-    /// Resident pages.
-    pub(super) rss_pages: u64,
-}
-
-/// The fields of one `/proc/PID/stat` line; `None` if it is not one. The
-/// command name (field 2, in parentheses) may hold anything, spaces and
-/// `)` included, so the fields are counted from the last `)`.
-pub(super) fn parse_stat(line: &str) -> Option<Stat> {
-    let rest = &line[line.rfind(')')? + 1..];
-    // Field 3 (state) is the first after the name.
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
-    Some(Stat {
-        ppid: fields.get(1)?.parse().ok()?,
-        ticks: field(14)?.checked_add(field(15)?)?,
-        rss_pages: field(24)?,
-    })
-}
 
 /// Every process's [`Stat`] at one moment.
 #[derive(Clone, Debug)]
@@ -59,24 +35,11 @@ impl Snapshot {
     /// Reads `/proc/*/stat`; what cannot be read (gone, hidden) is left
     /// out.
     pub(super) fn take() -> Snapshot {
-        let mut procs = BTreeMap::new();
         let at = Instant::now();
-        if let Ok(dir) = std::fs::read_dir("/proc") {
-            for entry in dir.flatten() {
-                let Some(pid) = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| n.parse::<i32>().ok())
-                else {
-                    continue;
-                };
-                let text = std::fs::read_to_string(entry.path().join("stat"));
-                if let Some(stat) = text.ok().as_deref().and_then(parse_stat) {
-                    procs.insert(pid, stat);
-                }
-            }
+        Snapshot {
+            at,
+            procs: procfs::every_process(),
         }
-        Snapshot { at, procs }
     }
 
     /// A snapshot of the given processes, for tests.
@@ -233,39 +196,14 @@ pub(super) fn format_bytes(bytes: u64) -> String {
 mod tests {
     use super::*;
 
-    /// A real line (a Node worker), fields 1-52.
-    const NODE: &str = "4243 (node) S 4242 4242 4242 0 -1 4194560 5912 0 0 0 130 27 0 0 20 0 7 0 113376 1090514944 12034 18446744073709551615 1 1 0 0 0 0 0 4096 134234626 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0";
-
-    #[test]
-    fn a_stat_line_gives_parent_cpu_ticks_and_resident_pages() {
-        assert_eq!(
-            parse_stat(NODE),
-            Some(Stat {
-                ppid: 4242,
-                ticks: 157,
-                rss_pages: 12034
-            })
-        );
-    }
-
-    #[test]
-    fn a_command_name_with_blanks_and_parentheses_is_skipped_whole() {
-        let line = NODE.replace("(node)", "(a) S 1 (b c)");
-        assert_eq!(parse_stat(&line).unwrap().ppid, 4242);
-        assert_eq!(parse_stat(&line).unwrap().rss_pages, 12034);
-    }
-
-    #[test]
-    fn a_truncated_or_garbled_line_is_not_a_stat() {
-        assert_eq!(parse_stat(""), None);
-        assert_eq!(parse_stat("4243 (node"), None);
-        assert_eq!(parse_stat("4243 (node) S 4242 4242"), None);
-        assert_eq!(parse_stat(&NODE.replace(" 130 ", " x ")), None);
-    }
-
     fn stat(ppid: i32, ticks: u64, rss_pages: u64) -> Stat {
         Stat {
+            pid: 0,
             ppid,
+            pgid: 0,
+            sid: 0,
+            start: 0,
+            zombie: false,
             ticks,
             rss_pages,
         }
