@@ -16,6 +16,11 @@ impl TestDir {
             std::env::temp_dir().join(format!("hawkey-unit-{}-{n}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();
+        // 0755 whatever the umask is now: the master narrows it for an
+        // instant around each socket it binds (single-threaded, that is
+        // sound), and unit tests that bind run beside this one.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         TestDir(dir)
     }
 
