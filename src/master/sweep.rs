@@ -119,6 +119,20 @@ impl Remains {
     }
 }
 
+/// Processes by pid.
+type Procs = BTreeMap<i32, Proc>;
+/// Each pid's children.
+type Children = BTreeMap<i32, Vec<i32>>;
+
+/// Each process's children, from the parents `procs` names.
+fn children_map(procs: &Procs) -> Children {
+    let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for p in procs.values() {
+        children.entry(p.ppid).or_default().push(p.pid);
+    }
+    children
+}
+
 /// Everything descended from `roots` (not the roots themselves).
 fn descendants(roots: &BTreeSet<i32>, children: &BTreeMap<i32, Vec<i32>>) -> BTreeSet<i32> {
     let mut found = BTreeSet::new();
@@ -148,7 +162,8 @@ impl Master<'_> {
         // The final stop's scope is every process of the master: all of
         // /proc is as cheap as its tree then. Otherwise the trees ordered,
         // what earlier looks found, and the leaders of signalled groups.
-        let procs = if orders.iter().any(|o| o.scope == Scope::Everything) {
+        let whole = orders.iter().any(|o| o.scope == Scope::Everything);
+        let procs = if whole {
             procfs::every_process()
         } else {
             let mut roots: BTreeSet<i32> = self.remains.signalled_groups.clone();
@@ -162,10 +177,9 @@ impl Master<'_> {
             }
             snapshot_of(&roots, &workers, me)
         };
-        let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-        for p in procs.values() {
-            children.entry(p.ppid).or_default().push(p.pid);
-        }
+        let children = children_map(&procs);
+        // Every process of the host, read only to confirm a tree empty.
+        let mut host: Option<(Procs, Children)> = None;
         let alive = |pid: i32| procs.get(&pid).is_some_and(|p| !p.zombie);
         self.remains
             .signalled_groups
@@ -184,7 +198,24 @@ impl Master<'_> {
                 }
                 Scope::Everything => false,
             };
-            let found = self.find(order.scope, reused, &procs, &children, &workers, me);
+            let worker_gone = match order.scope {
+                Scope::Tree(w) => reused || !alive(w.as_raw()),
+                Scope::Everything => true,
+            };
+            let mut found = self.find(order.scope, reused, &procs, &children, &workers, me);
+            if found.is_empty() && worker_gone && !whole {
+                // A walk down the children files misses a process whose
+                // parent exits between two reads (it moves up to the
+                // master meanwhile): a tree whose worker is gone is found
+                // empty only by a look at every process, each read once
+                // (once per retired worker, at its sweep's end).
+                let (all, all_children) = host.get_or_insert_with(|| {
+                    let all = procfs::every_process();
+                    let map = children_map(&all);
+                    (all, map)
+                });
+                found = self.find(order.scope, reused, all, all_children, &workers, me);
+            }
             let record = self.remains.records.entry(order.scope).or_default();
             record.known = found.iter().map(|p| (p.pid, p.start)).collect();
             record.sent.retain(|k, _| record.known.contains(k));
@@ -202,10 +233,6 @@ impl Master<'_> {
                 log_signal(order.scope, p, order.signal);
                 let _ = nix::sys::signal::kill(Pid::from_raw(p.pid), order.signal);
             }
-            let worker_gone = match order.scope {
-                Scope::Tree(w) => reused || !alive(w.as_raw()),
-                Scope::Everything => true,
-            };
             if found.is_empty() && worker_gone {
                 self.remains.records.remove(&order.scope);
                 self.queue.push_back(Event::Swept { scope: order.scope });
