@@ -32,8 +32,11 @@ pub(crate) enum Command {
     },
     /// Validate the configuration and print it as it takes effect.
     ///
-    /// With the flags of `hawkey run`, prints the configuration they make,
-    /// ready to save as hawkey.yaml.
+    /// Also finds what `hawkey run` would refuse or fail on, and exits as
+    /// run would: a missing script of an interpreter (78), a listen
+    /// address another process holds (1), a pidfile or control-socket
+    /// directory that cannot be used (73). With the flags of `hawkey run`,
+    /// prints the configuration they make, ready to save as hawkey.yaml.
     Check {
         #[command(flatten)]
         config: ConfigArg,
