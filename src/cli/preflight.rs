@@ -111,10 +111,10 @@ fn interpreter_name(program: &str) -> &str {
     }
 }
 
-/// The script `command` tells its interpreter to run: its index and
-/// text. `None` when the program is no interpreter listed here or the
+/// The script `command` tells its interpreter to run: its index, its
+/// text and the interpreter's name. `None` when the program is no interpreter listed here or the
 /// code comes another way (`python3 -m app`, `node -e CODE`, `sh -c CMD`).
-fn script_of(command: &[String]) -> Option<(usize, &str)> {
+fn script_of(command: &[String]) -> Option<(usize, &str, &str)> {
     let mut args = command.iter().enumerate();
     let (_, program) = args.next()?;
     let mut name = interpreter_name(program);
@@ -139,7 +139,7 @@ fn script_of(command: &[String]) -> Option<(usize, &str)> {
             return None;
         }
         if arg == "--" {
-            return args.next().map(|(i, a)| (i, a.as_str()));
+            return args.next().map(|(i, a)| (i, a.as_str(), name));
         }
         if arg.starts_with('-') || arg.starts_with('+') {
             if valued.contains(&arg.as_str()) {
@@ -147,7 +147,7 @@ fn script_of(command: &[String]) -> Option<(usize, &str)> {
             }
             continue;
         }
-        return Some((i, arg));
+        return Some((i, arg, name));
     }
     None
 }
@@ -159,7 +159,7 @@ fn script(config: &Config) -> Result<(), String> {
     if workers.app != AppKind::Exec {
         return Ok(());
     }
-    let Some((i, script)) = script_of(&workers.command) else {
+    let Some((i, script, interpreter)) = script_of(&workers.command) else {
         return Ok(());
     };
     let cwd = workers.cwd.clone().or_else(|| std::env::current_dir().ok());
@@ -180,8 +180,7 @@ fn script(config: &Config) -> Result<(), String> {
         (None, None) => String::new(),
     };
     Err(format!(
-        "workers.command[{i}]: '{script}' does not exist{looked_in}: {} would exit at once in every worker",
-        workers.command[0]
+        "workers.command[{i}]: '{script}' does not exist{looked_in}: {interpreter} would exit at once in every worker"
     ))
 }
 
@@ -403,18 +402,18 @@ mod tests {
     #[test]
     fn the_script_of_an_interpreter_is_its_first_operand() {
         for (command, script) in [
-            ("node server.js", Some((1, "server.js"))),
+            ("node server.js", Some((1, "server.js", "node"))),
             (
                 "/usr/bin/node --enable-source-maps -r dotenv/config app.js --port 3",
-                Some((4, "app.js")),
+                Some((4, "app.js", "node")),
             ),
-            ("node --require=./x.js app.js", Some((2, "app.js"))),
-            ("python3.11 -u app.py", Some((2, "app.py"))),
+            ("node --require=./x.js app.js", Some((2, "app.js", "node"))),
+            ("python3.11 -u app.py", Some((2, "app.py", "python3"))),
             (
                 "/usr/bin/env NODE_ENV=production node main.js",
-                Some((3, "main.js")),
+                Some((3, "main.js", "node")),
             ),
-            ("sh -e start.sh", Some((2, "start.sh"))),
+            ("sh -e start.sh", Some((2, "start.sh", "sh"))),
             ("python3 -m http.server 8000", None),
             ("python3 -mhttp.server", None),
             ("node -e console.log(1)", None),
