@@ -62,9 +62,23 @@ pub(super) fn inspect(config: &Config, runtime_dir: Option<&Path>) -> Findings {
             message,
         });
     }
-    runtime(config, runtime_dir, &mut found);
-    listeners(config, runtime_dir, &mut found);
+    let running = running_master(config, runtime_dir);
+    // A master running this file has its directories already (and a new
+    // one would stop at its lock: 75): only without one are they looked at.
+    if running.is_none() {
+        runtime(config, runtime_dir, &mut found);
+    }
+    listeners(config, running, &mut found);
     found
+}
+
+/// The pid of a hawkey master running this configuration: the one its
+/// pidfile names, if that process is alive and is hawkey.
+fn running_master(config: &Config, runtime_dir: Option<&Path>) -> Option<u32> {
+    let text = std::fs::read(paths::pidfile(config, runtime_dir)?).ok()?;
+    let pid = crate::pid::parse(&text)?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    comm.starts_with("hawkey").then_some(pid)
 }
 
 /// The interpreters whose first operand is a script file, and for each
@@ -241,11 +255,7 @@ fn directory_usable(file: &Path, what: &'static str) -> Result<(), String> {
 
 /// Each TCP listener's address must be free, or held by this instance's
 /// running master or by systemd (socket activation).
-fn listeners(config: &Config, runtime_dir: Option<&Path>, found: &mut Findings) {
-    let running = paths::pidfile(config, runtime_dir).and_then(|p| {
-        let text = std::fs::read(p).ok()?;
-        crate::pid::parse(&text)
-    });
+fn listeners(config: &Config, running: Option<u32>, found: &mut Findings) {
     for (i, listener) in config.listen.iter().enumerate() {
         let Address::Tcp(addr) = listener.address else {
             continue;
