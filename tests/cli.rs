@@ -13,6 +13,7 @@ use std::time::Duration;
 use support::*;
 
 /// What a finished command left: exit code, stdout, stderr.
+#[derive(Debug)]
 struct Output {
     code: Option<i32>,
     stdout: String,
@@ -614,8 +615,24 @@ fn a_relative_command_is_checked_in_workers_cwd_not_in_hawkeys() {
 
 #[test]
 fn bare_check_uses_the_default_path_or_else_the_built_in_default() {
-    let out = output(hawkey_command(&["check"]));
+    // The host's own directories: the machine's /etc/hawkey (if any) is
+    // the one read, and a runtime directory of the test's, so that a user
+    // without $XDG_RUNTIME_DIR is not warned about it here.
+    let dir = TempDir::new("cli-bare-check");
+    let mut cmd = hawkey_command(&["check"]);
+    cmd.env("HAWKEY_RUNTIME_ROOT", dir.path());
+    let out = output(cmd);
     let default = Path::new("/etc/hawkey/hawkey.yaml");
+    // The built-in default listens on 127.0.0.1:8080: check says so when
+    // something else holds it (a hawkey the developer runs, say).
+    if !default.exists() && TcpListener::bind("127.0.0.1:8080").is_err() {
+        assert!(
+            out.code == Some(1) && out.stderr.contains("listen[0].address: 127.0.0.1:8080 is already in use by pid")
+                || out.code == Some(0) && out.stdout.contains("# listen[0].address: 127.0.0.1:8080 is in use by a process this user cannot see"),
+            "{out:?}"
+        );
+        return;
+    }
     if default.exists() {
         // This machine has an installed config: that file is the one read.
         match out.code {
