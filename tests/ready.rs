@@ -542,9 +542,14 @@ fn with_the_library_loaded_its_report_comes_first() {
         let (mut hawkey, _notify, _) = start_ready(&dir, &config);
         hawkey.wait_log("all 2 workers ready", START);
         let log = hawkey.log.lock().unwrap().clone();
-        assert_eq!(
-            ready_pids(&log, "HAWKEY_ACCEPTING=1").len(),
-            2,
+        // Usually both by the report; with both cores busy the master's
+        // probe may see one accepting first (seen once in 7 runs of the
+        // first tier under a CPU hog): the report has come for at least
+        // one, and nothing else made a worker ready.
+        let by_report = ready_pids(&log, "HAWKEY_ACCEPTING=1").len();
+        let by_probe = ready_pids(&log, "seen accepting on http").len();
+        assert!(
+            by_report >= 1 && by_report + by_probe == 2,
             "{mode}: {}",
             log.join("\n")
         );
